@@ -1,0 +1,17 @@
+//! Rust implementation of the CNI protocol (spec 1.1) and the mechanisms behind
+//! our drop-in `bridge` and `host-local` plugins, plus a small libcni-like
+//! runtime and a kubelet-like harness.
+
+pub mod args;
+pub mod delegate;
+pub mod error;
+pub mod firewall;
+pub mod harness;
+pub mod ipam;
+pub mod log;
+pub mod netlink;
+pub mod netns;
+pub mod runtime;
+pub mod skel;
+pub mod spec;
+pub mod sysctl;

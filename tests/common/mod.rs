@@ -1,0 +1,361 @@
+//! Helpers shared by the integration tests: throwaway network namespaces,
+//! unique temp dirs, and running a plugin binary through the CNI protocol.
+//!
+//! Network safety: every test that touches the kernel first calls
+//! [`NodeNs::enter`], which moves the *test thread* into a fresh network
+//! namespace (the fake "node") and asserts that it is not the machine's own.
+//! Processes spawned from that thread inherit it. The namespace disappears
+//! with the thread, so nothing leaks even when the test panics.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// True when running as root; tests that need root call [`require_root!`].
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skip a root-only test when not root, but never under `CI=true`.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::common::is_root() {
+            if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+                panic!("CI=true: this test needs root and must not be skipped");
+            }
+            eprintln!("skipped: needs root (network namespaces); run as root to execute it");
+            return;
+        }
+    };
+}
+
+fn netns_inode(path: &str) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {path}: {e}"))
+        .ino()
+}
+
+/// Inode of the network namespace the process started in (the machine's).
+pub fn root_netns_inode() -> u64 {
+    netns_inode("/proc/self/ns/net")
+}
+
+/// The current thread's network namespace inode.
+pub fn thread_netns_inode() -> u64 {
+    netns_inode("/proc/thread-self/ns/net")
+}
+
+/// The fake node: the calling test thread moved into a fresh netns with `lo` up.
+pub struct NodeNs {
+    /// `/proc/<pid>/task/<tid>/ns/net` of the test thread: usable by `nsenter`.
+    pub path: PathBuf,
+}
+
+impl NodeNs {
+    /// Unshares the test thread's network namespace. Panics if that fails or
+    /// if the thread somehow stays in the original namespace.
+    pub fn enter() -> NodeNs {
+        let before = thread_netns_inode();
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        let after = thread_netns_inode();
+        assert_ne!(before, after, "still in the original netns after unshare");
+        // PID 1's netns may be unreadable in a sandbox; check it when we can.
+        if let Ok(meta) = std::fs::metadata("/proc/1/ns/net") {
+            assert_ne!(after, meta.ino(), "refusing to act in the root netns");
+        }
+        let status = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip link set lo up failed");
+        NodeNs {
+            path: PathBuf::from(format!(
+                "/proc/{}/task/{}/ns/net",
+                std::process::id(),
+                nix::unistd::gettid()
+            )),
+        }
+    }
+
+    /// Panics unless the calling thread is in this node's namespace; call
+    /// before any command that changes kernel state.
+    pub fn assert_inside(&self) {
+        assert_eq!(
+            thread_netns_inode(),
+            netns_inode(self.path.to_str().expect("utf-8 path")),
+            "not inside the test node netns"
+        );
+    }
+}
+
+/// A pod sandbox netns held open by a parked thread (the "pause" process).
+/// Dropping it releases the thread, and the namespace vanishes.
+pub struct PodNs {
+    /// `/proc/<pid>/task/<tid>/ns/net` of the parked thread: pass as `CNI_NETNS`.
+    pub path: PathBuf,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PodNs {
+    /// Creates a fresh netns (with `lo` down, as a runtime would).
+    pub fn new() -> PodNs {
+        let (path_tx, path_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare pod netns");
+            let path = format!(
+                "/proc/{}/task/{}/ns/net",
+                std::process::id(),
+                nix::unistd::gettid()
+            );
+            path_tx
+                .send(PathBuf::from(path))
+                .expect("send pod netns path");
+            let _ = stop_rx.recv();
+        });
+        let path = path_rx.recv().expect("pod netns thread died");
+        PodNs {
+            path,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs a command inside this pod netns (via `nsenter --net`).
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path.display()));
+        cmd.args(argv);
+        cmd.output().expect("run nsenter")
+    }
+
+    /// `ip -j <args>` inside the pod, parsed.
+    pub fn ip_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut argv = vec!["ip", "-j"];
+        argv.extend_from_slice(args);
+        let out = self.exec(&argv);
+        assert!(
+            out.status.success(),
+            "ip {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("ip -j output is JSON")
+    }
+}
+
+impl Drop for PodNs {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `ip -j <args>` in the calling thread's netns (the node), parsed.
+pub fn ip_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("ip")
+        .arg("-j")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.iter().all(|b| b.is_ascii_whitespace()) {
+        return serde_json::Value::Array(vec![]);
+    }
+    serde_json::from_slice(&out.stdout).expect("ip -j output is JSON")
+}
+
+/// A unique, empty temp dir removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("cni-rs-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Path of one of our built binaries, e.g. `bin("bridge")`.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "bridge" => PathBuf::from(env!("CARGO_BIN_EXE_bridge")),
+        "host-local" => PathBuf::from(env!("CARGO_BIN_EXE_host-local")),
+        "kubesim" => PathBuf::from(env!("CARGO_BIN_EXE_kubesim")),
+        "cni-bench" => PathBuf::from(env!("CARGO_BIN_EXE_cni-bench")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// Directory holding our plugin binaries: use as `CNI_PATH`.
+pub fn our_cni_path() -> PathBuf {
+    bin("host-local").parent().expect("bin dir").to_path_buf()
+}
+
+/// Debian's reference plugins (package `containernetworking-plugins`).
+pub const REFERENCE_CNI_PATH: &str = "/usr/lib/cni";
+
+/// One plugin invocation: env (CNI_* etc.) and stdin.
+#[derive(Clone, Debug, Default)]
+pub struct PluginCall {
+    pub env: BTreeMap<String, String>,
+    pub stdin: Vec<u8>,
+}
+
+impl PluginCall {
+    /// A call with the usual CNI env for `command`.
+    pub fn new(
+        command: &str,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        cni_path: &Path,
+    ) -> Self {
+        let mut env = BTreeMap::new();
+        env.insert("CNI_COMMAND".into(), command.into());
+        env.insert("CNI_CONTAINERID".into(), container_id.into());
+        env.insert("CNI_NETNS".into(), netns.into());
+        env.insert("CNI_IFNAME".into(), ifname.into());
+        env.insert("CNI_PATH".into(), cni_path.display().to_string());
+        PluginCall {
+            env,
+            stdin: Vec::new(),
+        }
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+    pub fn stdin(mut self, s: impl Into<Vec<u8>>) -> Self {
+        self.stdin = s.into();
+        self
+    }
+}
+
+/// The outcome of running a plugin.
+#[derive(Debug)]
+pub struct PluginRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub call: PluginCall,
+    pub binary: PathBuf,
+}
+
+impl PluginRun {
+    /// stdout parsed as JSON (panics with full context if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:#?}"))
+    }
+    /// Panics with the whole call unless the plugin exited 0.
+    pub fn expect_ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "plugin failed:\n{self:#?}");
+        self
+    }
+    /// Panics unless the plugin exited 1 with a CNI error of `code`; returns the error JSON.
+    pub fn expect_err(&self, code: u64) -> serde_json::Value {
+        assert_eq!(self.code, Some(1), "expected exit 1:\n{self:#?}");
+        let v = self.json();
+        assert_eq!(
+            v["code"].as_u64(),
+            Some(code),
+            "wrong error code:\n{self:#?}"
+        );
+        assert!(
+            v["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "error without msg:\n{self:#?}"
+        );
+        v
+    }
+}
+
+/// Runs `binary` with a clean env (plus PATH) and the call's env and stdin.
+/// stdin is written from a separate thread to avoid pipe deadlocks.
+pub fn run_plugin(binary: &Path, call: &PluginCall) -> PluginRun {
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        )
+        .envs(&call.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = call.stdin.clone();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait plugin");
+    let _ = writer.join();
+    PluginRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        call: call.clone(),
+        binary: binary.to_path_buf(),
+    }
+}
+
+/// Every config version a drop-in must accept.
+pub const ALL_VERSIONS: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
+
+/// Lists every file under `dir` with its bytes and mode, for byte-for-byte
+/// comparisons of host-local stores.
+pub fn tree_snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in rd.flatten() {
+            let p = entry.path();
+            let meta = std::fs::symlink_metadata(&p).expect("stat");
+            let rel = p.strip_prefix(base).expect("prefix").display().to_string();
+            if meta.is_dir() {
+                out.insert(format!("{rel}/"), (Vec::new(), meta.mode() & 0o7777));
+                walk(base, &p, out);
+            } else {
+                out.insert(
+                    rel,
+                    (std::fs::read(&p).unwrap_or_default(), meta.mode() & 0o7777),
+                );
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
