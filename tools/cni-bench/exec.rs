@@ -1,0 +1,167 @@
+//! One plugin execution, timed from spawn to reap, with the child's
+//! resource usage from `wait4` (its `ru_maxrss` covers the children it
+//! waited for too: host-local, iptables, ...).
+
+use crate::error::{BenchError, Result};
+use crate::util;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// The PATH plugins get (they exec iptables/nft/host-local by name).
+const PLUGIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A CNI invocation: environment and stdin.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub command: &'static str,
+    pub container_id: String,
+    pub netns: Option<PathBuf>,
+    pub ifname: String,
+    pub cni_path: PathBuf,
+    pub stdin: Vec<u8>,
+}
+
+impl Call {
+    pub fn new(command: &'static str, container_id: &str, netns: &Path, cni_path: &Path) -> Call {
+        Call {
+            command,
+            container_id: container_id.to_string(),
+            netns: Some(netns.to_path_buf()),
+            ifname: "eth0".to_string(),
+            cni_path: cni_path.to_path_buf(),
+            stdin: Vec::new(),
+        }
+    }
+
+    pub fn stdin(mut self, v: &serde_json::Value) -> Call {
+        self.stdin = v.to_string().into_bytes();
+        self
+    }
+}
+
+/// What one execution produced and cost.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Wall time from just before spawn to just after reaping, in ms.
+    pub elapsed_ms: f64,
+    /// Exit code, or minus the signal number.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak RSS of the child and the descendants it reaped, KiB.
+    pub maxrss_kib: u64,
+    /// User + system CPU time of the same tree, ms.
+    pub cpu_ms: f64,
+}
+
+impl Outcome {
+    /// Fails unless the plugin exited 0.
+    pub fn ok(self, side: &str, what: &str) -> Result<Outcome> {
+        if self.code == 0 {
+            Ok(self)
+        } else {
+            Err(BenchError::Plugin {
+                side: side.into(),
+                what: what.into(),
+                code: self.code,
+                stdout: self.stdout.trim().to_string(),
+                stderr: if self.stderr.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(" / stderr: {}", self.stderr.trim())
+                },
+            })
+        }
+    }
+
+    /// stdout as JSON.
+    pub fn json(&self, side: &str, what: &str) -> Result<serde_json::Value> {
+        serde_json::from_str(&self.stdout).map_err(|e| BenchError::Output {
+            side: side.into(),
+            what: what.into(),
+            detail: format!("{e}: {:?}", self.stdout),
+        })
+    }
+}
+
+fn tv_ms(tv: nix::libc::timeval) -> f64 {
+    tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3
+}
+
+/// Runs `bin` with a clean environment (PATH + CNI_*) and `call.stdin`.
+/// Only spawn → wait is timed; the caller builds configs beforehand.
+pub fn exec(bin: &Path, call: &Call) -> Result<Outcome> {
+    if util::interrupted() {
+        return Err(BenchError::Interrupted);
+    }
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", PLUGIN_PATH)
+        .env("CNI_COMMAND", call.command)
+        .env("CNI_CONTAINERID", &call.container_id)
+        .env("CNI_IFNAME", &call.ifname)
+        .env("CNI_PATH", &call.cni_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(ns) = &call.netns {
+        cmd.env("CNI_NETNS", ns);
+    }
+    let spawn_err = |e| BenchError::Spawn {
+        path: bin.to_path_buf(),
+        source: e,
+    };
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let pid = child.id() as nix::libc::pid_t;
+    // Plugins read all of stdin before writing anything, and configs are far
+    // below the pipe buffer, so writing then reading cannot deadlock; a
+    // plugin that dies early gives EPIPE, which its exit code reports.
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&call.stdin);
+    }
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut stdout)
+            .map_err(|e| BenchError::io(bin, e))?;
+    }
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut stderr)
+            .map_err(|e| BenchError::io(bin, e))?;
+    }
+    let mut status: nix::libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 only writes
+    // through the two pointers, which point at live locals.
+    let mut ru: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = loop {
+        // SAFETY: see above; `pid` is our own unreaped child (std's Child
+        // never waits for it because we never call wait on it).
+        let r = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    let elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if reaped != pid {
+        return Err(BenchError::io(bin, std::io::Error::last_os_error()));
+    }
+    let code = if nix::libc::WIFEXITED(status) {
+        nix::libc::WEXITSTATUS(status)
+    } else if nix::libc::WIFSIGNALED(status) {
+        -nix::libc::WTERMSIG(status)
+    } else {
+        -1
+    };
+    Ok(Outcome {
+        elapsed_ms,
+        code,
+        stdout,
+        stderr,
+        maxrss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+        cpu_ms: tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime),
+    })
+}

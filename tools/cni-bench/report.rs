@@ -1,0 +1,299 @@
+//! Results: metrics with targets, the Markdown table printed at the end,
+//! and the JSON file used to compare commits.
+
+use crate::cli::Plan;
+use crate::error::{BenchError, Result};
+use crate::stats::Summary;
+use crate::util::Machine;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    Ms,
+    Kib,
+    Bytes,
+    Count,
+}
+
+impl Unit {
+    fn label(self) -> &'static str {
+        match self {
+            Unit::Ms => "ms",
+            Unit::Kib => "KiB",
+            Unit::Bytes => "B",
+            Unit::Count => "#",
+        }
+    }
+
+    fn fmt(self, v: f64) -> String {
+        match self {
+            Unit::Ms => format!("{v:.2}"),
+            _ => format!("{v:.0}"),
+        }
+    }
+}
+
+/// A goal from issue 7. Ratios are ours/reference of the medians.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// ratio <= max
+    Ratio { max: f64 },
+    /// ratio <= max_ratio and our median <= max_abs
+    RatioAndAbs { max_ratio: f64, max_abs: f64 },
+    /// our median < max (strict, as in "< 50 ms")
+    Below { max: f64 },
+    /// every one of our samples is 0 (e.g. duplicate IPs)
+    Zero,
+}
+
+impl Target {
+    fn label(&self, unit: Unit) -> String {
+        let frac = |r: f64| format!("≤ 1/{}", fmt_inverse(r));
+        match self {
+            Target::Ratio { max } => frac(*max),
+            Target::RatioAndAbs { max_ratio, max_abs } => {
+                format!("{} & ≤ {} {}", frac(*max_ratio), max_abs, unit.label())
+            }
+            Target::Below { max } => format!("< {} {}", max, unit.label()),
+            Target::Zero => "= 0".to_string(),
+        }
+    }
+
+    fn evaluate(&self, ours: Option<&Summary>, ratio: Option<f64>) -> Option<bool> {
+        match self {
+            Target::Ratio { max } => ratio.map(|r| r <= *max),
+            Target::RatioAndAbs { max_ratio, max_abs } => {
+                Some(ratio? <= *max_ratio && ours?.median <= *max_abs)
+            }
+            Target::Below { max } => ours.map(|o| o.median < *max),
+            Target::Zero => ours.map(|o| o.max == 0.0),
+        }
+    }
+}
+
+fn fmt_inverse(r: f64) -> String {
+    let inv = 1.0 / r;
+    if (inv - inv.round()).abs() < 1e-9 {
+        format!("{}", inv.round())
+    } else {
+        format!("{inv:.1}")
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metric {
+    /// Stable key for comparing JSON files, e.g. `bridge.masq_false.add`.
+    pub key: String,
+    pub label: String,
+    pub unit: Unit,
+    pub ours: Option<Summary>,
+    pub reference: Option<Summary>,
+    /// ours.median / reference.median
+    pub ratio: Option<f64>,
+    pub target: Option<Target>,
+    pub target_label: Option<String>,
+    pub pass: Option<bool>,
+}
+
+impl Metric {
+    pub fn new(
+        key: &str,
+        label: &str,
+        unit: Unit,
+        ours: &[f64],
+        reference: &[f64],
+        target: Option<Target>,
+    ) -> Metric {
+        let ours = Summary::of(ours);
+        let reference = Summary::of(reference);
+        let ratio = match (&ours, &reference) {
+            (Some(o), Some(r)) if r.median > 0.0 => Some(o.median / r.median),
+            _ => None,
+        };
+        let pass = target
+            .as_ref()
+            .and_then(|t| t.evaluate(ours.as_ref(), ratio));
+        Metric {
+            key: key.into(),
+            label: label.into(),
+            unit,
+            target_label: target.as_ref().map(|t| t.label(unit)),
+            ours,
+            reference,
+            ratio,
+            target,
+            pass,
+        }
+    }
+}
+
+/// Everything one scenario produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub metrics: Vec<Metric>,
+    /// Leak checks and other observations.
+    pub notes: Vec<String>,
+    /// Why the scenario stopped early, if it did.
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub machine: Machine,
+    pub ours_dir: PathBuf,
+    pub reference_dir: PathBuf,
+    pub iterations: usize,
+    pub plan: Plan,
+    pub scenarios: Vec<ScenarioReport>,
+    pub loadavg_end: String,
+    pub total_seconds: f64,
+}
+
+impl Report {
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| BenchError::Other(format!("serialize report: {e}")))?;
+        std::fs::write(path, text + "\n").map_err(|e| BenchError::io(path, e))
+    }
+
+    /// The Markdown table (also readable in a terminal) plus notes.
+    pub fn table(&self) -> String {
+        let header = [
+            "metric", "unit", "ours med", "ours p95", "ref med", "ref p95", "ratio", "target",
+            "result",
+        ];
+        let mut rows: Vec<[String; 9]> = Vec::new();
+        for s in &self.scenarios {
+            for m in &s.metrics {
+                let f = |s: &Option<Summary>, p95: bool| {
+                    s.as_ref()
+                        .map(|s| m.unit.fmt(if p95 { s.p95 } else { s.median }))
+                        .unwrap_or_else(|| "-".into())
+                };
+                rows.push([
+                    m.label.clone(),
+                    m.unit.label().into(),
+                    f(&m.ours, false),
+                    f(&m.ours, true),
+                    f(&m.reference, false),
+                    f(&m.reference, true),
+                    m.ratio.map(|r| format!("{r:.3}")).unwrap_or_else(|| "-".into()),
+                    m.target_label.clone().unwrap_or_default(),
+                    match m.pass {
+                        Some(true) => "PASS".into(),
+                        Some(false) => "MISS".into(),
+                        None if m.target.is_some() => "n/a".into(),
+                        None => String::new(),
+                    },
+                ]);
+            }
+            if s.error.is_some() {
+                let mut r: [String; 9] = Default::default();
+                r[0] = format!("{}: see ERROR below", s.name);
+                r[8] = "ERROR".into();
+                rows.push(r);
+            }
+        }
+        let mut width = header.map(|h| h.chars().count());
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r.iter()) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut s = String::from("|");
+            for (i, c) in cells.iter().enumerate() {
+                let pad = width[i] - c.chars().count();
+                if i == 0 || i >= 7 {
+                    s += &format!(" {c}{} |", " ".repeat(pad));
+                } else {
+                    s += &format!(" {}{c} |", " ".repeat(pad));
+                }
+            }
+            s + "\n"
+        };
+        let mut out = line(&header.map(String::from));
+        let sep: Vec<String> = width
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if i == 0 || i >= 7 {
+                    "-".repeat(*w)
+                } else {
+                    format!("{}:", "-".repeat(w - 1))
+                }
+            })
+            .collect();
+        out += &line(&sep);
+        for r in &rows {
+            out += &line(r);
+        }
+        out += &format!(
+            "\nmachine: {} CPUs, {}, kernel {}; load {} → {}; {}; {:.0} s\nours: {}  reference: {}  base iterations: {}\n",
+            self.machine.nproc,
+            self.machine.cpu_model,
+            self.machine.kernel,
+            self.machine.loadavg_start,
+            self.loadavg_end,
+            self.machine.date_utc,
+            self.total_seconds,
+            self.ours_dir.display(),
+            self.reference_dir.display(),
+            self.iterations
+        );
+        for s in &self.scenarios {
+            for n in &s.notes {
+                out += &format!("note [{}]: {n}\n", s.name);
+            }
+            if let Some(e) = &s.error {
+                out += &format!("ERROR [{}]: {e}\n", s.name);
+            }
+        }
+        out
+    }
+
+    pub fn had_errors(&self) -> bool {
+        self.scenarios.iter().any(|s| s.error.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_and_targets() {
+        let m = Metric::new("k", "l", Unit::Ms, &[1.0, 1.0], &[4.0], Some(Target::Ratio { max: 1.0 / 3.0 }));
+        assert_eq!(m.ratio, Some(0.25));
+        assert_eq!(m.pass, Some(true));
+        assert_eq!(m.target_label.as_deref(), Some("≤ 1/3"));
+
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Ms,
+            &[6.0],
+            &[1000.0],
+            Some(Target::RatioAndAbs { max_ratio: 0.05, max_abs: 5.0 }),
+        );
+        assert_eq!(m.pass, Some(false), "absolute bound missed");
+        assert_eq!(m.target_label.as_deref(), Some("≤ 1/20 & ≤ 5 ms"));
+
+        let m = Metric::new("k", "l", Unit::Ms, &[49.0], &[], Some(Target::Below { max: 50.0 }));
+        assert_eq!((m.ratio, m.pass), (None, Some(true)));
+
+        let m = Metric::new("k", "l", Unit::Count, &[0.0, 1.0], &[0.0], Some(Target::Zero));
+        assert_eq!(m.pass, Some(false));
+
+        let m = Metric::new("k", "l", Unit::Ms, &[], &[1.0], Some(Target::Ratio { max: 0.5 }));
+        assert_eq!(m.pass, None);
+    }
+}

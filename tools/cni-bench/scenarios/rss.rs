@@ -1,0 +1,90 @@
+//! (5) peak RSS of one ADD (ru_maxrss from wait4: the plugin and every
+//! child it reaped, e.g. host-local and iptables) and binary sizes.
+
+use super::{bridge_conf, pod_cycle, progress, Ctx, Output, Samples};
+use crate::error::{BenchError, Result};
+use crate::ns::{Node, Pod};
+use crate::report::{Target, Unit};
+use crate::util::TempDir;
+use serde_json::json;
+
+const RSS_TARGET: Target = Target::Ratio { max: 0.25 };
+const SIZE_TARGET: Target = Target::Ratio { max: 0.5 };
+
+pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
+    let n = ctx.plan.rss;
+    progress(&format!("rss: {n} ADDs of each kind per side, binary sizes"));
+    let nodes = [Node::new()?, Node::new()?];
+    let dirs = [TempDir::new("rss-ours")?, TempDir::new("rss-ref")?];
+    let conf = |k: usize, masq: bool| {
+        let (name, bridge, subnet) = if masq {
+            ("bench-rss-masq", "cnib1", "10.244.5.0/24")
+        } else {
+            ("bench-rss", "cnib0", "10.244.4.0/24")
+        };
+        bridge_conf(
+            name,
+            bridge,
+            masq,
+            json!([[{ "subnet": subnet }]]),
+            json!([{ "dst": "0.0.0.0/0" }]),
+            &dirs[k].path().join(name),
+        )
+    };
+    let pod = Pod::new()?;
+    let mut bridge_plain = Samples::default();
+    let mut bridge_masq = Samples::default();
+    let mut hostlocal = Samples::default();
+    let warmup = ctx.plan.warmup.min(1);
+    for i in 0..warmup + n {
+        for imp in ctx.order(i) {
+            let k = imp.side.index();
+            let plain = pod_cycle(imp, &nodes[k], &conf(k, false), &format!("rss-{i}"))?;
+            let masq = pod_cycle(imp, &nodes[k], &conf(k, true), &format!("rss-m-{i}"))?;
+            let hl_conf = conf(k, false);
+            let id = format!("rss-hl-{i}");
+            let hl = imp.call("host-local", "ADD", &id, &pod.path, &hl_conf)?;
+            imp.call("host-local", "DEL", &id, &pod.path, &hl_conf)?;
+            if i >= warmup {
+                bridge_plain.push(imp.side, plain.add.maxrss_kib as f64);
+                bridge_masq.push(imp.side, masq.add.maxrss_kib as f64);
+                hostlocal.push(imp.side, hl.maxrss_kib as f64);
+            }
+        }
+    }
+    out.metrics.push(bridge_plain.metric(
+        "rss.bridge_add",
+        "peak RSS bridge ADD (tree), ipMasq=false",
+        Unit::Kib,
+        Some(RSS_TARGET),
+    ));
+    out.metrics.push(bridge_masq.metric(
+        "rss.bridge_add_masq",
+        "peak RSS bridge ADD (tree), ipMasq=true",
+        Unit::Kib,
+        Some(RSS_TARGET),
+    ));
+    out.metrics.push(hostlocal.metric(
+        "rss.host_local_add",
+        "peak RSS host-local ADD",
+        Unit::Kib,
+        Some(RSS_TARGET),
+    ));
+    for plugin in ["bridge", "host-local"] {
+        let mut sizes = Samples::default();
+        for imp in [&ctx.ours, &ctx.reference] {
+            let path = imp.bin(plugin);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| BenchError::io(&path, e))?
+                .len();
+            sizes.push(imp.side, len as f64);
+        }
+        out.metrics.push(sizes.metric(
+            &format!("size.{}", plugin.replace('-', "_")),
+            &format!("binary size {plugin}"),
+            Unit::Bytes,
+            Some(SIZE_TARGET),
+        ));
+    }
+    Ok(())
+}
