@@ -10,7 +10,7 @@ pub const QUICK_ITERATIONS: usize = 40;
 
 pub const USAGE: &str = "\
 usage: cni-bench [--ours DIR] [--reference DIR] [--quick | --iterations N]
-                 [--json PATH] [--only NAME[,NAME...]] [--help]
+                 [--json PATH] [--only NAME[,NAME...]] [--tmpdir DIR] [--help]
 
 Benchmarks our bridge + host-local plugins against the reference ones, inside
 network namespaces it creates (needs root).
@@ -22,6 +22,7 @@ network namespaces it creates (needs root).
   --json PATH       also write every result as JSON (for comparing commits)
   --only NAMES      comma-separated subset of: version, hostlocal, bridge,
                     dualstack, concurrent, leases, rss
+  --tmpdir DIR      where the host-local stores go (default: /dev/shm)
 ";
 
 /// Parsed command line.
@@ -32,6 +33,7 @@ pub struct Options {
     pub iterations: usize,
     pub json: Option<PathBuf>,
     pub only: Vec<Scenario>,
+    pub tmpdir: Option<PathBuf>,
     pub help: bool,
 }
 
@@ -44,6 +46,7 @@ pub fn parse(args: &[String], default_ours: PathBuf) -> Result<Options> {
         iterations: QUICK_ITERATIONS,
         json: None,
         only: Scenario::ALL.to_vec(),
+        tmpdir: None,
         help: false,
     };
     let mut it = args.iter();
@@ -68,13 +71,9 @@ pub fn parse(args: &[String], default_ours: PathBuf) -> Result<Options> {
             "--quick" => opts.iterations = QUICK_ITERATIONS,
             "--iterations" => {
                 let v = value("--iterations")?;
-                opts.iterations = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| {
-                        BenchError::Usage(format!("--iterations wants an integer >= 1, got {v:?}"))
-                    })?;
+                opts.iterations = v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    BenchError::Usage(format!("--iterations wants an integer >= 1, got {v:?}"))
+                })?;
             }
             "--json" => opts.json = Some(PathBuf::from(value("--json")?)),
             "--only" => {
@@ -95,6 +94,7 @@ pub fn parse(args: &[String], default_ours: PathBuf) -> Result<Options> {
                 only.sort_by_key(|s| Scenario::ALL.iter().position(|a| a == s));
                 opts.only = only;
             }
+            "--tmpdir" => opts.tmpdir = Some(PathBuf::from(value("--tmpdir")?)),
             "--help" | "-h" => opts.help = true,
             other => return Err(BenchError::Usage(format!("unknown argument {other:?}"))),
         }
@@ -124,7 +124,7 @@ impl Plan {
             bridge: n,
             dualstack: (n / 5).max(1),
             concurrent_rounds: (n / 13).clamp(1, 20),
-            leases: (n / 4).max(1),
+            leases: (n / 8).max(1),
             rss: (n / 8).clamp(1, 10),
             warmup: 2,
         }
@@ -161,6 +161,8 @@ mod tests {
             "--json=/tmp/x.json",
             "--only",
             "rss,hostlocal",
+            "--tmpdir",
+            "/var/tmp",
         ])
         .unwrap();
         assert_eq!(o.ours, PathBuf::from("/a"));
@@ -168,6 +170,7 @@ mod tests {
         assert_eq!(o.iterations, 7);
         assert_eq!(o.json, Some(PathBuf::from("/tmp/x.json")));
         assert_eq!(o.only, vec![Scenario::HostLocal, Scenario::Rss]);
+        assert_eq!(o.tmpdir, Some(PathBuf::from("/var/tmp")));
     }
 
     #[test]
@@ -182,8 +185,13 @@ mod tests {
     #[test]
     fn plan_is_bounded() {
         let q = Plan::from_base(QUICK_ITERATIONS);
-        assert_eq!((q.dualstack, q.leases, q.concurrent_rounds, q.rss), (8, 10, 3, 5));
+        assert_eq!(
+            (q.dualstack, q.leases, q.concurrent_rounds, q.rss),
+            (8, 5, 3, 5)
+        );
         let one = Plan::from_base(1);
-        assert!(one.dualstack >= 1 && one.leases >= 1 && one.concurrent_rounds >= 1 && one.rss >= 1);
+        assert!(
+            one.dualstack >= 1 && one.leases >= 1 && one.concurrent_rounds >= 1 && one.rss >= 1
+        );
     }
 }

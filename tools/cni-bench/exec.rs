@@ -1,6 +1,6 @@
-//! One plugin execution, timed from spawn to reap, with the child's
-//! resource usage from `wait4` (its `ru_maxrss` covers the children it
-//! waited for too: host-local, iptables, ...).
+//! One plugin execution, timed from spawn to reap, with the CPU time of the
+//! child and the children it waited for (host-local, iptables, ...) from
+//! `wait4`. (Its `ru_maxrss` is not usable here: see `rssprobe`.)
 
 use crate::error::{BenchError, Result};
 use crate::util;
@@ -21,6 +21,8 @@ pub struct Call {
     pub ifname: String,
     pub cni_path: PathBuf,
     pub stdin: Vec<u8>,
+    /// A wrapper command the plugin runs under (e.g. `/usr/bin/time`).
+    pub wrap: Vec<String>,
 }
 
 impl Call {
@@ -32,6 +34,7 @@ impl Call {
             ifname: "eth0".to_string(),
             cni_path: cni_path.to_path_buf(),
             stdin: Vec::new(),
+            wrap: Vec::new(),
         }
     }
 
@@ -50,8 +53,6 @@ pub struct Outcome {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
-    /// Peak RSS of the child and the descendants it reaped, KiB.
-    pub maxrss_kib: u64,
     /// User + system CPU time of the same tree, ms.
     pub cpu_ms: f64,
 }
@@ -96,7 +97,14 @@ pub fn exec(bin: &Path, call: &Call) -> Result<Outcome> {
     if util::interrupted() {
         return Err(BenchError::Interrupted);
     }
-    let mut cmd = Command::new(bin);
+    let mut cmd = match call.wrap.split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.env_clear()
         .env("PATH", PLUGIN_PATH)
         .env("CNI_COMMAND", call.command)
@@ -161,7 +169,6 @@ pub fn exec(bin: &Path, call: &Call) -> Result<Outcome> {
         code,
         stdout,
         stderr,
-        maxrss_kib: u64::try_from(ru.ru_maxrss).unwrap_or(0),
         cpu_ms: tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime),
     })
 }

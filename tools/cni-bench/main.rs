@@ -10,6 +10,7 @@ mod error;
 mod exec;
 mod ns;
 mod report;
+mod rssprobe;
 mod scenarios;
 mod stats;
 mod store;
@@ -76,6 +77,10 @@ fn real_main() -> Result<i32> {
     }
     let ours = check_dir(&opts.ours)?;
     let reference = check_dir(&opts.reference)?;
+    if let Some(dir) = &opts.tmpdir {
+        let dir = dir.canonicalize().map_err(|e| BenchError::io(dir, e))?;
+        util::set_temp_root(dir)?;
+    }
     util::install_interrupt_handler()?;
     // From here on the whole process is outside the machine's netns.
     ns::leave_original()?;

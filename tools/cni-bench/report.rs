@@ -185,7 +185,9 @@ impl Report {
                     f(&m.ours, true),
                     f(&m.reference, false),
                     f(&m.reference, true),
-                    m.ratio.map(|r| format!("{r:.3}")).unwrap_or_else(|| "-".into()),
+                    m.ratio
+                        .map(|r| format!("{r:.3}"))
+                        .unwrap_or_else(|| "-".into()),
                     m.target_label.clone().unwrap_or_default(),
                     match m.pass {
                         Some(true) => "PASS".into(),
@@ -271,7 +273,14 @@ mod tests {
 
     #[test]
     fn ratio_and_targets() {
-        let m = Metric::new("k", "l", Unit::Ms, &[1.0, 1.0], &[4.0], Some(Target::Ratio { max: 1.0 / 3.0 }));
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Ms,
+            &[1.0, 1.0],
+            &[4.0],
+            Some(Target::Ratio { max: 1.0 / 3.0 }),
+        );
         assert_eq!(m.ratio, Some(0.25));
         assert_eq!(m.pass, Some(true));
         assert_eq!(m.target_label.as_deref(), Some("≤ 1/3"));
@@ -282,18 +291,42 @@ mod tests {
             Unit::Ms,
             &[6.0],
             &[1000.0],
-            Some(Target::RatioAndAbs { max_ratio: 0.05, max_abs: 5.0 }),
+            Some(Target::RatioAndAbs {
+                max_ratio: 0.05,
+                max_abs: 5.0,
+            }),
         );
         assert_eq!(m.pass, Some(false), "absolute bound missed");
         assert_eq!(m.target_label.as_deref(), Some("≤ 1/20 & ≤ 5 ms"));
 
-        let m = Metric::new("k", "l", Unit::Ms, &[49.0], &[], Some(Target::Below { max: 50.0 }));
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Ms,
+            &[49.0],
+            &[],
+            Some(Target::Below { max: 50.0 }),
+        );
         assert_eq!((m.ratio, m.pass), (None, Some(true)));
 
-        let m = Metric::new("k", "l", Unit::Count, &[0.0, 1.0], &[0.0], Some(Target::Zero));
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Count,
+            &[0.0, 1.0],
+            &[0.0],
+            Some(Target::Zero),
+        );
         assert_eq!(m.pass, Some(false));
 
-        let m = Metric::new("k", "l", Unit::Ms, &[], &[1.0], Some(Target::Ratio { max: 0.5 }));
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Ms,
+            &[],
+            &[1.0],
+            Some(Target::Ratio { max: 0.5 }),
+        );
         assert_eq!(m.pass, None);
     }
 }

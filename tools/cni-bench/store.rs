@@ -29,10 +29,15 @@ pub fn prefill(net_dir: &Path, first: Ipv4Addr, count: u32) -> Result<Ipv4Addr> 
     let start = u32::from(first);
     let mut last = first;
     for n in 0..count {
-        let ip = Ipv4Addr::from(start.checked_add(n).ok_or_else(|| {
-            BenchError::Other("lease range overflows the IPv4 space".into())
-        })?);
-        write_file(&net_dir.join(ip.to_string()), format!("lease-{n}\r\neth0").as_bytes())?;
+        let ip = Ipv4Addr::from(
+            start
+                .checked_add(n)
+                .ok_or_else(|| BenchError::Other("lease range overflows the IPv4 space".into()))?,
+        );
+        write_file(
+            &net_dir.join(ip.to_string()),
+            format!("lease-{n}\r\neth0").as_bytes(),
+        )?;
         last = ip;
     }
     set_last_reserved(net_dir, last)?;
@@ -42,7 +47,10 @@ pub fn prefill(net_dir: &Path, first: Ipv4Addr, count: u32) -> Result<Ipv4Addr> 
 /// Rewrites `last_reserved_ip.0`, so every timed ADD starts from the same
 /// point of the round-robin iterator.
 pub fn set_last_reserved(net_dir: &Path, ip: Ipv4Addr) -> Result<()> {
-    write_file(&net_dir.join("last_reserved_ip.0"), ip.to_string().as_bytes())
+    write_file(
+        &net_dir.join("last_reserved_ip.0"),
+        ip.to_string().as_bytes(),
+    )
 }
 
 /// Copies the regular files of `src` into `dst` (created if missing).
@@ -92,15 +100,27 @@ mod tests {
         let net = t.path().join("net");
         let last = prefill(&net, Ipv4Addr::new(10, 250, 0, 254), 4).unwrap();
         assert_eq!(last, Ipv4Addr::new(10, 250, 1, 1));
-        assert_eq!(std::fs::read(net.join("10.250.0.254")).unwrap(), b"lease-0\r\neth0");
-        assert_eq!(std::fs::read(net.join("10.250.1.1")).unwrap(), b"lease-3\r\neth0");
-        assert_eq!(std::fs::read(net.join("last_reserved_ip.0")).unwrap(), b"10.250.1.1");
+        assert_eq!(
+            std::fs::read(net.join("10.250.0.254")).unwrap(),
+            b"lease-0\r\neth0"
+        );
+        assert_eq!(
+            std::fs::read(net.join("10.250.1.1")).unwrap(),
+            b"lease-3\r\neth0"
+        );
+        assert_eq!(
+            std::fs::read(net.join("last_reserved_ip.0")).unwrap(),
+            b"10.250.1.1"
+        );
         assert_eq!(leases(&net).unwrap().len(), 4);
 
         let copy = t.path().join("copy");
         copy_flat(&net, &copy).unwrap();
         assert_eq!(leases(&copy).unwrap().len(), 4);
-        assert_eq!(std::fs::read(copy.join("last_reserved_ip.0")).unwrap(), b"10.250.1.1");
+        assert_eq!(
+            std::fs::read(copy.join("last_reserved_ip.0")).unwrap(),
+            b"10.250.1.1"
+        );
         assert!(leases(&t.path().join("missing")).unwrap().is_empty());
     }
 }

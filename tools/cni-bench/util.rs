@@ -5,6 +5,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -34,13 +35,36 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+static TEMP_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Where temp dirs (host-local stores) go. tmpfs (`/dev/shm`) by default:
+/// host-local never fsyncs, so on a real node its store lives in the page
+/// cache anyway, and ext4 journal/discard work would only add noise (and
+/// makes writing 65 000 lease files take minutes on a busy VM).
+pub fn default_temp_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Sets the temp root once, before any [`TempDir`] is made.
+pub fn set_temp_root(dir: PathBuf) -> Result<()> {
+    TEMP_ROOT
+        .set(dir)
+        .map_err(|_| BenchError::Other("temp root set twice".into()))
+}
+
 /// A unique temp dir, removed (with everything in it) on drop.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Result<TempDir> {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
+        let root = TEMP_ROOT.get_or_init(default_temp_root);
+        let dir = root.join(format!(
             "cni-bench-{}-{}-{tag}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)

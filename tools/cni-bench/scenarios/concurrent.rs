@@ -41,12 +41,8 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
         Unit::Ms,
         Some(Target::Ratio { max: 1.0 / 3.0 }),
     ));
-    out.metrics.push(each.metric(
-        "concurrent.add",
-        "50 concurrent: each ADD",
-        Unit::Ms,
-        None,
-    ));
+    out.metrics
+        .push(each.metric("concurrent.add", "50 concurrent: each ADD", Unit::Ms, None));
     out.metrics.push(dups.metric(
         "concurrent.duplicate_ips",
         "50 concurrent: duplicate IPs",
@@ -72,11 +68,7 @@ struct Burst {
 /// Runs `calls` (one per pod) from as many threads inside `node`, released
 /// together by a barrier; returns the wall time from release to the last
 /// exit, and every outcome.
-fn simultaneous(
-    node: &Node,
-    imp: &Impl,
-    calls: &[Call],
-) -> Result<(f64, Vec<Result<Outcome>>)> {
+fn simultaneous(node: &Node, imp: &Impl, calls: &[Call]) -> Result<(f64, Vec<Result<Outcome>>)> {
     node.run(|| {
         let barrier = Barrier::new(calls.len() + 1);
         std::thread::scope(|s| {

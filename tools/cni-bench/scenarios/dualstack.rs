@@ -46,12 +46,8 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
         Unit::Ms,
         Some(Target::Below { max: 50.0 }),
     ));
-    out.metrics.push(del.metric(
-        "dualstack.del",
-        "dual-stack bridge DEL",
-        Unit::Ms,
-        None,
-    ));
+    out.metrics
+        .push(del.metric("dualstack.del", "dual-stack bridge DEL", Unit::Ms, None));
     for imp in [&ctx.ours, &ctx.reference] {
         let k = imp.side.index();
         leak_check(out, imp, &dirs[k].path().join(NETWORK), Some(&nodes[k]))?;

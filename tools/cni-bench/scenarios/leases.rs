@@ -1,5 +1,5 @@
 //! (4) host-local ADD on a /16 that already holds 65 000 leases: the store
-//! is written once in the reference's format and copied for each side.
+//! is written once in the reference's format and copied for the other side.
 //! Before every ADD `last_reserved_ip.0` is reset to the last lease, so each
 //! ADD finds a free address right after it (as on a node that filled the
 //! range in order); the DEL after it restores the 65 000.
@@ -18,18 +18,21 @@ pub const LEASES: u32 = 65_000;
 
 pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     let n = ctx.plan.leases;
-    progress(&format!("leases: writing {LEASES} leases, then {n} ADDs per side"));
-    let master = TempDir::new("leases-master")?;
+    progress(&format!(
+        "leases: writing {LEASES} leases, then {n} ADDs per side"
+    ));
+    let t0 = std::time::Instant::now();
+    let dirs = [TempDir::new("leases-ours")?, TempDir::new("leases-ref")?];
     let last = store::prefill(
-        &master.path().join(NETWORK),
+        &dirs[0].path().join(NETWORK),
         Ipv4Addr::new(10, 250, 0, 2),
         LEASES,
     )?;
-    let dirs = [TempDir::new("leases-ours")?, TempDir::new("leases-ref")?];
-    for d in &dirs {
-        store::copy_flat(&master.path().join(NETWORK), &d.path().join(NETWORK))?;
-    }
-    drop(master);
+    store::copy_flat(&dirs[0].path().join(NETWORK), &dirs[1].path().join(NETWORK))?;
+    progress(&format!(
+        "leases: stores ready after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
     let confs = dirs.each_ref().map(|d| {
         bridge_conf(
             NETWORK,
@@ -67,12 +70,8 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
             max_abs: 5.0,
         }),
     ));
-    out.metrics.push(del.metric(
-        "leases.del",
-        "host-local DEL, 65k leases",
-        Unit::Ms,
-        None,
-    ));
+    out.metrics
+        .push(del.metric("leases.del", "host-local DEL, 65k leases", Unit::Ms, None));
     for imp in [&ctx.ours, &ctx.reference] {
         let left = store::leases(&dirs[imp.side.index()].path().join(NETWORK))?.len();
         if left != LEASES as usize {

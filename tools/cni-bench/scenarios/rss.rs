@@ -1,19 +1,31 @@
-//! (5) peak RSS of one ADD (ru_maxrss from wait4: the plugin and every
-//! child it reaped, e.g. host-local and iptables) and binary sizes.
+//! (5) peak RSS of one ADD — the plugin and every child it waited for
+//! (host-local, iptables, ...), measured through GNU time (see
+//! `rssprobe` for why not our own wait4) — and binary sizes.
 
-use super::{bridge_conf, pod_cycle, progress, Ctx, Output, Samples};
+use super::{bridge_conf, progress, with_prev_result, Ctx, Impl, Output, Samples};
 use crate::error::{BenchError, Result};
+use crate::exec::Call;
 use crate::ns::{Node, Pod};
 use crate::report::{Target, Unit};
+use crate::rssprobe;
 use crate::util::TempDir;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const RSS_TARGET: Target = Target::Ratio { max: 0.25 };
 const SIZE_TARGET: Target = Target::Ratio { max: 0.5 };
 
 pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     let n = ctx.plan.rss;
-    progress(&format!("rss: {n} ADDs of each kind per side, binary sizes"));
+    progress(&format!(
+        "rss: {n} ADDs of each kind per side, binary sizes"
+    ));
+    let scratch = TempDir::new("rss-scratch")?;
+    if let Some(floor) = rssprobe::floor_kib(&scratch)? {
+        out.notes.push(format!(
+            "peak RSS floor of the method (a no-op static binary under {}): {floor} KiB",
+            rssprobe::TIME
+        ));
+    }
     let nodes = [Node::new()?, Node::new()?];
     let dirs = [TempDir::new("rss-ours")?, TempDir::new("rss-ref")?];
     let conf = |k: usize, masq: bool| {
@@ -28,7 +40,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
             masq,
             json!([[{ "subnet": subnet }]]),
             json!([{ "dst": "0.0.0.0/0" }]),
-            &dirs[k].path().join(name),
+            dirs[k].path(),
         )
     };
     let pod = Pod::new()?;
@@ -39,16 +51,31 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     for i in 0..warmup + n {
         for imp in ctx.order(i) {
             let k = imp.side.index();
-            let plain = pod_cycle(imp, &nodes[k], &conf(k, false), &format!("rss-{i}"))?;
-            let masq = pod_cycle(imp, &nodes[k], &conf(k, true), &format!("rss-m-{i}"))?;
+            let plain = bridge_add_rss(
+                imp,
+                &nodes[k],
+                &conf(k, false),
+                &format!("rss-{i}"),
+                &scratch,
+            )?;
+            let masq = bridge_add_rss(
+                imp,
+                &nodes[k],
+                &conf(k, true),
+                &format!("rss-m-{i}"),
+                &scratch,
+            )?;
             let hl_conf = conf(k, false);
             let id = format!("rss-hl-{i}");
-            let hl = imp.call("host-local", "ADD", &id, &pod.path, &hl_conf)?;
+            let call = Call::new("ADD", &id, &pod.path, &imp.dir).stdin(&hl_conf);
+            let (o, hl) =
+                rssprobe::measure(&imp.bin("host-local"), &call, &scratch, imp.side.name())?;
+            o.ok(imp.side.name(), "host-local ADD under time")?;
             imp.call("host-local", "DEL", &id, &pod.path, &hl_conf)?;
             if i >= warmup {
-                bridge_plain.push(imp.side, plain.add.maxrss_kib as f64);
-                bridge_masq.push(imp.side, masq.add.maxrss_kib as f64);
-                hostlocal.push(imp.side, hl.maxrss_kib as f64);
+                bridge_plain.push(imp.side, plain as f64);
+                bridge_masq.push(imp.side, masq as f64);
+                hostlocal.push(imp.side, hl as f64);
             }
         }
     }
@@ -87,4 +114,25 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Peak RSS (KiB) of one bridge ADD in a fresh pod; the pod is then
+/// deleted (DEL with prevResult, not measured).
+fn bridge_add_rss(
+    imp: &Impl,
+    node: &Node,
+    conf: &Value,
+    id: &str,
+    scratch: &TempDir,
+) -> Result<u64> {
+    let pod = Pod::new()?;
+    node.run(|| -> Result<u64> {
+        let side = imp.side.name();
+        let call = Call::new("ADD", id, &pod.path, &imp.dir).stdin(conf);
+        let (add, kib) = rssprobe::measure(&imp.bin("bridge"), &call, scratch, side)?;
+        let add = add.ok(side, &format!("bridge ADD {id} under time"))?;
+        let del = with_prev_result(conf, &add, imp)?;
+        imp.call("bridge", "DEL", id, &pod.path, &del)?;
+        Ok(kib)
+    })?
 }

@@ -8,15 +8,17 @@ use crate::report::Unit;
 
 pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     let n = ctx.plan.version;
-    progress(&format!("version: {n} x VERSION of bridge and host-local per side"));
+    progress(&format!(
+        "version: {n} x VERSION of bridge and host-local per side"
+    ));
     let stdin = serde_json::json!({ "cniVersion": "1.0.0" });
     let mut bridge = Samples::default();
     let mut hostlocal = Samples::default();
     for i in 0..ctx.plan.warmup + n {
         for imp in ctx.order(i) {
             for (plugin, samples) in [("bridge", &mut bridge), ("host-local", &mut hostlocal)] {
-                let mut call = Call::new("VERSION", "", std::path::Path::new(""), &imp.dir)
-                    .stdin(&stdin);
+                let mut call =
+                    Call::new("VERSION", "", std::path::Path::new(""), &imp.dir).stdin(&stdin);
                 call.netns = None;
                 let o = exec(&imp.bin(plugin), &call)?.ok(imp.side.name(), "VERSION")?;
                 if i >= ctx.plan.warmup {
@@ -27,11 +29,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     }
     out.metrics
         .push(bridge.metric("version.bridge", "VERSION bridge", Unit::Ms, None));
-    out.metrics.push(hostlocal.metric(
-        "version.host_local",
-        "VERSION host-local",
-        Unit::Ms,
-        None,
-    ));
+    out.metrics
+        .push(hostlocal.metric("version.host_local", "VERSION host-local", Unit::Ms, None));
     Ok(())
 }
