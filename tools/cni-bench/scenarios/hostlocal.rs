@@ -1,6 +1,6 @@
 //! (1) host-local alone: ADD+DEL cycle latency on a small temp store.
 
-use super::{bridge_conf, leak_check, progress, Ctx, Output, Samples, CYCLE_TARGET};
+use super::{bridge_conf, expect_ips, leak_check, progress, Ctx, Output, Samples, CYCLE_TARGET};
 use crate::error::Result;
 use crate::ns::Pod;
 use crate::report::Unit;
@@ -35,6 +35,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
             let conf = &confs[imp.side.index()];
             let id = format!("hl-{i}");
             let a = imp.call("host-local", "ADD", &id, &pod.path, conf)?;
+            expect_ips(&a, imp, "host-local ADD result")?;
             let d = imp.call("host-local", "DEL", &id, &pod.path, conf)?;
             if i >= ctx.plan.warmup {
                 add.push(imp.side, a.elapsed_ms);

@@ -4,7 +4,7 @@
 //! ADD finds a free address right after it (as on a node that filled the
 //! range in order); the DEL after it restores the 65 000.
 
-use super::{bridge_conf, progress, Ctx, Output, Samples};
+use super::{bridge_conf, expect_ips, progress, Ctx, Output, Samples};
 use crate::error::Result;
 use crate::ns::Pod;
 use crate::report::{Target, Unit};
@@ -54,6 +54,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
             store::set_last_reserved(&net_dir, last)?;
             let id = format!("leases-{i}");
             let a = imp.call("host-local", "ADD", &id, &pod.path, &confs[k])?;
+            expect_ips(&a, imp, "host-local ADD result")?;
             let d = imp.call("host-local", "DEL", &id, &pod.path, &confs[k])?;
             if i >= warmup {
                 add.push(imp.side, a.elapsed_ms);

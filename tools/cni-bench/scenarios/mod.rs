@@ -212,8 +212,26 @@ pub fn bridge_conf(
 /// The DEL stdin libcni sends: the config plus the ADD result as prevResult.
 pub fn with_prev_result(conf: &Value, add: &Outcome, imp: &Impl) -> Result<Value> {
     let mut del = conf.clone();
-    del["prevResult"] = add.json(imp.side.name(), "ADD result")?;
+    del["prevResult"] = expect_ips(add, imp, "ADD result")?;
     Ok(del)
+}
+
+/// Fails unless an ADD printed a result with at least one IP, so a no-op
+/// or broken plugin cannot pass for a fast one. Not timed.
+pub fn expect_ips(add: &Outcome, imp: &Impl, what: &str) -> Result<Value> {
+    let v = add.json(imp.side.name(), what)?;
+    let has_ip = v["ips"].as_array().is_some_and(|a| !a.is_empty())
+        || v.get("ip4").is_some()
+        || v.get("ip6").is_some();
+    if has_ip {
+        Ok(v)
+    } else {
+        Err(crate::error::BenchError::Output {
+            side: imp.side.name().into(),
+            what: what.into(),
+            detail: format!("result without IPs: {v}"),
+        })
+    }
 }
 
 /// Timings of one pod's ADD and DEL.
