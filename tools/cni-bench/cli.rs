@@ -123,7 +123,7 @@ impl Plan {
             hostlocal: n,
             bridge: n,
             dualstack: (n / 5).max(1),
-            concurrent_rounds: (n / 13).clamp(1, 20),
+            concurrent_rounds: (n / 8).clamp(1, 20),
             leases: (n / 8).max(1),
             rss: (n / 8).clamp(1, 10),
             warmup: 2,
@@ -187,7 +187,7 @@ mod tests {
         let q = Plan::from_base(QUICK_ITERATIONS);
         assert_eq!(
             (q.dualstack, q.leases, q.concurrent_rounds, q.rss),
-            (8, 5, 3, 5)
+            (8, 5, 5, 5)
         );
         let one = Plan::from_base(1);
         assert!(
