@@ -520,12 +520,618 @@ pub fn run<P: Plugin>(p: &P) -> ! {
         }
     }
     let env = |k: &str| std::env::var(k).ok();
+    // Unlocked handles: a panic hook on another thread must be able to
+    // write to stdout while dispatch runs.
     let code = dispatch(
         p,
         &env,
-        &mut std::io::stdin().lock(),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
+        &mut std::io::stdin(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
     );
     std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Interface, IpConfig};
+    use serde_json::{json, Value};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// What the test plugin does on each verb.
+    #[derive(Clone)]
+    enum Behaviour {
+        Ok,
+        Fail(CniError),
+        Panic,
+    }
+
+    struct TestPlugin {
+        behaviour: Behaviour,
+        result: CniResult,
+        calls: RefCell<Vec<CmdArgs>>,
+    }
+
+    impl TestPlugin {
+        fn new(behaviour: Behaviour) -> Self {
+            TestPlugin {
+                behaviour,
+                result: sample_result(),
+                calls: RefCell::new(Vec::new()),
+            }
+        }
+        fn act(&self, a: &CmdArgs) -> Result<()> {
+            self.calls.borrow_mut().push(a.clone());
+            match &self.behaviour {
+                Behaviour::Ok => Ok(()),
+                Behaviour::Fail(e) => Err(e.clone()),
+                Behaviour::Panic => panic!("boom in {}", a.command),
+            }
+        }
+    }
+
+    impl Plugin for TestPlugin {
+        fn name(&self) -> &'static str {
+            "testplug"
+        }
+        fn add(&self, a: &CmdArgs) -> Result<CniResult> {
+            self.act(a).map(|()| self.result.clone())
+        }
+        fn del(&self, a: &CmdArgs) -> Result<()> {
+            self.act(a)
+        }
+        fn check(&self, a: &CmdArgs) -> Result<()> {
+            self.act(a)
+        }
+        fn gc(&self, a: &CmdArgs) -> Result<()> {
+            self.act(a)
+        }
+        fn status(&self, a: &CmdArgs) -> Result<()> {
+            self.act(a)
+        }
+    }
+
+    fn sample_result() -> CniResult {
+        CniResult {
+            cni_version: "1.1.0".into(),
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                mac: Some("aa:bb:cc:dd:ee:ff".into()),
+                sandbox: Some("/run/netns/t".into()),
+                ..Interface::default()
+            }],
+            ips: vec![IpConfig {
+                address: "10.22.0.5/24".parse().unwrap(),
+                gateway: Some("10.22.0.1".parse().unwrap()),
+                interface: Some(0),
+            }],
+            ..CniResult::default()
+        }
+    }
+
+    struct Out {
+        code: i32,
+        stdout: String,
+        stderr: String,
+    }
+
+    impl Out {
+        fn json(&self) -> Value {
+            serde_json::from_str(&self.stdout)
+                .unwrap_or_else(|e| panic!("stdout not one JSON document ({e}): {:?}", self.stdout))
+        }
+        fn err(&self, code: u32) -> Value {
+            assert_eq!(self.code, 1, "stdout: {}", self.stdout);
+            let v = self.json();
+            assert_eq!(v["code"], code, "{v}");
+            assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+            assert!(v["details"].is_string(), "{v}");
+            assert!(v["cniVersion"].is_string(), "{v}");
+            v
+        }
+    }
+
+    fn env_for(cmd: &str) -> HashMap<String, String> {
+        [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "ctr-1"),
+            ("CNI_NETNS", "/run/netns/test-does-not-exist"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/opt/cni/bin:/usr/lib/cni"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn conf(version: &str) -> Vec<u8> {
+        format!(r#"{{"cniVersion":"{version}","name":"testnet","type":"testplug"}}"#).into_bytes()
+    }
+
+    fn call_with(p: &TestPlugin, env: &HashMap<String, String>, stdin: &mut dyn Read) -> Out {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let getenv = |k: &str| env.get(k).cloned();
+        let code = dispatch(p, &getenv, stdin, &mut out, &mut err);
+        Out {
+            code,
+            stdout: String::from_utf8(out).unwrap(),
+            stderr: String::from_utf8(err).unwrap(),
+        }
+    }
+
+    fn call(p: &TestPlugin, env: &HashMap<String, String>, stdin: &[u8]) -> Out {
+        call_with(p, env, &mut &stdin[..])
+    }
+
+    /// A reader that fails the test if it is read at all.
+    struct Untouchable;
+    impl Read for Untouchable {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            panic!("stdin must not be read");
+        }
+    }
+
+    struct FailingReader;
+    impl Read for FailingReader {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("broken pipe"))
+        }
+    }
+
+    #[test]
+    fn version_ignores_env_and_stdin() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        // podman: dummy values and an empty container id.
+        let mut env = env_for("VERSION");
+        env.insert("CNI_NETNS".into(), "dummy".into());
+        env.insert("CNI_PATH".into(), "dummy".into());
+        env.insert("CNI_IFNAME".into(), "dummy".into());
+        env.insert("CNI_CONTAINERID".into(), String::new());
+        env.insert("CNI_ARGS".into(), "not a pair".into());
+        let out = call_with(&p, &env, &mut Untouchable);
+        assert_eq!(out.code, 0);
+        assert_eq!(
+            out.json(),
+            json!({"cniVersion":"1.1.0","supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]})
+        );
+        let only_cmd: HashMap<String, String> =
+            [("CNI_COMMAND".to_string(), "VERSION".to_string())].into();
+        assert_eq!(call_with(&p, &only_cmd, &mut Untouchable).code, 0);
+        assert!(p.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn no_command_prints_about() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let out = call_with(&p, &HashMap::new(), &mut Untouchable);
+        assert_eq!(out.code, 0);
+        assert!(out.stdout.is_empty());
+        assert!(
+            out.stderr.starts_with("CNI testplug plugin v"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(
+            "CNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"
+        ));
+    }
+
+    #[test]
+    fn unknown_command() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let out = call(&p, &env_for("add"), &conf("1.0.0"));
+        let v = out.err(4);
+        assert_eq!(v["msg"], "unknown CNI_COMMAND: add");
+    }
+
+    #[test]
+    fn missing_env_per_verb() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let cases: [(&str, &[&str], &str); 6] = [
+            ("ADD", &["CNI_NETNS", "CNI_PATH"], "[CNI_NETNS,CNI_PATH]"),
+            ("ADD", &["CNI_CONTAINERID"], "[CNI_CONTAINERID]"),
+            ("CHECK", &["CNI_IFNAME"], "[CNI_IFNAME]"),
+            (
+                "DEL",
+                &["CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"],
+                "[CNI_CONTAINERID,CNI_IFNAME,CNI_PATH]",
+            ),
+            ("GC", &["CNI_PATH"], "[CNI_PATH]"),
+            ("STATUS", &["CNI_PATH"], "[CNI_PATH]"),
+        ];
+        for (cmd, remove, named) in cases {
+            let mut env = env_for(cmd);
+            for k in remove {
+                env.remove(*k);
+            }
+            let out = call_with(&p, &env, &mut Untouchable);
+            let v = out.err(4);
+            assert_eq!(
+                v["msg"],
+                format!("required env variables {named} missing"),
+                "{cmd}"
+            );
+        }
+        // Empty counts as missing.
+        let mut env = env_for("ADD");
+        env.insert("CNI_IFNAME".into(), String::new());
+        assert_eq!(
+            call(&p, &env, &conf("1.0.0")).err(4)["msg"],
+            "required env variables [CNI_IFNAME] missing"
+        );
+        assert!(p.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn optional_env() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        // DEL without netns.
+        let mut env = env_for("DEL");
+        env.remove("CNI_NETNS");
+        assert_eq!(call(&p, &env, &conf("1.0.0")).code, 0);
+        // GC and STATUS need only CNI_PATH.
+        let env: HashMap<String, String> = [
+            ("CNI_COMMAND".to_string(), "GC".to_string()),
+            ("CNI_PATH".to_string(), "/opt/cni/bin".to_string()),
+        ]
+        .into();
+        assert_eq!(call(&p, &env, &conf("1.1.0")).code, 0);
+        let mut env = env;
+        env.insert("CNI_COMMAND".into(), "STATUS".into());
+        let out = call(&p, &env, &conf("1.1.0"));
+        assert_eq!(out.code, 0);
+        assert!(out.stdout.is_empty());
+        let calls = p.calls.borrow();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[0].netns, None);
+        assert_eq!(calls[1].command, Command::Gc);
+        assert_eq!(calls[1].container_id, "");
+        assert_eq!(calls[2].command, Command::Status);
+    }
+
+    #[test]
+    fn cmd_args_are_filled() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let mut env = env_for("ADD");
+        env.insert("CNI_ARGS".into(), "IgnoreUnknown=1;K8S_POD_NAME=web".into());
+        env.insert("CNI_PATH".into(), "/a::/b".into());
+        let stdin = br#"{"cniVersion":"1.0.0","name":"testnet","type":"testplug","x":1}"#;
+        let out = call(&p, &env, stdin);
+        assert_eq!(out.code, 0, "{}", out.stdout);
+        let calls = p.calls.borrow();
+        let a = &calls[0];
+        assert_eq!(a.command, Command::Add);
+        assert_eq!(a.container_id, "ctr-1");
+        assert_eq!(
+            a.netns,
+            Some(PathBuf::from("/run/netns/test-does-not-exist"))
+        );
+        assert_eq!(a.ifname, "eth0");
+        assert_eq!(a.args.get("K8S_POD_NAME"), Some("web"));
+        assert_eq!(a.path, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(a.stdin, stdin.to_vec());
+        assert_eq!(a.conf.name, "testnet");
+        assert_eq!(a.conf.raw["x"], 1);
+    }
+
+    #[test]
+    fn add_prints_result_in_config_version() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        for v in SUPPORTED_VERSIONS {
+            let out = call(&p, &env_for("ADD"), &conf(v));
+            assert_eq!(out.code, 0, "{v}: {}", out.stdout);
+            assert_eq!(out.json(), p.result.to_json_version(v).unwrap(), "{v}");
+            assert!(out.stderr.is_empty());
+        }
+        let out = call(&p, &env_for("ADD"), &conf("0.2.0"));
+        assert_eq!(out.json()["ip4"]["ip"], "10.22.0.5/24");
+        let out = call(&p, &env_for("ADD"), &conf("0.3.1"));
+        assert_eq!(out.json()["ips"][0]["version"], "4");
+    }
+
+    #[test]
+    fn missing_config_version_means_0_1_0() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let out = call(&p, &env_for("ADD"), br#"{"name":"testnet","type":"t"}"#);
+        assert_eq!(out.code, 0);
+        assert_eq!(out.json()["cniVersion"], "0.1.0");
+        assert!(out.json().get("ip4").is_some());
+    }
+
+    #[test]
+    fn add_unconvertible_result() {
+        let mut p = TestPlugin::new(Behaviour::Ok);
+        p.result.ips.clear();
+        let v = call(&p, &env_for("ADD"), &conf("0.2.0")).err(999);
+        assert_eq!(v["msg"], "cannot convert: no valid IP addresses");
+        assert_eq!(v["cniVersion"], "0.2.0");
+    }
+
+    #[test]
+    fn bad_json_and_names() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        for stdin in [
+            &b""[..],
+            b"{",
+            b"[1]",
+            b"null",
+            b"{\"name\":1}",
+            b"{\"name\":\"n\"}garbage",
+        ] {
+            call(&p, &env_for("ADD"), stdin).err(6);
+        }
+        for stdin in [
+            &br#"{"cniVersion":"1.0.0"}"#[..],
+            br#"{"name":"../x"}"#,
+            br#"{"name":"a/b"}"#,
+        ] {
+            call(&p, &env_for("DEL"), stdin).err(7);
+        }
+        assert!(p.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn unsupported_version() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        for cmd in ["ADD", "DEL", "CHECK", "GC", "STATUS"] {
+            let v = call(&p, &env_for(cmd), &conf("0.5.0")).err(1);
+            assert_eq!(v["msg"], "incompatible CNI versions", "{cmd}");
+            assert_eq!(
+                v["details"],
+                r#"config is "0.5.0", plugin supports ["0.1.0" "0.2.0" "0.3.0" "0.3.1" "0.4.0" "1.0.0" "1.1.0"]"#
+            );
+            assert_eq!(v["cniVersion"], "1.1.0");
+        }
+        assert!(p.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn version_gates() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        for (cmd, v) in [
+            ("CHECK", "0.1.0"),
+            ("CHECK", "0.3.1"),
+            ("GC", "1.0.0"),
+            ("GC", "0.4.0"),
+            ("STATUS", "1.0.0"),
+        ] {
+            let e = call(&p, &env_for(cmd), &conf(v)).err(1);
+            assert_eq!(e["msg"], format!("config version does not allow {cmd}"));
+            assert_eq!(e["cniVersion"], v);
+        }
+        assert!(p.calls.borrow().is_empty());
+        for (cmd, v) in [
+            ("CHECK", "0.4.0"),
+            ("CHECK", "1.1.0"),
+            ("GC", "1.1.0"),
+            ("STATUS", "1.1.0"),
+        ] {
+            let out = call(&p, &env_for(cmd), &conf(v));
+            assert_eq!(out.code, 0, "{cmd} {v}: {}", out.stdout);
+            assert!(out.stdout.is_empty());
+        }
+    }
+
+    #[test]
+    fn container_id_validation() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        for id in ["../x", "a/b", "-abc", "a b", ".", "x;y"] {
+            let mut env = env_for("ADD");
+            env.insert("CNI_CONTAINERID".into(), id.into());
+            let v = call(&p, &env, &conf("1.0.0")).err(4);
+            assert_eq!(v["msg"], "invalid characters in containerID", "{id}");
+            assert_eq!(v["details"], id);
+        }
+        let mut env = env_for("DEL");
+        env.insert("CNI_CONTAINERID".into(), "a".repeat(64) + "_x.y-z");
+        assert_eq!(call(&p, &env, &conf("1.0.0")).code, 0);
+        assert_eq!(validate_container_id("").unwrap_err().code(), 3);
+    }
+
+    #[test]
+    fn ifname_validation() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        for name in [
+            "0123456789abcdef",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "a b",
+            "a\tb",
+            "ab\u{a0}",
+        ] {
+            let mut env = env_for("CHECK");
+            env.insert("CNI_IFNAME".into(), name.into());
+            call(&p, &env, &conf("1.0.0")).err(4);
+        }
+        validate_ifname("0123456789abcde").unwrap();
+        assert_eq!(
+            validate_ifname("0123456789abcdef").unwrap_err().msg(),
+            "interface name is too long"
+        );
+        assert_eq!(validate_ifname("").unwrap_err().code(), 4);
+        // 15 bytes, but multi-byte: the kernel counts bytes.
+        assert!(validate_ifname("ééééééééé").is_err());
+    }
+
+    #[test]
+    fn plugin_error_is_passed_through() {
+        let e = CniError::new(11, "store busy").with_details("lock held");
+        let p = TestPlugin::new(Behaviour::Fail(e));
+        let out = call(&p, &env_for("ADD"), &conf("0.4.0"));
+        assert_eq!(
+            out.err(11),
+            json!({"cniVersion":"0.4.0","code":11,"msg":"store busy","details":"lock held"})
+        );
+        let out = call(&p, &env_for("DEL"), &conf("1.1.0"));
+        assert_eq!(out.err(11)["cniVersion"], "1.1.0");
+    }
+
+    #[test]
+    fn panic_becomes_code_999() {
+        let p = TestPlugin::new(Behaviour::Panic);
+        let out = call(&p, &env_for("ADD"), &conf("1.0.0"));
+        let v = out.err(999);
+        assert_eq!(v["msg"], "plugin panicked: boom in ADD");
+    }
+
+    #[test]
+    fn stdin_failures() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let v = call_with(&p, &env_for("ADD"), &mut FailingReader).err(5);
+        assert!(v["msg"]
+            .as_str()
+            .unwrap()
+            .contains("error reading from stdin"));
+        let mut huge = std::io::repeat(b' ').take(MAX_STDIN + 10);
+        let v = call_with(&p, &env_for("ADD"), &mut huge).err(5);
+        assert!(v["msg"].as_str().unwrap().contains("exceeds"), "{v}");
+    }
+
+    #[test]
+    fn ten_megabyte_config_works() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let pad = "x".repeat(10 * 1024 * 1024);
+        let stdin =
+            format!(r#"{{"cniVersion":"1.0.0","name":"testnet","type":"t","pad":"{pad}"}}"#);
+        let out = call(&p, &env_for("ADD"), stdin.as_bytes());
+        assert_eq!(out.code, 0);
+        assert_eq!(p.calls.borrow()[0].stdin.len(), stdin.len());
+    }
+
+    #[test]
+    fn bad_cni_args() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let mut env = env_for("ADD");
+        env.insert("CNI_ARGS".into(), "a=b;".into());
+        let v = call(&p, &env, &conf("1.0.0")).err(4);
+        assert_eq!(v["msg"], "invalid CNI_ARGS");
+    }
+
+    #[test]
+    fn own_netns_is_refused() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let mut env = env_for("ADD");
+        env.insert("CNI_NETNS".into(), "/proc/thread-self/ns/net".into());
+        let v = call(&p, &env, &conf("1.0.0")).err(8);
+        assert!(v["msg"].as_str().unwrap().contains("own network namespace"));
+        assert!(p.calls.borrow().is_empty());
+        env.insert("CNI_NETNS_OVERRIDE".into(), "true".into());
+        assert_eq!(call(&p, &env, &conf("1.0.0")).code, 0);
+    }
+
+    #[test]
+    fn stdout_write_failure() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("closed"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let p = TestPlugin::new(Behaviour::Ok);
+        let env = env_for("ADD");
+        let getenv = |k: &str| env.get(k).cloned();
+        let mut err = Vec::new();
+        let code = dispatch(&p, &getenv, &mut &conf("1.0.0")[..], &mut Broken, &mut err);
+        assert_eq!(code, 1);
+        assert!(String::from_utf8_lossy(&err).contains("failed to write result"));
+    }
+
+    #[test]
+    fn error_output_is_one_pretty_document() {
+        let p = TestPlugin::new(Behaviour::Ok);
+        let out = call(&p, &env_for("ADD"), b"{");
+        assert!(out.stdout.starts_with("{\n    \""), "{}", out.stdout);
+        assert!(out.stdout.ends_with("}\n"));
+        let mut de = serde_json::Deserializer::from_str(&out.stdout).into_iter::<Value>();
+        assert!(de.next().unwrap().is_ok());
+        assert!(de.next().is_none());
+    }
+
+    #[test]
+    fn texts() {
+        let v = version_text("bridge");
+        assert!(v.starts_with(&format!("bridge {} (cni-rs)\n", env!("CARGO_PKG_VERSION"))));
+        assert!(v.contains(
+            "CNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"
+        ));
+        let h = help_text("host-local");
+        for var in [
+            "CNI_COMMAND",
+            "CNI_CONTAINERID",
+            "CNI_NETNS",
+            "CNI_IFNAME",
+            "CNI_ARGS",
+            "CNI_PATH",
+            "CNI_RS_LOG",
+        ] {
+            assert!(h.contains(var), "{var}");
+        }
+    }
+
+    fn netconf(v: Value) -> NetConf {
+        NetConf::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn attachments() {
+        let base = json!({"cniVersion":"1.1.0","name":"n"});
+        assert_eq!(valid_attachments(&netconf(base.clone())).unwrap(), None);
+        let mut c = base.clone();
+        c["cni.dev/valid-attachments"] = json!([{"containerID":"a","ifname":"eth0"}]);
+        c["cni.dev/attachments"] = json!([{"containerID":"old","ifname":"eth0"}]);
+        let list = valid_attachments(&netconf(c)).unwrap().unwrap();
+        assert_eq!(
+            list,
+            vec![Attachment {
+                container_id: "a".into(),
+                ifname: "eth0".into()
+            }]
+        );
+        let mut c = base.clone();
+        c["cni.dev/attachments"] =
+            json!([{"containerID":"old","ifname":"net1"}, {"containerId":"x"}]);
+        let list = valid_attachments(&netconf(c)).unwrap().unwrap();
+        assert_eq!(list[0].container_id, "old");
+        assert_eq!(list[1].container_id, "x");
+        assert_eq!(list[1].ifname, "");
+        let mut c = base.clone();
+        c["cni.dev/valid-attachments"] = json!([]);
+        assert_eq!(valid_attachments(&netconf(c)).unwrap(), Some(vec![]));
+        let mut c = base.clone();
+        c["cni.dev/valid-attachments"] = json!(null);
+        assert_eq!(valid_attachments(&netconf(c)).unwrap(), None);
+        for bad in [
+            json!({}),
+            json!("x"),
+            json!([1]),
+            json!([{"containerID": 5}]),
+        ] {
+            let mut c = base.clone();
+            c["cni.dev/valid-attachments"] = bad;
+            assert_eq!(valid_attachments(&netconf(c)).unwrap_err().code(), 6);
+        }
+    }
+
+    #[test]
+    fn command_names() {
+        for c in [
+            Command::Add,
+            Command::Del,
+            Command::Check,
+            Command::Gc,
+            Command::Status,
+            Command::Version,
+        ] {
+            assert_eq!(Command::parse(c.as_str()), Some(c));
+            assert_eq!(c.to_string(), c.as_str());
+        }
+        assert_eq!(Command::parse("add"), None);
+    }
 }
