@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use crate::error::{codes as code, CniError};
+
 /// Everything that can go wrong while configuring, allocating or storing leases.
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
@@ -43,18 +45,6 @@ pub enum IpamError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// CNI error codes used here (mirrors `cni::error::codes`, kept local so this
-/// layer does not depend on the protocol crate's internals).
-pub mod code {
-    pub const INVALID_ENV: u32 = 4;
-    pub const IO: u32 = 5;
-    pub const DECODE: u32 = 6;
-    pub const INVALID_CONFIG: u32 = 7;
-    pub const TRY_AGAIN_LATER: u32 = 11;
-    pub const NOT_AVAILABLE: u32 = 50;
-    pub const INTERNAL: u32 = 999;
 }
 
 impl IpamError {
@@ -99,6 +89,18 @@ impl IpamError {
                 context: format!("{prefix}: {context}"),
                 source,
             },
+        }
+    }
+}
+
+impl From<IpamError> for CniError {
+    fn from(e: IpamError) -> Self {
+        let code = e.code();
+        match e {
+            IpamError::Io { context, source } => {
+                CniError::new(code, format!("{context}: {source}"))
+            }
+            other => CniError::new(code, other.to_string()),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`allocator`]: allocation/release/GC over an in-memory lease index.
 //! - [`dns`]: `resolvConf` parsing.
 //! - [`ops`]: the verbs (ADD/DEL/CHECK/GC/STATUS) as the plugin runs them.
+//! - [`wire`]: conversion to the CNI result types.
 
 pub mod allocator;
 pub mod config;
@@ -17,5 +18,6 @@ pub mod error;
 pub mod ops;
 pub mod range;
 pub mod store;
+pub mod wire;
 
 pub use error::IpamError;
