@@ -206,3 +206,236 @@ pub fn gc(plugin_type: &str, a: &CmdArgs) -> Result<()> {
 pub fn status(plugin_type: &str, a: &CmdArgs) -> Result<()> {
     exec(plugin_type, Command::Status, a).map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::CniArgs;
+    use crate::spec::NetConf;
+    use std::path::Path;
+
+    /// A unique temp dir removed on drop.
+    struct Tmp(PathBuf);
+    impl Tmp {
+        fn new(tag: &str) -> Tmp {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let d = std::env::temp_dir().join(format!(
+                "cni-rs-delegate-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            Tmp(d)
+        }
+    }
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn cmd_args(dir: &Path, stdin: &str) -> CmdArgs {
+        CmdArgs {
+            command: Command::Add,
+            container_id: "ctr1".into(),
+            netns: Some(PathBuf::from("/run/netns/x")),
+            ifname: "eth0".into(),
+            args: CniArgs::parse("IgnoreUnknown=1;IP=10.1.0.9").unwrap(),
+            path: vec![PathBuf::from("/nonexistent-cni-dir"), dir.to_path_buf()],
+            stdin: stdin.as_bytes().to_vec(),
+            conf: NetConf::parse(stdin.as_bytes()).unwrap(),
+        }
+    }
+
+    const CONF: &str =
+        r#"{"cniVersion":"0.4.0","name":"n","type":"bridge","ipam":{"type":"fake"}}"#;
+
+    #[test]
+    fn find_plugin_rules() {
+        let a = Tmp::new("find-a");
+        let b = Tmp::new("find-b");
+        let in_b = script(&b.0, "p", "exit 0");
+        let dirs = vec![a.0.clone(), b.0.clone()];
+        assert_eq!(find_plugin("p", &dirs).unwrap(), in_b);
+        // First directory wins.
+        let in_a = script(&a.0, "p", "exit 0");
+        assert_eq!(find_plugin("p", &dirs).unwrap(), in_a);
+        // Not executable, or a directory: skipped.
+        std::fs::set_permissions(&in_a, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(find_plugin("p", &dirs).unwrap(), in_b);
+        std::fs::create_dir(a.0.join("d")).unwrap();
+        script(&b.0, "d", "exit 0");
+        assert_eq!(find_plugin("d", &dirs).unwrap(), b.0.join("d"));
+
+        let e = find_plugin("", &dirs).unwrap_err();
+        assert_eq!((e.code(), e.msg()), (7, "no plugin name provided"));
+        let e = find_plugin("../p", &dirs).unwrap_err();
+        assert_eq!(e.msg(), "invalid plugin name: ../p");
+        assert_eq!(
+            find_plugin("p", &[]).unwrap_err().msg(),
+            "no paths provided"
+        );
+        let e = find_plugin("nope", &dirs).unwrap_err();
+        assert_eq!(
+            e.msg(),
+            format!(
+                "failed to find plugin \"nope\" in path [{} {}]",
+                a.0.display(),
+                b.0.display()
+            )
+        );
+    }
+
+    #[test]
+    fn add_runs_with_env_and_stdin() {
+        let d = Tmp::new("add");
+        let body = format!(
+            "cat > {dir}/stdin\nenv > {dir}/env\necho 'note on stderr' >&2\n\
+             printf '%s' '{{\"ips\":[{{\"version\":\"4\",\"address\":\"10.1.0.9/16\",\"gateway\":\"10.1.0.1\"}}],\"dns\":{{}}}}'",
+            dir = d.0.display()
+        );
+        script(&d.0, "fake", &body);
+        let mut a = cmd_args(&d.0, CONF);
+        a.command = Command::Del; // the delegate verb must not follow ours
+        let r = add("fake", &a).unwrap();
+        assert_eq!(r.cni_version, "0.4.0", "missing version is the config's");
+        assert_eq!(r.ips[0].address.to_string(), "10.1.0.9/16");
+        assert_eq!(std::fs::read_to_string(d.0.join("stdin")).unwrap(), CONF);
+        let env = std::fs::read_to_string(d.0.join("env")).unwrap();
+        for line in [
+            "CNI_COMMAND=ADD",
+            "CNI_CONTAINERID=ctr1",
+            "CNI_NETNS=/run/netns/x",
+            "CNI_IFNAME=eth0",
+            "CNI_ARGS=IgnoreUnknown=1;IP=10.1.0.9",
+        ] {
+            assert!(env.lines().any(|l| l == line), "{line} missing in:\n{env}");
+        }
+        let path_line = format!("CNI_PATH=/nonexistent-cni-dir:{}", d.0.display());
+        assert!(env.lines().any(|l| l == path_line), "{env}");
+        // Our own environment is inherited.
+        if let Ok(home) = std::env::var("PATH") {
+            assert!(env.lines().any(|l| l == format!("PATH={home}")));
+        }
+    }
+
+    #[test]
+    fn other_verbs_set_their_command() {
+        let d = Tmp::new("verbs");
+        script(
+            &d.0,
+            "fake",
+            &format!("echo $CNI_COMMAND >> {}/log", d.0.display()),
+        );
+        let a = cmd_args(&d.0, CONF);
+        del("fake", &a).unwrap();
+        check("fake", &a).unwrap();
+        gc("fake", &a).unwrap();
+        status("fake", &a).unwrap();
+        let log = std::fs::read_to_string(d.0.join("log")).unwrap();
+        assert_eq!(log, "DEL\nCHECK\nGC\nSTATUS\n");
+    }
+
+    #[test]
+    fn child_error_is_kept() {
+        let d = Tmp::new("err");
+        script(
+            &d.0,
+            "fake",
+            r#"echo '{"cniVersion":"0.4.0","code":11,"msg":"busy","details":"try later"}'; exit 1"#,
+        );
+        let a = cmd_args(&d.0, CONF);
+        let e = add("fake", &a).unwrap_err();
+        assert_eq!(e, CniError::new(11, "busy").with_details("try later"));
+        assert_eq!(del("fake", &a).unwrap_err().code(), 11);
+    }
+
+    #[test]
+    fn child_failures_without_error_json() {
+        let d = Tmp::new("fail");
+        let a = cmd_args(&d.0, CONF);
+        script(&d.0, "empty", "echo 'it broke' >&2; exit 2");
+        let e = del("empty", &a).unwrap_err();
+        assert_eq!((e.code(), e.msg()), (999, "netplugin failed: \"it broke\""));
+        script(&d.0, "garbage", "echo 'not json'; exit 1");
+        let e = del("garbage", &a).unwrap_err();
+        assert_eq!(e.code(), 999);
+        assert!(e
+            .msg()
+            .starts_with("netplugin failed but error parsing its diagnostic message"));
+        script(&d.0, "nocode", "echo '{\"msg\":\"x\"}'; exit 1");
+        assert_eq!(del("nocode", &a).unwrap_err().code(), 999);
+        script(&d.0, "killed", "kill -9 $$");
+        let e = del("killed", &a).unwrap_err();
+        assert!(e.msg().contains("killed by signal 9"), "{e}");
+    }
+
+    #[test]
+    fn bad_results() {
+        let d = Tmp::new("badres");
+        let a = cmd_args(&d.0, CONF);
+        script(&d.0, "text", "echo hello");
+        assert_eq!(add("text", &a).unwrap_err().code(), 6);
+        script(&d.0, "ver", r#"echo '{"cniVersion":"7.0.0"}'"#);
+        assert_eq!(add("ver", &a).unwrap_err().code(), 1);
+        script(
+            &d.0,
+            "shape",
+            r#"echo '{"cniVersion":"1.0.0","ips":[{"address":"bad"}]}'"#,
+        );
+        let e = add("shape", &a).unwrap_err();
+        assert_eq!(e.code(), 6);
+        assert!(e.msg().starts_with("result of plugin \"shape\""), "{e}");
+        // Non-ADD verbs ignore stdout.
+        del("text", &a).unwrap();
+    }
+
+    #[test]
+    fn missing_plugin() {
+        let d = Tmp::new("missing");
+        let a = cmd_args(&d.0, CONF);
+        assert_eq!(add("nope", &a).unwrap_err().code(), 7);
+    }
+
+    #[test]
+    fn child_that_ignores_stdin() {
+        let d = Tmp::new("nostdin");
+        script(&d.0, "fake", "exec 0<&-; exit 0");
+        let mut a = cmd_args(&d.0, CONF);
+        a.stdin = vec![b' '; 4 << 20];
+        del("fake", &a).unwrap();
+    }
+
+    #[test]
+    fn text_file_busy_is_retried() {
+        let d = Tmp::new("etxtbsy");
+        let p = d.0.join("fake");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&p)
+            .unwrap();
+        f.write_all(b"#!/bin/sh\nexit 0\n").unwrap();
+        // Keep the file open for writing (as an installer would) for a while.
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(f);
+        });
+        let a = cmd_args(&d.0, CONF);
+        del("fake", &a).unwrap();
+        holder.join().unwrap();
+    }
+
+    use std::os::unix::fs::OpenOptionsExt;
+}

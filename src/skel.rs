@@ -15,6 +15,7 @@ use crate::spec::{
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Largest stdin accepted: generous for big prevResults, small enough that
@@ -246,6 +247,10 @@ pub fn help_text(name: &str) -> String {
 /// The config version of the command in flight, for the panic hook.
 static ERROR_VERSION: Mutex<Option<String>> = Mutex::new(None);
 
+/// Set once [`dispatch`] has written its document, so a late panic never
+/// adds a second one.
+static STDOUT_WRITTEN: AtomicBool = AtomicBool::new(false);
+
 fn set_error_version(v: &str) {
     if let Ok(mut g) = ERROR_VERSION.lock() {
         *g = Some(v.to_string());
@@ -434,8 +439,8 @@ fn execute<P: Plugin>(
 /// Runs one CNI command with the given environment and streams; returns
 /// the process exit code (0 success, 1 CNI error). With `CNI_COMMAND`
 /// unset or empty it prints the Go-style "about" text on stderr and
-/// returns 0 without reading stdin. Panics inside the plugin become a
-/// code-999 error (when built with `panic = "unwind"`).
+/// returns 0 without reading stdin. A panic inside the plugin (on the
+/// calling thread, with `panic = "unwind"`) becomes a code-999 error.
 pub fn dispatch<P: Plugin>(
     p: &P,
     env: &dyn Fn(&str) -> Option<String>,
@@ -452,6 +457,7 @@ pub fn dispatch<P: Plugin>(
     match execute(p, &command, env, stdin, &mut error_version) {
         Ok(out) => {
             if let Some(text) = out {
+                STDOUT_WRITTEN.store(true, Ordering::SeqCst);
                 if let Err(e) = stdout
                     .write_all(text.as_bytes())
                     .and_then(|()| stdout.flush())
@@ -465,6 +471,7 @@ pub fn dispatch<P: Plugin>(
         Err(e) => {
             crate::cni_debug!("{} {command} failed: code {} {}", p.name(), e.code(), e);
             let text = format!("{}\n", pretty(&e.to_json(&error_version)));
+            STDOUT_WRITTEN.store(true, Ordering::SeqCst);
             let _ = stdout.write_all(text.as_bytes());
             let _ = stdout.flush();
             1
@@ -472,26 +479,30 @@ pub fn dispatch<P: Plugin>(
     }
 }
 
-/// With `panic = "abort"` unwinding is impossible, so the hook itself
-/// prints the error JSON and exits 1; otherwise it only logs, and
-/// [`dispatch`] turns the caught panic into the error JSON.
+/// Makes any panic, on any thread, end the process with a code-999 error
+/// JSON on stdout and exit 1. Done in the hook because the release profile
+/// uses `panic = "abort"`, where `catch_unwind` never gets control (and a
+/// library cannot reliably tell which strategy the final binary uses).
+/// The default hook still prints the panic message on stderr.
 fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         crate::cni_debug!("panic: {info}");
         default(info);
-        if cfg!(panic = "abort") {
-            let version = ERROR_VERSION
-                .try_lock()
-                .ok()
-                .and_then(|g| g.clone())
-                .unwrap_or_else(|| CURRENT_VERSION.to_string());
-            let e = CniError::internal(format!("plugin panicked: {info}"));
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", pretty(&e.to_json(&version)));
-            let _ = out.flush();
+        let version = ERROR_VERSION
+            .try_lock()
+            .ok()
+            .and_then(|g| g.clone())
+            .unwrap_or_else(|| CURRENT_VERSION.to_string());
+        let msg = panic_message(info.payload());
+        if STDOUT_WRITTEN.load(Ordering::SeqCst) {
             std::process::exit(1);
         }
+        let e = CniError::internal(format!("plugin panicked: {msg}"));
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", pretty(&e.to_json(&version)));
+        let _ = out.flush();
+        std::process::exit(1);
     }));
 }
 

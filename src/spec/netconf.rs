@@ -69,18 +69,25 @@ fn lookup<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     })
 }
 
-fn decode_err(field: &str, want: &str, got: &Value) -> CniError {
-    let kind = match got {
+/// How a JSON value's type is named in error messages.
+fn kind(v: &Value) -> &'static str {
+    match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    };
+    }
+}
+
+fn decode_err(field: &str, want: &str, got: &Value) -> CniError {
     CniError::new(
         codes::DECODE,
-        format!("failed to decode network config: field {field:?} must be {want}, got {kind}"),
+        format!(
+            "failed to decode network config: field {field:?} must be {want}, got {}",
+            kind(got)
+        ),
     )
 }
 
@@ -119,7 +126,13 @@ impl NetConf {
     /// Like [`NetConf::parse`] for an already-decoded document.
     pub fn from_value(raw: Value) -> Result<NetConf> {
         let Value::Object(m) = &raw else {
-            return Err(decode_err("(network config)", "an object", &raw));
+            return Err(CniError::new(
+                codes::DECODE,
+                format!(
+                    "failed to decode network config: must be a JSON object, got {}",
+                    kind(&raw)
+                ),
+            ));
         };
         let cni_version = opt_string(m, "cniVersion")?
             .filter(|s| !s.is_empty())
@@ -249,7 +262,7 @@ mod tests {
         for (input, needle) in [
             (&b"{"[..], "failed to parse"),
             (b"", "failed to parse"),
-            (b"[]", "must be an object"),
+            (b"[]", "must be a JSON object, got an array"),
             (
                 br#"{"name":"n","cniVersion":1}"#,
                 "\"cniVersion\" must be a string",
