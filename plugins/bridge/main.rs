@@ -1,1 +1,52 @@
-fn main() {}
+//! The `bridge` CNI plugin: a drop-in replacement for the reference
+//! `containernetworking/plugins` bridge. This file only wires the verbs;
+//! each verb is a short list of steps in its own module.
+
+mod add;
+mod bridge_dev;
+mod check;
+mod conf;
+mod container;
+mod del;
+mod gateway;
+mod lifecycle;
+mod names;
+mod port;
+mod rollback;
+
+use cni::error::Result;
+use cni::skel::{CmdArgs, Plugin};
+use cni::spec::CniResult;
+
+/// Firewall failures as CNI errors (999, like every untyped reference error),
+/// keeping the firewall layer's message.
+pub(crate) fn fw<T>(r: std::result::Result<T, cni::firewall::FirewallError>) -> Result<T> {
+    r.map_err(|e| cni::error::CniError::internal(e.to_string()))
+}
+
+struct Bridge;
+
+impl Plugin for Bridge {
+    fn name(&self) -> &'static str {
+        "bridge"
+    }
+    fn add(&self, a: &CmdArgs) -> Result<CniResult> {
+        add::add(a)
+    }
+    fn del(&self, a: &CmdArgs) -> Result<()> {
+        del::del(a)
+    }
+    fn check(&self, a: &CmdArgs) -> Result<()> {
+        check::check(a)
+    }
+    fn gc(&self, a: &CmdArgs) -> Result<()> {
+        lifecycle::gc(a)
+    }
+    fn status(&self, a: &CmdArgs) -> Result<()> {
+        lifecycle::status(a)
+    }
+}
+
+fn main() {
+    cni::skel::run(&Bridge)
+}
