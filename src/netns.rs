@@ -134,6 +134,19 @@ impl NetNs {
     }
 }
 
+/// A bad `CNI_NETNS` (missing, or not a namespace) is an invalid environment
+/// variable (code 4, message names it); anything else is internal (999).
+impl From<NetnsError> for crate::error::CniError {
+    fn from(e: NetnsError) -> Self {
+        use crate::error::codes;
+        let code = match e {
+            NetnsError::NotExist { .. } | NetnsError::NotNs { .. } => codes::INVALID_ENV,
+            _ => codes::INTERNAL,
+        };
+        crate::error::CniError::new(code, format!("CNI_NETNS: {e}"))
+    }
+}
+
 /// `/proc/<pid>/ns/net` is a magic symlink whose target reads `net:[<inode>]`.
 fn is_netns_link(path: &Path) -> bool {
     std::fs::read_link(path)

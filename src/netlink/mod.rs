@@ -80,6 +80,22 @@ impl NetlinkError {
     }
 }
 
+/// Kernel refusals are internal errors (999), like every non-typed error of
+/// the reference plugins; `EAGAIN`/`EBUSY` mean "try again later" (11).
+impl From<NetlinkError> for crate::error::CniError {
+    fn from(e: NetlinkError) -> Self {
+        use crate::error::codes;
+        let code = match e.errno() {
+            Some(Errno::EAGAIN) | Some(Errno::EBUSY) => codes::TRY_AGAIN_LATER,
+            _ => match e {
+                NetlinkError::Netns(inner) => return inner.into(),
+                _ => codes::INTERNAL,
+            },
+        };
+        crate::error::CniError::new(code, e.to_string())
+    }
+}
+
 /// Result alias of this module.
 pub type Result<T, E = NetlinkError> = std::result::Result<T, E>;
 
