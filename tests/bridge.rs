@@ -18,8 +18,14 @@ fn add_builds_the_reference_layout_and_two_pods_talk() {
     let node = Node::new();
     let conf = node.conf("1.0.0", json!({"isDefaultGateway": true}));
     let (p1, p2) = (PodNs::new(), PodNs::new());
-    let r1 = node.call("ADD", "pod-one", p1.path.to_str().unwrap(), &conf).expect_ok().json();
-    let r2 = node.call("ADD", "pod-two", p2.path.to_str().unwrap(), &conf).expect_ok().json();
+    let r1 = node
+        .call("ADD", "pod-one", p1.path.to_str().unwrap(), &conf)
+        .expect_ok()
+        .json();
+    let r2 = node
+        .call("ADD", "pod-two", p2.path.to_str().unwrap(), &conf)
+        .expect_ok()
+        .json();
 
     // Result layout: [bridge, host veth, container], ips point at 2.
     let ifs = r1["interfaces"].as_array().unwrap();
@@ -44,29 +50,53 @@ fn add_builds_the_reference_layout_and_two_pods_talk() {
     assert_eq!(br[0]["linkinfo"]["info_kind"], "bridge");
     assert!(br[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
     assert!(
-        br[0]["addr_info"].as_array().unwrap().iter().any(|a| a["local"] == "10.88.0.1" && a["prefixlen"] == 24),
+        br[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == "10.88.0.1" && a["prefixlen"] == 24),
         "{br}"
     );
-    assert_eq!(br[0]["address"], ifs[0]["mac"], "result carries the bridge MAC");
+    assert_eq!(
+        br[0]["address"], ifs[0]["mac"],
+        "result carries the bridge MAC"
+    );
     let mut ports = bridge_ports(BRIDGE);
     ports.sort();
-    let mut want = vec![host.to_string(), r2["interfaces"][1]["name"].as_str().unwrap().to_string()];
+    let mut want = vec![
+        host.to_string(),
+        r2["interfaces"][1]["name"].as_str().unwrap().to_string(),
+    ];
     want.sort();
     assert_eq!(ports, want);
     let veth = ip_json(&["link", "show", host]);
-    assert_eq!(veth[0]["address"], ifs[1]["mac"], "result carries the re-read veth MAC");
+    assert_eq!(
+        veth[0]["address"], ifs[1]["mac"],
+        "result carries the re-read veth MAC"
+    );
     assert_eq!(veth[0]["operstate"], "UP");
-    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim(), "1");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1"
+    );
 
     // Kernel state in the pod: address, default route, lo and eth0 up.
     let ip1 = result_ip(&r1, false);
     let addrs = pod_addrs(&p1, "eth0");
-    assert!(addrs.iter().any(|(a, _)| *a == format!("{ip1}/24")), "{addrs:?}");
+    assert!(
+        addrs.iter().any(|(a, _)| *a == format!("{ip1}/24")),
+        "{addrs:?}"
+    );
     let routes = p1.ip_json(&["route", "show", "default"]);
     assert_eq!(routes[0]["gateway"], "10.88.0.1");
     let lo = p1.ip_json(&["link", "show", "lo"]);
     assert!(lo[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
-    assert_eq!(p1.ip_json(&["link", "show", "eth0"])[0]["address"], ifs[2]["mac"]);
+    assert_eq!(
+        p1.ip_json(&["link", "show", "eth0"])[0]["address"],
+        ifs[2]["mac"]
+    );
 
     // Data path: pod to pod and pod to gateway.
     let ip2 = result_ip(&r2, false);
@@ -76,12 +106,27 @@ fn add_builds_the_reference_layout_and_two_pods_talk() {
 
     // DEL removes the pod side and the lease; DEL twice is fine.
     assert_eq!(node.leases().len(), 2);
-    node.call("DEL", "pod-one", p1.path.to_str().unwrap(), &with_prev(&conf, &r1)).expect_ok();
-    node.call("DEL", "pod-one", p1.path.to_str().unwrap(), &conf).expect_ok();
-    assert!(p1.ip_json(&["link", "show"]).as_array().unwrap().iter().all(|l| l["ifname"] != "eth0"));
+    node.call(
+        "DEL",
+        "pod-one",
+        p1.path.to_str().unwrap(),
+        &with_prev(&conf, &r1),
+    )
+    .expect_ok();
+    node.call("DEL", "pod-one", p1.path.to_str().unwrap(), &conf)
+        .expect_ok();
+    assert!(p1
+        .ip_json(&["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["ifname"] != "eth0"));
     assert_eq!(node.leases(), vec![ip2.clone()]);
     assert_eq!(bridge_ports(BRIDGE).len(), 1);
-    assert!(node_links().contains(&BRIDGE.to_string()), "the bridge stays");
+    assert!(
+        node_links().contains(&BRIDGE.to_string()),
+        "the bridge stays"
+    );
 }
 
 /// A TCP server bound inside `ns`, answering each connection with `reply`.
@@ -106,7 +151,15 @@ fn ten_pods_each_serve_8080() {
     let mut servers = Vec::new();
     let mut ips = Vec::new();
     for (i, pod) in pods.iter().enumerate() {
-        let r = node.call("ADD", &format!("web-{i}"), pod.path.to_str().unwrap(), &conf).expect_ok().json();
+        let r = node
+            .call(
+                "ADD",
+                &format!("web-{i}"),
+                pod.path.to_str().unwrap(),
+                &conf,
+            )
+            .expect_ok()
+            .json();
         ips.push(result_ip(&r, false));
         let ns = NetNs::open(&pod.path).unwrap();
         servers.push(serve_in(&ns, format!("pod-{i}")));
@@ -115,8 +168,11 @@ fn ten_pods_each_serve_8080() {
     assert_eq!(unique.len(), 10, "{ips:?}");
     // From the node (through the bridge gateway) to every pod.
     for (i, ip) in ips.iter().enumerate() {
-        let mut s = TcpStream::connect_timeout(&format!("{ip}:8080").parse().unwrap(), Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect {ip}:8080: {e}"));
+        let mut s = TcpStream::connect_timeout(
+            &format!("{ip}:8080").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("connect {ip}:8080: {e}"));
         let mut got = String::new();
         s.read_to_string(&mut got).unwrap();
         assert_eq!(got, format!("pod-{i}"));
@@ -125,7 +181,13 @@ fn ten_pods_each_serve_8080() {
         s.join().unwrap();
     }
     for (i, pod) in pods.iter().enumerate() {
-        node.call("DEL", &format!("web-{i}"), pod.path.to_str().unwrap(), &conf).expect_ok();
+        node.call(
+            "DEL",
+            &format!("web-{i}"),
+            pod.path.to_str().unwrap(),
+            &conf,
+        )
+        .expect_ok();
     }
     assert!(node.leases().is_empty());
     assert!(bridge_ports(BRIDGE).is_empty());
@@ -141,8 +203,14 @@ fn dual_stack_has_no_dad_stall() {
     ]}});
     let conf = node.conf("1.0.0", ipam);
     let (p1, p2) = (PodNs::new(), PodNs::new());
-    let r1 = node.call("ADD", "ds-1", p1.path.to_str().unwrap(), &conf).expect_ok().json();
-    let r2 = node.call("ADD", "ds-2", p2.path.to_str().unwrap(), &conf).expect_ok().json();
+    let r1 = node
+        .call("ADD", "ds-1", p1.path.to_str().unwrap(), &conf)
+        .expect_ok()
+        .json();
+    let r2 = node
+        .call("ADD", "ds-2", p2.path.to_str().unwrap(), &conf)
+        .expect_ok()
+        .json();
     assert_eq!(r1["ips"].as_array().unwrap().len(), 2, "{r1}");
     let v6 = result_ip(&r1, true);
     assert!(v6.starts_with("fd10:89::"), "{v6}");
@@ -151,19 +219,40 @@ fn dual_stack_has_no_dad_stall() {
     // with DAD off that happens at once instead of after ~2 s of probing.
     eventually("the v6 address to be usable", || {
         let addrs = pod_addrs(&p1, "eth0");
-        let (_, info) = addrs.iter().find(|(a, _)| a.starts_with(&v6)).expect("v6 address present");
+        let (_, info) = addrs
+            .iter()
+            .find(|(a, _)| a.starts_with(&v6))
+            .expect("v6 address present");
         info.get("tentative").is_none() && info.get("dadfailed").is_none()
     });
     let dad = p1.exec(&["cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]);
     assert_eq!(String::from_utf8_lossy(&dad.stdout).trim(), "0");
     let br = ip_json(&["-6", "addr", "show", BRIDGE]);
-    assert!(br[0]["addr_info"].as_array().unwrap().iter().any(|a| a["local"] == "fd10:89::1"), "{br}");
-    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding").unwrap().trim(), "1");
+    assert!(
+        br[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["local"] == "fd10:89::1"),
+        "{br}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
+            .unwrap()
+            .trim(),
+        "1"
+    );
     let v6_2 = result_ip(&r2, true);
-    assert!(p1.exec(&["ping", "-6", "-c1", "-W2", &v6_2]).status.success(), "v6 pod to pod");
+    assert!(
+        p1.exec(&["ping", "-6", "-c1", "-W2", &v6_2])
+            .status
+            .success(),
+        "v6 pod to pod"
+    );
     assert!(ping(&p1, &result_ip(&r2, false)), "v4 pod to pod");
     for (cid, pod) in [("ds-1", &p1), ("ds-2", &p2)] {
-        node.call("DEL", cid, pod.path.to_str().unwrap(), &conf).expect_ok();
+        node.call("DEL", cid, pod.path.to_str().unwrap(), &conf)
+            .expect_ok();
     }
     assert!(node.leases().is_empty());
 }
@@ -176,14 +265,25 @@ fn del_with_empty_or_vanished_netns_releases_lease_and_masquerade() {
         let conf = node.conf("1.0.0", json!({"ipMasq": true, "ipMasqBackend": backend}));
         let pod = PodNs::new();
         let cid = format!("masq-{backend}");
-        let r = node.call("ADD", &cid, pod.path.to_str().unwrap(), &conf).expect_ok().json();
+        let r = node
+            .call("ADD", &cid, pod.path.to_str().unwrap(), &conf)
+            .expect_ok()
+            .json();
         let ip = result_ip(&r, false);
         let rules = || format!("{}{}", nat_rules(false), nft_ruleset());
-        assert!(rules().contains(&ip), "{backend}: no masquerade rule for {ip}:\n{}", rules());
+        assert!(
+            rules().contains(&ip),
+            "{backend}: no masquerade rule for {ip}:\n{}",
+            rules()
+        );
         assert_eq!(node.leases(), vec![ip.clone()]);
         // containerd's second DEL: empty netns, no prevResult.
         node.call("DEL", &cid, "", &conf).expect_ok();
-        assert!(!rules().contains(&ip), "{backend}: rule left behind:\n{}", rules());
+        assert!(
+            !rules().contains(&ip),
+            "{backend}: rule left behind:\n{}",
+            rules()
+        );
         assert!(node.leases().is_empty(), "{backend}: lease left behind");
         node.call("DEL", &cid, "", &conf).expect_ok();
     }
@@ -194,11 +294,14 @@ fn del_with_empty_or_vanished_netns_releases_lease_and_masquerade() {
     let r = node.call("ADD", "gone", &path, &conf).expect_ok().json();
     let ip = result_ip(&r, false);
     drop(pod);
-    node.call("DEL", "gone", &path, &with_prev(&conf, &r)).expect_ok();
+    node.call("DEL", "gone", &path, &with_prev(&conf, &r))
+        .expect_ok();
     assert!(!nat_rules(false).contains(&ip));
     assert!(node.leases().is_empty());
     // Netns teardown (and with it the veth) is asynchronous in the kernel.
-    eventually("veths of destroyed pods to vanish", || bridge_ports(BRIDGE).is_empty());
+    eventually("veths of destroyed pods to vanish", || {
+        bridge_ports(BRIDGE).is_empty()
+    });
 }
 
 #[test]
@@ -211,16 +314,30 @@ fn add_failure_rolls_back_everything() {
         json!({"ipMasq": true, "ipam": {"subnet": null, "ranges": [[{"subnet": "10.90.0.0/29", "rangeStart": "10.90.0.2", "rangeEnd": "10.90.0.2"}]]}}),
     );
     let (p1, p2) = (PodNs::new(), PodNs::new());
-    node.call("ADD", "first", p1.path.to_str().unwrap(), &conf).expect_ok();
+    node.call("ADD", "first", p1.path.to_str().unwrap(), &conf)
+        .expect_ok();
     let before = node_links();
     let nat_before = nat_rules(false);
     let run = node.call("ADD", "second", p2.path.to_str().unwrap(), &conf);
     let err = run.expect_err(999);
-    assert!(err["msg"].as_str().unwrap().contains("no IP addresses available"), "{err}");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no IP addresses available"),
+        "{err}"
+    );
     assert_eq!(node_links(), before, "no veth left on the node");
     assert_eq!(bridge_ports(BRIDGE).len(), 1);
     let pod_links = p2.ip_json(&["link", "show"]);
-    assert!(pod_links.as_array().unwrap().iter().all(|l| l["ifname"] != "eth0"), "{pod_links}");
+    assert!(
+        pod_links
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["ifname"] != "eth0"),
+        "{pod_links}"
+    );
     assert_eq!(nat_rules(false), nat_before);
     assert_eq!(node.leases(), vec!["10.90.0.2".to_string()]);
 }
@@ -238,19 +355,32 @@ fn twenty_parallel_adds_on_a_fresh_node() {
             .enumerate()
             .map(|(i, pod)| {
                 let (node, conf) = (&node, &conf);
-                s.spawn(move || node.call("ADD", &format!("par-{i}"), pod.path.to_str().unwrap(), conf))
+                s.spawn(move || {
+                    node.call("ADD", &format!("par-{i}"), pod.path.to_str().unwrap(), conf)
+                })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap().expect_ok().json()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect_ok().json())
+            .collect()
     });
-    let ips: std::collections::BTreeSet<String> = results.iter().map(|r| result_ip(r, false)).collect();
+    let ips: std::collections::BTreeSet<String> =
+        results.iter().map(|r| result_ip(r, false)).collect();
     assert_eq!(ips.len(), 20);
     assert_eq!(bridge_ports(BRIDGE).len(), 20);
     let br = ip_json(&["addr", "show", BRIDGE]);
-    let gws: Vec<_> = br[0]["addr_info"].as_array().unwrap().iter().filter(|a| a["family"] == "inet").collect();
+    let gws: Vec<_> = br[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["family"] == "inet")
+        .collect();
     assert_eq!(gws.len(), 1, "exactly one gateway address: {br}");
-    let macs: std::collections::BTreeSet<&str> =
-        results.iter().map(|r| r["interfaces"][1]["name"].as_str().unwrap()).collect();
+    let macs: std::collections::BTreeSet<&str> = results
+        .iter()
+        .map(|r| r["interfaces"][1]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(macs.len(), 20, "distinct host veth names");
     assert!(ping(&pods[0], &result_ip(&results[19], false)));
 }
@@ -263,11 +393,17 @@ fn results_in_every_version() {
         let conf = node.conf(version, json!({"isDefaultGateway": true}));
         let pod = PodNs::new();
         let cid = format!("ver-{n}");
-        let r = node.call("ADD", &cid, pod.path.to_str().unwrap(), &conf).expect_ok().json();
+        let r = node
+            .call("ADD", &cid, pod.path.to_str().unwrap(), &conf)
+            .expect_ok()
+            .json();
         assert_eq!(r["cniVersion"], *version, "{r}");
         match *version {
             "0.1.0" | "0.2.0" => {
-                assert!(r["ip4"]["ip"].as_str().unwrap().starts_with("10.88.0."), "{r}");
+                assert!(
+                    r["ip4"]["ip"].as_str().unwrap().starts_with("10.88.0."),
+                    "{r}"
+                );
                 assert_eq!(r["ip4"]["gateway"], "10.88.0.1");
                 assert!(r.get("interfaces").is_none());
             }
@@ -279,9 +415,21 @@ fn results_in_every_version() {
             }
         }
         if *version >= "0.4.0" {
-            node.call("CHECK", &cid, pod.path.to_str().unwrap(), &with_prev(&conf, &r)).expect_ok();
+            node.call(
+                "CHECK",
+                &cid,
+                pod.path.to_str().unwrap(),
+                &with_prev(&conf, &r),
+            )
+            .expect_ok();
         }
-        node.call("DEL", &cid, pod.path.to_str().unwrap(), &with_prev(&conf, &r)).expect_ok();
+        node.call(
+            "DEL",
+            &cid,
+            pod.path.to_str().unwrap(),
+            &with_prev(&conf, &r),
+        )
+        .expect_ok();
     }
     assert!(node.leases().is_empty());
 }
@@ -300,10 +448,19 @@ fn check_detects_a_removed_address_and_missing_veth() {
     let err = node.call("CHECK", "chk", ns, &conf).expect_err(7);
     assert!(err["msg"].as_str().unwrap().contains("prevResult"), "{err}");
     let ip = r["ips"][0]["address"].as_str().unwrap();
-    assert!(pod.exec(&["ip", "addr", "del", ip, "dev", "eth0"]).status.success());
+    assert!(pod
+        .exec(&["ip", "addr", "del", ip, "dev", "eth0"])
+        .status
+        .success());
     let run = node.call("CHECK", "chk", ns, &with);
     assert_eq!(run.code, Some(1), "{run:?}");
-    assert!(run.json()["msg"].as_str().unwrap().contains(ip.split('/').next().unwrap()), "{run:?}");
+    assert!(
+        run.json()["msg"]
+            .as_str()
+            .unwrap()
+            .contains(ip.split('/').next().unwrap()),
+        "{run:?}"
+    );
     // A missing host veth is detected too.
     node.call("DEL", "chk", ns, &with).expect_ok();
     let run = node.call("CHECK", "chk", ns, &with);
@@ -314,24 +471,46 @@ fn check_detects_a_removed_address_and_missing_veth() {
 fn layer2_only_without_ipam() {
     require_root!();
     let node = Node::new();
-    let conf = node.conf("1.1.0", json!({"ipam": null, "isGateway": false, "mtu": 1400}));
+    let conf = node.conf(
+        "1.1.0",
+        json!({"ipam": null, "isGateway": false, "mtu": 1400}),
+    );
     let pod = PodNs::new();
     let ns = pod.path.to_str().unwrap();
     let r = node.call("ADD", "l2", ns, &conf).expect_ok().json();
-    assert!(r.get("ips").is_none_or(|i| i.as_array().unwrap().is_empty()), "{r}");
+    assert!(
+        r.get("ips")
+            .is_none_or(|i| i.as_array().unwrap().is_empty()),
+        "{r}"
+    );
     let eth0 = pod.ip_json(&["link", "show", "eth0"]);
-    assert!(eth0[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    assert!(eth0[0]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "UP"));
     assert_eq!(eth0[0]["mtu"], 1400);
     assert_eq!(ip_json(&["link", "show", BRIDGE])[0]["mtu"], 1400);
     // CHECK without IPAM works (the reference fails: plugins#997 era bug).
-    node.call("CHECK", "l2", ns, &with_prev(&conf, &r)).expect_ok();
+    node.call("CHECK", "l2", ns, &with_prev(&conf, &r))
+        .expect_ok();
     node.call("STATUS", "l2", ns, &conf).expect_ok();
     node.call("DEL", "l2", ns, &conf).expect_ok();
     // disableContainerInterface leaves it down.
-    let conf = node.conf("1.1.0", json!({"ipam": null, "disableContainerInterface": true}));
+    let conf = node.conf(
+        "1.1.0",
+        json!({"ipam": null, "disableContainerInterface": true}),
+    );
     node.call("ADD", "l2-down", ns, &conf).expect_ok();
     let eth0 = pod.ip_json(&["link", "show", "eth0"]);
-    assert!(!eth0[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "{eth0}");
+    assert!(
+        !eth0[0]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "UP"),
+        "{eth0}"
+    );
     node.call("DEL", "l2-down", ns, &conf).expect_ok();
 }
 
@@ -347,13 +526,22 @@ fn mac_hairpin_isolation_and_promisc() {
     );
     let run = {
         let call = PluginCall::new("ADD", "mac", ns, "eth0", node.bin.path())
-            .env("CNI_ARGS", "IgnoreUnknown=1;MAC=0a:58:00:00:00:01;K8S_POD_NAME=x")
+            .env(
+                "CNI_ARGS",
+                "IgnoreUnknown=1;MAC=0a:58:00:00:00:01;K8S_POD_NAME=x",
+            )
             .stdin(serde_json::to_vec(&conf).unwrap());
         run_plugin(&bin("bridge"), &call)
     };
     let r = run.expect_ok().json();
-    assert_eq!(r["interfaces"][2]["mac"], "0a:58:0a:58:00:42", "runtimeConfig wins over CNI_ARGS");
-    assert_eq!(pod.ip_json(&["link", "show", "eth0"])[0]["address"], "0a:58:0a:58:00:42");
+    assert_eq!(
+        r["interfaces"][2]["mac"], "0a:58:0a:58:00:42",
+        "runtimeConfig wins over CNI_ARGS"
+    );
+    assert_eq!(
+        pod.ip_json(&["link", "show", "eth0"])[0]["address"],
+        "0a:58:0a:58:00:42"
+    );
     let host = r["interfaces"][1]["name"].as_str().unwrap();
     let d = ip_json(&["-d", "link", "show", host]);
     assert_eq!(d[0]["linkinfo"]["info_slave_data"]["hairpin"], true, "{d}");
@@ -363,11 +551,23 @@ fn mac_hairpin_isolation_and_promisc() {
     let conf = node.conf("1.0.0", json!({"promiscMode": true}));
     let r = node.call("ADD", "promisc", ns, &conf).expect_ok().json();
     let br = ip_json(&["link", "show", BRIDGE]);
-    assert!(br[0]["flags"].as_array().unwrap().iter().any(|f| f == "PROMISC"), "{br}");
-    node.call("CHECK", "promisc", ns, &with_prev(&conf, &r)).expect_ok();
+    assert!(
+        br[0]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "PROMISC"),
+        "{br}"
+    );
+    node.call("CHECK", "promisc", ns, &with_prev(&conf, &r))
+        .expect_ok();
     // CHECK compares promisc with the config.
     let plain = node.conf("1.0.0", json!({}));
-    assert_eq!(node.call("CHECK", "promisc", ns, &with_prev(&plain, &r)).code, Some(1));
+    assert_eq!(
+        node.call("CHECK", "promisc", ns, &with_prev(&plain, &r))
+            .code,
+        Some(1)
+    );
     node.call("DEL", "promisc", ns, &conf).expect_ok();
 }
 
@@ -377,10 +577,20 @@ fn gc_and_status() {
     let node = Node::new();
     let conf = node.conf("1.1.0", json!({"ipMasq": true, "macspoofchk": true}));
     let (p1, p2) = (PodNs::new(), PodNs::new());
-    let r1 = node.call("ADD", "keep", p1.path.to_str().unwrap(), &conf).expect_ok().json();
-    let r2 = node.call("ADD", "drop", p2.path.to_str().unwrap(), &conf).expect_ok().json();
+    let r1 = node
+        .call("ADD", "keep", p1.path.to_str().unwrap(), &conf)
+        .expect_ok()
+        .json();
+    let r2 = node
+        .call("ADD", "drop", p2.path.to_str().unwrap(), &conf)
+        .expect_ok()
+        .json();
     let (ip1, ip2) = (result_ip(&r1, false), result_ip(&r2, false));
-    assert!(nft_ruleset().contains("macspoofchk-keep-eth0"), "{}", nft_ruleset());
+    assert!(
+        nft_ruleset().contains("macspoofchk-keep-eth0"),
+        "{}",
+        nft_ruleset()
+    );
     node.call("STATUS", "", "", &conf).expect_ok();
     // The runtime lost pod "drop" (no DEL ever came) and its netns is gone.
     drop(p2);
@@ -391,7 +601,11 @@ fn gc_and_status() {
     let rules = nat_rules(false);
     assert!(rules.contains(&ip1) && !rules.contains(&ip2), "{rules}");
     let nft = nft_ruleset();
-    assert!(nft.contains("macspoofchk-keep-eth0") && !nft.contains("macspoofchk-drop-eth0"), "{nft}");
-    node.call("DEL", "keep", p1.path.to_str().unwrap(), &conf).expect_ok();
+    assert!(
+        nft.contains("macspoofchk-keep-eth0") && !nft.contains("macspoofchk-drop-eth0"),
+        "{nft}"
+    );
+    node.call("DEL", "keep", p1.path.to_str().unwrap(), &conf)
+        .expect_ok();
     assert!(!nft_ruleset().contains("macspoofchk-keep-eth0"));
 }

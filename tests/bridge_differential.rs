@@ -55,7 +55,9 @@ fn normalise(v: &Value, netns: &str) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(|x| normalise(x, netns)).collect()),
         Value::Object(o) => Value::Object(
             o.iter()
-                .filter(|(k, x)| !(k.as_str() == "dns" && x.as_object().is_some_and(|d| d.is_empty())))
+                .filter(|(k, x)| {
+                    !(k.as_str() == "dns" && x.as_object().is_some_and(|d| d.is_empty()))
+                })
                 .map(|(k, x)| (k.clone(), normalise(x, netns)))
                 .collect(),
         ),
@@ -85,7 +87,10 @@ fn addr_view(addrs: &Value) -> Value {
 
 fn link_view(link: &Value) -> Value {
     let l = &link[0];
-    let mut flags: Vec<String> = l["flags"].as_array().map(|f| f.iter().map(|x| x.to_string()).collect()).unwrap_or_default();
+    let mut flags: Vec<String> = l["flags"]
+        .as_array()
+        .map(|f| f.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default();
     flags.sort();
     json!({
         "mtu": l["mtu"], "operstate": l["operstate"], "flags": flags,
@@ -133,7 +138,9 @@ fn run(binary: PathBuf, conf: Value) -> Outcome {
     conf["ipam"]["dataDir"] = json!(node.data.path().display().to_string());
     let pod = PodNs::new();
     let ns = pod.path.to_str().unwrap().to_string();
-    let add = node.call_binary(&binary, "ADD", "diff-pod", &ns, &conf).expect_ok();
+    let add = node
+        .call_binary(&binary, "ADD", "diff-pod", &ns, &conf)
+        .expect_ok();
     let result = normalise(&add.json(), &ns);
     let v6 = conf["ipam"].to_string().contains(':');
     let mut pod_view = json!({
@@ -149,7 +156,11 @@ fn run(binary: PathBuf, conf: Value) -> Outcome {
     }
     // 0.1/0.2 results have no interfaces: find the host veth on the bridge.
     let host = bridge_ports(BRIDGE).pop().expect("one port on the bridge");
-    let read = |k: &str| std::fs::read_to_string(Path::new("/proc/sys").join(k)).map(|s| s.trim().to_string()).unwrap_or_default();
+    let read = |k: &str| {
+        std::fs::read_to_string(Path::new("/proc/sys").join(k))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
     let node_view = json!({
         "bridge": link_view(&ip_json(&["-d", "link", "show", BRIDGE])),
         "bridge_addrs": addr_view(&ip_json(&["addr", "show", "dev", BRIDGE])),
@@ -163,8 +174,15 @@ fn run(binary: PathBuf, conf: Value) -> Outcome {
         "routes": routes_view(&ip_json(&["route", "show", "table", "all"])),
     });
     let del_conf = with_prev(&conf, &add.json());
-    node.call_binary(&binary, "DEL", "diff-pod", &ns, &del_conf).expect_ok();
-    let pod_links: Vec<Value> = pod.ip_json(&["link", "show"]).as_array().unwrap().iter().map(|l| l["ifname"].clone()).collect();
+    node.call_binary(&binary, "DEL", "diff-pod", &ns, &del_conf)
+        .expect_ok();
+    let pod_links: Vec<Value> = pod
+        .ip_json(&["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].clone())
+        .collect();
     let after_del = json!({
         "pod_links": pod_links,
         "bridge_ports": bridge_ports(BRIDGE).len(),
@@ -183,12 +201,19 @@ fn run(binary: PathBuf, conf: Value) -> Outcome {
 fn compare(name: &str, conf: Value) {
     // Each implementation gets its own node: run them on separate threads.
     let (conf_a, conf_b) = (conf.clone(), conf);
-    let reference = std::thread::spawn(move || run(PathBuf::from(REFERENCE_BRIDGE), conf_a)).join().expect("reference run");
-    let ours = std::thread::spawn(move || run(bin("bridge"), conf_b)).join().expect("our run");
+    let reference = std::thread::spawn(move || run(PathBuf::from(REFERENCE_BRIDGE), conf_a))
+        .join()
+        .expect("reference run");
+    let ours = std::thread::spawn(move || run(bin("bridge"), conf_b))
+        .join()
+        .expect("our run");
     assert_eq!(ours.result, reference.result, "{name}: result JSON differs");
     assert_eq!(ours.pod, reference.pod, "{name}: pod state differs");
     assert_eq!(ours.node, reference.node, "{name}: node state differs");
-    assert_eq!(ours.after_del, reference.after_del, "{name}: state after DEL differs");
+    assert_eq!(
+        ours.after_del, reference.after_del,
+        "{name}: state after DEL differs"
+    );
 }
 
 fn base(extra: Value) -> Value {
@@ -210,7 +235,10 @@ fn same_as_reference_plain() {
 fn same_as_reference_gateway() {
     require_root!();
     compare("gateway", base(json!({"isGateway": true})));
-    compare("default gateway", base(json!({"isDefaultGateway": true, "mtu": 1400, "hairpinMode": true})));
+    compare(
+        "default gateway",
+        base(json!({"isDefaultGateway": true, "mtu": 1400, "hairpinMode": true})),
+    );
 }
 
 #[test]
@@ -242,6 +270,8 @@ fn same_as_reference_promisc_and_dns() {
     require_root!();
     compare(
         "promisc+dns",
-        base(json!({"promiscMode": true, "dns": {"nameservers": ["10.88.0.53"], "search": ["svc.local"]}})),
+        base(
+            json!({"promiscMode": true, "dns": {"nameservers": ["10.88.0.53"], "search": ["svc.local"]}}),
+        ),
     );
 }

@@ -12,9 +12,9 @@ use cni::spec::{CniResult, Interface};
 use ipnet::IpNet;
 
 use crate::bridge_dev;
-use crate::fw;
 use crate::conf::BridgeConf;
 use crate::container;
+use crate::fw;
 use crate::gateway::calc_gateways;
 use crate::port::{self, Container};
 use crate::rollback::Rollback;
@@ -49,7 +49,12 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
     let bridge = bridge_dev::ensure_bridge(&mut nl, &conf)?;
 
     let mut undo = Rollback::default();
-    let mut c = Container { netns: &netns, nl: &mut cnl, id: &a.container_id, ifname: &a.ifname };
+    let mut c = Container {
+        netns: &netns,
+        nl: &mut cnl,
+        id: &a.container_id,
+        ifname: &a.ifname,
+    };
     let host = port::create_veth(&mut nl, &mut c, &conf, bridge.index)?;
     let host_name = host.name.clone();
     undo.push("delete veth", move || delete_veth(&host_name));
@@ -60,8 +65,14 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
     let mut result = CniResult {
         cni_version: conf.cni_version.clone(),
         interfaces: vec![
-            Interface { name: bridge.name.clone(), ..Interface::default() },
-            Interface { name: host.name.clone(), ..Interface::default() },
+            Interface {
+                name: bridge.name.clone(),
+                ..Interface::default()
+            },
+            Interface {
+                name: host.name.clone(),
+                ..Interface::default()
+            },
             Interface {
                 name: a.ifname.clone(),
                 mac: Some(cont.mac_string()),
@@ -75,8 +86,15 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
     };
 
     if conf.macspoofchk {
-        fw(spoofcheck::setup(&a.container_id, &a.ifname, &host.name, &cont.mac_string()))?;
-        undo.push("spoofcheck teardown", || fw(spoofcheck::teardown(&a.container_id, &a.ifname)));
+        fw(spoofcheck::setup(
+            &a.container_id,
+            &a.ifname,
+            &host.name,
+            &cont.mac_string(),
+        ))?;
+        undo.push("spoofcheck teardown", || {
+            fw(spoofcheck::teardown(&a.container_id, &a.ifname))
+        });
     }
 
     if let Some(ipam) = &conf.ipam_type {
@@ -97,11 +115,17 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         if conf.ip_masq {
             let ips: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
             let target = masq_target(&conf, a);
-            let backend = conf.ip_masq_backend.unwrap_or_else(firewall::default_backend);
+            let backend = conf
+                .ip_masq_backend
+                .unwrap_or_else(firewall::default_backend);
             fw(firewall::setup_ipmasq(backend, &target, &ips))?;
             let network = conf.network.clone();
             undo.push("ipmasq teardown", move || {
-                let target = MasqTarget { network: &network, container_id: &a.container_id, ifname: &a.ifname };
+                let target = MasqTarget {
+                    network: &network,
+                    container_id: &a.container_id,
+                    ifname: &a.ifname,
+                };
                 fw(firewall::teardown_ipmasq(&target, &ips))
             });
         }
@@ -127,5 +151,9 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
 
 /// The masquerade rule owner: (network, container id, ifname).
 pub fn masq_target<'a>(conf: &'a BridgeConf, a: &'a CmdArgs) -> MasqTarget<'a> {
-    MasqTarget { network: &conf.network, container_id: &a.container_id, ifname: &a.ifname }
+    MasqTarget {
+        network: &conf.network,
+        container_id: &a.container_id,
+        ifname: &a.ifname,
+    }
 }

@@ -34,16 +34,25 @@ fn check_mac(iface: &Interface, link: &Link, what: &str) -> Result<()> {
 
 fn check_bridge(nl: &mut Netlink, conf: &BridgeConf, iface: Option<&Interface>) -> Result<Link> {
     let iface = iface.ok_or_else(|| {
-        fail(format!("CNI created bridge {} in host namespace was not found", conf.bridge))
+        fail(format!(
+            "CNI created bridge {} in host namespace was not found",
+            conf.bridge
+        ))
     })?;
     if iface.sandbox.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(fail(format!("Interface {} should not be in sandbox", iface.name)));
+        return Err(fail(format!(
+            "Interface {} should not be in sandbox",
+            iface.name
+        )));
     }
     let link = nl
         .link_by_name(&iface.name)?
         .ok_or_else(|| fail(format!("Interface name {} not found", iface.name)))?;
     if link.kind != Some(InfoKind::Bridge) {
-        return Err(fail(format!("Interface {} does not have link type of bridge", iface.name)));
+        return Err(fail(format!(
+            "Interface {} does not have link type of bridge",
+            iface.name
+        )));
     }
     check_mac(iface, &link, "Bridge interface")?;
     if link.is_promisc() != conf.promisc {
@@ -59,8 +68,18 @@ fn check_bridge(nl: &mut Netlink, conf: &BridgeConf, iface: Option<&Interface>) 
 
 /// The host veth: a result interface whose index is the container's peer,
 /// whose peer is the container end, and whose master is the bridge.
-fn check_host_veth(nl: &mut Netlink, result: &CniResult, skip: &[&str], bridge: &Link, cont: &Link) -> Result<String> {
-    for iface in result.interfaces.iter().filter(|i| !skip.contains(&i.name.as_str())) {
+fn check_host_veth(
+    nl: &mut Netlink,
+    result: &CniResult,
+    skip: &[&str],
+    bridge: &Link,
+    cont: &Link,
+) -> Result<String> {
+    for iface in result
+        .interfaces
+        .iter()
+        .filter(|i| !skip.contains(&i.name.as_str()))
+    {
         let Some(link) = nl.link_by_name(&iface.name)? else {
             return Err(fail(format!("Interface name {} not found", iface.name)));
         };
@@ -73,13 +92,16 @@ fn check_host_veth(nl: &mut Netlink, result: &CniResult, skip: &[&str], bridge: 
             return Ok(link.name);
         }
     }
-    Err(fail(format!("CNI veth created for bridge {} was not found", bridge.name)))
+    Err(fail(format!(
+        "CNI veth created for bridge {} was not found",
+        bridge.name
+    )))
 }
 
 fn route_present(routes: &[Route], dst: IpNet, gw: Option<IpAddr>, table: u32) -> bool {
-    routes.iter().any(|r| {
-        r.table == table && r.dst == dst && (gw.is_none() || r.gw == gw)
-    })
+    routes
+        .iter()
+        .any(|r| r.table == table && r.dst == dst && (gw.is_none() || r.gw == gw))
 }
 
 /// Addresses on the interface (each with a route to its subnet) and routes.
@@ -88,18 +110,31 @@ fn check_l3(nl: &mut Netlink, ifname: &str, cont: &Link, result: &CniResult) -> 
     let (v4, v6) = (nl.routes(false)?, nl.routes(true)?);
     for ip in &result.ips {
         if !addrs.iter().any(|a| a.net == ip.address) {
-            return Err(fail(format!("Failed to match addr {} on interface {ifname}", ip.address)));
+            return Err(fail(format!(
+                "Failed to match addr {} on interface {ifname}",
+                ip.address
+            )));
         }
-        let routes = if ip.address.addr().is_ipv6() { &v6 } else { &v4 };
+        let routes = if ip.address.addr().is_ipv6() {
+            &v6
+        } else {
+            &v4
+        };
         if !routes.iter().any(|r| r.dst == ip.address.trunc()) {
-            return Err(fail(format!("Failed to find route to {} for interface {ifname}", ip.address.trunc())));
+            return Err(fail(format!(
+                "Failed to find route to {} for interface {ifname}",
+                ip.address.trunc()
+            )));
         }
     }
     for r in &result.routes {
         let routes = if r.dst.addr().is_ipv6() { &v6 } else { &v4 };
         let table = r.table.unwrap_or(254);
         if !route_present(routes, r.dst, r.gw, table) {
-            return Err(fail(format!("Expected Route {} via {:?} not found in routing table", r.dst, r.gw)));
+            return Err(fail(format!(
+                "Expected Route {} via {:?} not found in routing table",
+                r.dst, r.gw
+            )));
         }
     }
     Ok(())
@@ -124,13 +159,23 @@ pub fn check(a: &CmdArgs) -> Result<()> {
         .interfaces
         .iter()
         .find(|i| i.name == a.ifname && i.sandbox.as_deref() == Some(netns_path.as_str()))
-        .ok_or_else(|| fail(format!("Sandbox in prevResult doesn't match configured netns: {netns_path}")))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "Sandbox in prevResult doesn't match configured netns: {netns_path}"
+            ))
+        })?;
     let mut cnl = Netlink::open_in(&netns)?;
-    let cont = cnl
-        .link_by_name(&a.ifname)?
-        .ok_or_else(|| fail(format!("CNI created interface in container {} not found", a.ifname)))?;
+    let cont = cnl.link_by_name(&a.ifname)?.ok_or_else(|| {
+        fail(format!(
+            "CNI created interface in container {} not found",
+            a.ifname
+        ))
+    })?;
     if cont.kind != Some(InfoKind::Veth) {
-        return Err(fail(format!("Error: Container interface {} not of type veth", a.ifname)));
+        return Err(fail(format!(
+            "Error: Container interface {} not of type veth",
+            a.ifname
+        )));
     }
     check_mac(cont_iface, &cont, "Interface")?;
     let host = check_host_veth(&mut nl, &result, &[&conf.bridge, &a.ifname], &bridge, &cont)?;
@@ -140,7 +185,12 @@ pub fn check(a: &CmdArgs) -> Result<()> {
         fw(firewall::check_ipmasq(&masq_target(&conf, a), &ips))?;
     }
     if conf.macspoofchk {
-        fw(spoofcheck::check(&a.container_id, &a.ifname, &host, &cont.mac_string()))?;
+        fw(spoofcheck::check(
+            &a.container_id,
+            &a.ifname,
+            &host,
+            &cont.mac_string(),
+        ))?;
     }
     Ok(())
 }

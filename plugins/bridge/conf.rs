@@ -134,7 +134,10 @@ impl BridgeConf {
     pub fn load(conf: &NetConf, env_args: &CniArgs) -> Result<BridgeConf> {
         let raw: RawConf = casefold_from_value(conf.raw.clone())
             .map_err(|e| invalid(format!("failed to load netconf: {e}")))?;
-        let bridge = raw.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
+        let bridge = raw
+            .bridge
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
         validate_ifname("bridge", &bridge)?;
         let vlan = vlan_id(raw.vlan)?;
         let vlan_trunk = collect_vlan_trunk(raw.vlan_trunk.as_deref().unwrap_or_default())?;
@@ -142,10 +145,14 @@ impl BridgeConf {
         let is_default_gateway = raw.is_default_gateway;
         let is_gateway = raw.is_gateway || is_default_gateway;
         if ipam_type.is_some() && raw.disable_container_interface {
-            return Err(invalid("cannot use IPAM when DisableContainerInterface flag is set"));
+            return Err(invalid(
+                "cannot use IPAM when DisableContainerInterface flag is set",
+            ));
         }
         if raw.hairpin_mode && raw.promisc_mode {
-            return Err(invalid("cannot set hairpin mode and promiscuous mode at the same time"));
+            return Err(invalid(
+                "cannot set hairpin mode and promiscuous mode at the same time",
+            ));
         }
         if vlan != 0 && is_gateway {
             // The VLAN gateway device is named "<bridge>.<vid>".
@@ -194,8 +201,14 @@ fn validate_ifname(what: &str, name: &str) -> Result<()> {
             "{what} name {name:?} is too long (max {MAX_IFNAME} bytes)"
         )));
     }
-    if name == "." || name == ".." || name.contains(['/', ':']) || name.contains(char::is_whitespace) {
-        return Err(invalid(format!("{what} name {name:?} is not a valid interface name")));
+    if name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.contains(char::is_whitespace)
+    {
+        return Err(invalid(format!(
+            "{what} name {name:?} is not a valid interface name"
+        )));
     }
     Ok(())
 }
@@ -203,7 +216,9 @@ fn validate_ifname(what: &str, name: &str) -> Result<()> {
 fn vlan_id(vlan: i64) -> Result<u16> {
     match u16::try_from(vlan) {
         Ok(v) if v <= 4094 => Ok(v),
-        _ => Err(invalid(format!("invalid VLAN ID {vlan} (must be between 0 and 4094)"))),
+        _ => Err(invalid(format!(
+            "invalid VLAN ID {vlan} (must be between 0 and 4094)"
+        ))),
     }
 }
 
@@ -265,7 +280,10 @@ fn collect_vlan_trunk(trunk: &[RawTrunk]) -> Result<Vec<u16>> {
     vids.sort_unstable();
     vids.dedup();
     // Every value was range-checked above, so the conversion cannot fail.
-    Ok(vids.into_iter().filter_map(|v| u16::try_from(v).ok()).collect())
+    Ok(vids
+        .into_iter()
+        .filter_map(|v| u16::try_from(v).ok())
+        .collect())
 }
 
 /// Container MAC, by precedence runtimeConfig > args.cni > CNI_ARGS.
@@ -284,11 +302,16 @@ fn pick_mac(raw: &RawConf, env_args: &CniArgs) -> Result<Option<[u8; 6]>> {
                 .filter(|m| !m.is_empty())
         });
     if let Some(text) = from_conf {
-        return parse_unicast_mac(&text).map(Some).ok_or_else(|| invalid(format!("invalid MAC address {text:?}")));
+        return parse_unicast_mac(&text)
+            .map(Some)
+            .ok_or_else(|| invalid(format!("invalid MAC address {text:?}")));
     }
     match env_args.get("MAC").filter(|m| !m.is_empty()) {
         Some(text) => parse_unicast_mac(text).map(Some).ok_or_else(|| {
-            CniError::new(codes::INVALID_ENV, format!("invalid MAC address {text:?} in CNI_ARGS"))
+            CniError::new(
+                codes::INVALID_ENV,
+                format!("invalid MAC address {text:?} in CNI_ARGS"),
+            )
         }),
         None => Ok(None),
     }
@@ -330,7 +353,11 @@ mod tests {
 
     #[test]
     fn go_style_keys_are_accepted() {
-        let c = load(json!({"IsGateway": true, "runtimeConfig": {"Mac": "0a:00:00:00:00:01"}}), "").unwrap();
+        let c = load(
+            json!({"IsGateway": true, "runtimeConfig": {"Mac": "0a:00:00:00:00:01"}}),
+            "",
+        )
+        .unwrap();
         assert!(c.is_gateway);
         assert_eq!(c.mac, Some([0x0a, 0, 0, 0, 0, 1]));
     }
@@ -358,22 +385,43 @@ mod tests {
             (json!({"bridge": "a-very-long-bridge-name"}), "too long"),
             (json!({"bridge": ""}), "must not be empty"),
             (json!({"ipMasqBackend": "pf"}), "unknown ipMasqBackend"),
-            (json!({"hairpinMode": true, "promiscMode": true}), "hairpin mode and promiscuous"),
+            (
+                json!({"hairpinMode": true, "promiscMode": true}),
+                "hairpin mode and promiscuous",
+            ),
             (
                 json!({"disableContainerInterface": true, "ipam": {"type": "host-local"}}),
                 "cannot use IPAM",
             ),
             (json!({"vlanTrunk": [{"minID": 5}]}), "maxID is missing"),
             (json!({"vlanTrunk": [{"maxID": 5}]}), "minID is missing"),
-            (json!({"vlanTrunk": [{"minID": 9, "maxID": 5}]}), "minID is greater"),
+            (
+                json!({"vlanTrunk": [{"minID": 9, "maxID": 5}]}),
+                "minID is greater",
+            ),
             (json!({"vlanTrunk": [{"id": 0}]}), "incorrect trunk id"),
-            (json!({"vlanTrunk": [{"minID": 0, "maxID": 5}]}), "incorrect trunk minID"),
-            (json!({"vlanTrunk": [{"minID": 1, "maxID": 4095}]}), "incorrect trunk maxID"),
+            (
+                json!({"vlanTrunk": [{"minID": 0, "maxID": 5}]}),
+                "incorrect trunk minID",
+            ),
+            (
+                json!({"vlanTrunk": [{"minID": 1, "maxID": 4095}]}),
+                "incorrect trunk maxID",
+            ),
             (json!({"mtu": -5}), "invalid MTU"),
-            (json!({"runtimeConfig": {"mac": "not-a-mac"}}), "invalid MAC"),
-            (json!({"runtimeConfig": {"mac": "01:00:5e:00:00:01"}}), "invalid MAC"),
+            (
+                json!({"runtimeConfig": {"mac": "not-a-mac"}}),
+                "invalid MAC",
+            ),
+            (
+                json!({"runtimeConfig": {"mac": "01:00:5e:00:00:01"}}),
+                "invalid MAC",
+            ),
             (json!({"portIsolation": "true"}), "failed to load netconf"),
-            (json!({"bridge": "br-long-name1", "vlan": 4000, "isGateway": true}), "too long"),
+            (
+                json!({"bridge": "br-long-name1", "vlan": 4000, "isGateway": true}),
+                "too long",
+            ),
         ];
         for (extra, want) in cases {
             let err = load(extra.clone(), "").unwrap_err();
@@ -384,13 +432,23 @@ mod tests {
 
     #[test]
     fn cni_args_errors_are_env_errors() {
-        assert_eq!(load(json!({}), "MAC=zz").unwrap_err().code(), codes::INVALID_ENV);
-        assert_eq!(load(json!({}), "FOO=1").unwrap_err().code(), codes::INVALID_ENV);
+        assert_eq!(
+            load(json!({}), "MAC=zz").unwrap_err().code(),
+            codes::INVALID_ENV
+        );
+        assert_eq!(
+            load(json!({}), "FOO=1").unwrap_err().code(),
+            codes::INVALID_ENV
+        );
     }
 
     #[test]
     fn trunk_is_sorted_and_deduplicated() {
-        let c = load(json!({"vlanTrunk": [{"id": 7}, {"minID": 3, "maxID": 5}, {"id": 4}]}), "").unwrap();
+        let c = load(
+            json!({"vlanTrunk": [{"id": 7}, {"minID": 3, "maxID": 5}, {"id": 4}]}),
+            "",
+        )
+        .unwrap();
         assert_eq!(c.vlan_trunk, vec![3, 4, 5, 7]);
         assert!(c.vlan_filtering());
         let c = load(json!({"vlanTrunk": []}), "").unwrap();

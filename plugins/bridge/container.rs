@@ -43,12 +43,16 @@ fn write_sysctls(ifname: &str, enable_dad: bool, has_v6: bool) -> Result<()> {
         for dev in ["lo", ifname] {
             let key = format!("net/ipv6/conf/{dev}/disable_ipv6");
             sysctl::set_if_present(&key, "0").map_err(|e| {
-                CniError::internal(format!("failed to enable IPv6 for interface {dev:?} ({key}): {e}"))
+                CniError::internal(format!(
+                    "failed to enable IPv6 for interface {dev:?} ({key}): {e}"
+                ))
             })?;
         }
         // Keep addresses when the link goes down (reference v1.7+).
         sysctl::set_if_present(&v6("keep_addr_on_down"), "1").map_err(|e| {
-            CniError::internal(format!("failed to enable keep_addr_on_down for interface {ifname:?}: {e}"))
+            CniError::internal(format!(
+                "failed to enable keep_addr_on_down for interface {ifname:?}: {e}"
+            ))
         })?;
     }
     Ok(())
@@ -56,7 +60,13 @@ fn write_sysctls(ifname: &str, enable_dad: bool, has_v6: bool) -> Result<()> {
 
 /// Applies the result's addresses and routes to `ifname` and brings it and
 /// `lo` up.
-pub fn configure_l3(nl: &mut Netlink, netns: &NetNs, ifname: &str, result: &CniResult, enable_dad: bool) -> Result<()> {
+pub fn configure_l3(
+    nl: &mut Netlink,
+    netns: &NetNs,
+    ifname: &str,
+    result: &CniResult,
+    enable_dad: bool,
+) -> Result<()> {
     let iface = link(nl, ifname)?;
     let has_v6 = result.ips.iter().any(|ip| ip.address.addr().is_ipv6());
     netns.run(|| write_sysctls(ifname, enable_dad, has_v6))??;
@@ -66,7 +76,10 @@ pub fn configure_l3(nl: &mut Netlink, netns: &NetNs, ifname: &str, result: &CniR
             continue;
         }
         nl.add_address(iface.index, ip.address).map_err(|e| {
-            CniError::from(e).context(format!("failed to add IP addr {} to {ifname:?}", ip.address))
+            CniError::from(e).context(format!(
+                "failed to add IP addr {} to {ifname:?}",
+                ip.address
+            ))
         })?;
         match ip.gateway {
             Some(gw @ IpAddr::V4(_)) if v4gw.is_none() => v4gw = Some(gw),
@@ -92,8 +105,12 @@ pub fn configure_l3(nl: &mut Netlink, netns: &NetNs, ifname: &str, result: &CniR
             mtu: r.mtu,
             advmss: r.advmss,
         };
-        nl.add_route(&spec)
-            .map_err(|e| CniError::from(e).context(format!("failed to add route {} via {:?} dev {ifname}", r.dst, spec.gw)))?;
+        nl.add_route(&spec).map_err(|e| {
+            CniError::from(e).context(format!(
+                "failed to add route {} via {:?} dev {ifname}",
+                r.dst, spec.gw
+            ))
+        })?;
     }
     Ok(())
 }
@@ -129,7 +146,9 @@ fn settle_addresses(nl: &mut Netlink, iface: &Link) -> Result<()> {
         }
         if Instant::now() >= deadline {
             // A link that is not oper-up never finishes DAD: not an error.
-            let up = nl.link_by_index(iface.index)?.is_some_and(|l| l.oper_state == OperState::Up);
+            let up = nl
+                .link_by_index(iface.index)?
+                .is_some_and(|l| l.oper_state == OperState::Up);
             if up {
                 return Err(CniError::internal(format!(
                     "link {} still has tentative addresses after {} seconds",

@@ -61,7 +61,11 @@ pub fn calc_gateways(result: &mut CniResult, conf: &BridgeConf) -> Gateways {
         if conf.is_gateway {
             if let Some(gw) = gateway {
                 if let Ok(net) = IpNet::new(gw, address.prefix_len()) {
-                    if v6 { gws.v6.push(net) } else { gws.v4.push(net) }
+                    if v6 {
+                        gws.v6.push(net)
+                    } else {
+                        gws.v4.push(net)
+                    }
                 }
             }
         }
@@ -105,23 +109,36 @@ mod tests {
 
     #[test]
     fn computes_missing_gateways_and_default_routes() {
-        let mut r = result(vec![ip("10.1.2.3/16", None), ip("fd10::5/64", Some("fd10::99"))], vec![]);
+        let mut r = result(
+            vec![ip("10.1.2.3/16", None), ip("fd10::5/64", Some("fd10::99"))],
+            vec![],
+        );
         let gws = calc_gateways(&mut r, &conf(json!({"isDefaultGateway": true})));
         assert_eq!(r.ips[0].gateway, Some("10.1.0.1".parse().unwrap()));
         assert_eq!(r.ips[1].gateway, Some("fd10::99".parse().unwrap()));
         assert!(r.ips.iter().all(|i| i.interface == Some(2)));
         assert_eq!(gws.v4, vec!["10.1.0.1/16".parse::<IpNet>().unwrap()]);
         assert_eq!(gws.v6, vec!["fd10::99/64".parse::<IpNet>().unwrap()]);
-        let dsts: Vec<String> = r.routes.iter().map(|r| format!("{} {:?}", r.dst, r.gw)).collect();
+        let dsts: Vec<String> = r
+            .routes
+            .iter()
+            .map(|r| format!("{} {:?}", r.dst, r.gw))
+            .collect();
         assert_eq!(
             dsts,
-            vec!["0.0.0.0/0 Some(10.1.0.1)".to_string(), "::/0 Some(fd10::99)".to_string()]
+            vec![
+                "0.0.0.0/0 Some(10.1.0.1)".to_string(),
+                "::/0 Some(fd10::99)".to_string()
+            ]
         );
     }
 
     #[test]
     fn existing_default_route_with_gateway_is_kept() {
-        let existing = Route::new("0.0.0.0/0".parse().unwrap(), Some("10.1.0.254".parse().unwrap()));
+        let existing = Route::new(
+            "0.0.0.0/0".parse().unwrap(),
+            Some("10.1.0.254".parse().unwrap()),
+        );
         let mut r = result(vec![ip("10.1.2.3/16", None)], vec![existing.clone()]);
         calc_gateways(&mut r, &conf(json!({"isDefaultGateway": true})));
         assert_eq!(r.routes, vec![existing]);

@@ -35,7 +35,9 @@ mod tests {
         assert_eq!(a, host_veth_name("abc", "eth0", 0));
         assert_eq!(a.len(), 12);
         assert!(a.starts_with("veth"));
-        assert!(a[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a[4..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, host_veth_name("abc", "eth1", 0));
         assert_ne!(a, host_veth_name("abd", "eth0", 0));
         assert_ne!(a, host_veth_name("abc", "eth0", 1));

@@ -28,7 +28,12 @@ pub struct Container<'a> {
 /// the container netns (with MTU and MAC), the host end (`veth` + 8 hex,
 /// derived from container id and ifname) is enslaved to the bridge and up.
 /// Returns the host end.
-pub fn create_veth(nl: &mut Netlink, c: &mut Container, conf: &BridgeConf, bridge: u32) -> Result<Link> {
+pub fn create_veth(
+    nl: &mut Netlink,
+    c: &mut Container,
+    conf: &BridgeConf,
+    bridge: u32,
+) -> Result<Link> {
     for attempt in 0..names::ATTEMPTS {
         let host_name = names::host_veth_name(c.id, c.ifname, attempt);
         let spec = VethSpec {
@@ -43,7 +48,8 @@ pub fn create_veth(nl: &mut Netlink, c: &mut Container, conf: &BridgeConf, bridg
         match nl.create_veth(&spec) {
             Ok(()) => {
                 // We own the routes on this interface; no IPv6 is fine.
-                let _ = sysctl::set_if_present(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+                let _ =
+                    sysctl::set_if_present(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
                 return nl.link_by_name(&host_name)?.ok_or_else(|| {
                     CniError::internal(format!("host veth {host_name:?} vanished after creation"))
                 });
@@ -69,20 +75,29 @@ pub fn configure_port(nl: &mut Netlink, port: &Link, conf: &BridgeConf) -> Resul
     let name = &port.name;
     if conf.hairpin || conf.port_isolation {
         nl.set_bridge_port(port.index, conf.hairpin, conf.port_isolation)
-            .map_err(|e| CniError::from(e).context(format!("failed to set port flags on {name:?}")))?;
+            .map_err(|e| {
+                CniError::from(e).context(format!("failed to set port flags on {name:?}"))
+            })?;
     }
     let wants_vlans = conf.vlan != 0 || !conf.vlan_trunk.is_empty();
     if wants_vlans && !conf.preserve_default_vlan {
         for v in nl.bridge_vlans(port.index)? {
             nl.bridge_vlan_del(port.index, v).map_err(|e| {
-                CniError::from(e).context(format!("failed to remove default vlan on interface {name:?}"))
+                CniError::from(e).context(format!(
+                    "failed to remove default vlan on interface {name:?}"
+                ))
             })?;
         }
     }
     let mut add = |vid: u16, native: bool, what: &str| {
-        let vlan = BridgeVlan { vid, pvid: native, untagged: native };
-        nl.bridge_vlan_add(port.index, vlan)
-            .map_err(|e| CniError::from(e).context(format!("failed to setup {what} on interface {name:?}")))
+        let vlan = BridgeVlan {
+            vid,
+            pvid: native,
+            untagged: native,
+        };
+        nl.bridge_vlan_add(port.index, vlan).map_err(|e| {
+            CniError::from(e).context(format!("failed to setup {what} on interface {name:?}"))
+        })
     };
     if conf.vlan != 0 {
         add(conf.vlan, true, "vlan tag")?;

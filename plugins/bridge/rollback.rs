@@ -5,7 +5,10 @@
 /// A stack of undo closures.
 #[derive(Default)]
 pub struct Rollback<'a> {
-    steps: Vec<(&'static str, Box<dyn FnOnce() -> cni::error::Result<()> + 'a>)>,
+    steps: Vec<(
+        &'static str,
+        Box<dyn FnOnce() -> cni::error::Result<()> + 'a>,
+    )>,
 }
 
 impl<'a> Rollback<'a> {

@@ -82,7 +82,14 @@ impl Node {
     }
 
     /// Like [`Node::call`] with an explicit ifname.
-    pub fn call_if(&self, command: &str, cid: &str, netns: &str, ifname: &str, conf: &Value) -> PluginRun {
+    pub fn call_if(
+        &self,
+        command: &str,
+        cid: &str,
+        netns: &str,
+        ifname: &str,
+        conf: &Value,
+    ) -> PluginRun {
         self.ns.assert_inside();
         let call = PluginCall::new(command, cid, netns, ifname, self.bin.path())
             .stdin(serde_json::to_vec(conf).unwrap());
@@ -90,7 +97,14 @@ impl Node {
     }
 
     /// Runs an arbitrary binary (e.g. the reference bridge) the same way.
-    pub fn call_binary(&self, binary: &Path, command: &str, cid: &str, netns: &str, conf: &Value) -> PluginRun {
+    pub fn call_binary(
+        &self,
+        binary: &Path,
+        command: &str,
+        cid: &str,
+        netns: &str,
+        conf: &Value,
+    ) -> PluginRun {
         self.ns.assert_inside();
         let call = PluginCall::new(command, cid, netns, "eth0", self.bin.path())
             .stdin(serde_json::to_vec(conf).unwrap());
@@ -163,7 +177,12 @@ pub fn pod_addrs(pod: &common::PodNs, ifname: &str) -> Vec<(String, Value)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]), a.clone()))
+        .map(|a| {
+            (
+                format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]),
+                a.clone(),
+            )
+        })
         .collect()
 }
 
@@ -187,8 +206,15 @@ pub fn ping(pod: &common::PodNs, target: &str) -> bool {
 
 /// nat-table rules in `ip[6]tables-save` form.
 pub fn nat_rules(v6: bool) -> String {
-    let bin = if v6 { "ip6tables-save" } else { "iptables-save" };
-    let out = std::process::Command::new(bin).args(["-t", "nat"]).output().unwrap();
+    let bin = if v6 {
+        "ip6tables-save"
+    } else {
+        "iptables-save"
+    };
+    let out = std::process::Command::new(bin)
+        .args(["-t", "nat"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
