@@ -43,7 +43,7 @@ fn remove_container_iface(a: &CmdArgs) -> Result<Vec<IpNet>> {
         .addresses(Some(link.index), None)?
         .into_iter()
         .map(|addr| addr.net)
-        .filter(|net| is_global_unicast(net))
+        .filter(is_global_unicast)
         .collect();
     nl.del_link(link.index)
         .map_err(|e| CniError::from(e).context(format!("failed to delete {:?}", a.ifname)))?;

@@ -2,13 +2,13 @@
 //! how to revert it; on drop, unless committed, they run newest first.
 //! The reference leaves the veth behind on failure; we remove it too.
 
+/// One undo action.
+type UndoStep<'a> = Box<dyn FnOnce() -> cni::error::Result<()> + 'a>;
+
 /// A stack of undo closures.
 #[derive(Default)]
 pub struct Rollback<'a> {
-    steps: Vec<(
-        &'static str,
-        Box<dyn FnOnce() -> cni::error::Result<()> + 'a>,
-    )>,
+    steps: Vec<(&'static str, UndoStep<'a>)>,
 }
 
 impl<'a> Rollback<'a> {
