@@ -43,10 +43,53 @@ pub struct Node {
     pub ns: NodeNs,
     pub data: TempDir,
     pub bin: TempDir,
+    /// Links of the machine's own netns before the test (must not change).
+    root_links: Vec<String>,
+}
+
+/// Link names of the process's original (the machine's) network namespace,
+/// read through a socket opened there, without moving the test thread.
+fn root_links() -> Vec<String> {
+    let root = cni::netns::NetNs::open("/proc/self/ns/net").expect("open the root netns");
+    let mut nl = cni::netlink::Netlink::open_in(&root).expect("netlink in the root netns");
+    let mut names: Vec<String> = nl
+        .links()
+        .expect("dump root links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    names.sort();
+    names
+}
+
+impl Drop for Node {
+    /// Asserts that nothing of ours appeared in the machine's netns.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let now = root_links();
+        let ours: Vec<&String> = now
+            .iter()
+            .filter(|n| !self.root_links.contains(n))
+            // Only our bridge name is unique to these tests (other suites may
+            // run at the same time and have their own names).
+            .filter(|n| n.as_str() == BRIDGE)
+            .collect();
+        assert!(
+            ours.is_empty(),
+            "links leaked into the machine's netns: {ours:?}"
+        );
+    }
 }
 
 impl Node {
     pub fn new() -> Node {
+        let root_links = root_links();
+        assert!(
+            !root_links.contains(&BRIDGE.to_string()),
+            "{BRIDGE} exists in the machine's netns"
+        );
         let ns = NodeNs::enter();
         let bin = TempDir::new("bridge-bin");
         std::os::unix::fs::symlink(common::bin("bridge"), bin.path().join("bridge")).unwrap();
@@ -55,6 +98,7 @@ impl Node {
             ns,
             data: TempDir::new("bridge-data"),
             bin,
+            root_links,
         }
     }
 
@@ -204,7 +248,8 @@ pub fn ping(pod: &common::PodNs, target: &str) -> bool {
     pod.exec(&["ping", "-c1", "-W2", target]).status.success()
 }
 
-/// nat-table rules in `ip[6]tables-save` form.
+/// nat-table rules in `ip[6]tables-save` form, without the `#` header
+/// lines (they carry a timestamp).
 pub fn nat_rules(v6: bool) -> String {
     let bin = if v6 {
         "ip6tables-save"
@@ -215,7 +260,11 @@ pub fn nat_rules(v6: bool) -> String {
         .args(["-t", "nat"])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `nft list ruleset` output (empty when nft is missing).
