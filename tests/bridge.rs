@@ -770,3 +770,74 @@ fn vlan_access_port_and_trunk() {
         .collect();
     assert_eq!(vids, vec![1, 7, 20, 21], "{v}");
 }
+
+/// The host veth name our bridge derives for (container id, ifname, attempt).
+fn expected_host_veth(cid: &str, ifname: &str, attempt: u32) -> String {
+    use sha2::{Digest, Sha512};
+    let mut h = Sha512::new();
+    h.update(cid.as_bytes());
+    h.update([0]);
+    h.update(ifname.as_bytes());
+    if attempt > 0 {
+        h.update([0]);
+        h.update(attempt.to_string().as_bytes());
+    }
+    let hex: String = h
+        .finalize()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("veth{hex}")
+}
+
+#[test]
+fn host_veth_names_are_stable_and_collisions_move_on() {
+    require_root!();
+    let node = Node::new();
+    let conf = node.conf("1.0.0", json!({}));
+    let pod = PodNs::new();
+    let ns = pod.path.to_str().unwrap();
+    let r = node.call("ADD", "stable", ns, &conf).expect_ok().json();
+    assert_eq!(
+        r["interfaces"][1]["name"],
+        expected_host_veth("stable", "eth0", 0)
+    );
+    node.call("DEL", "stable", ns, &conf).expect_ok();
+    // Someone else holds the first choice: the next attempt's name is used.
+    let taken = expected_host_veth("stable", "eth0", 0);
+    let st = std::process::Command::new("ip")
+        .args([
+            "link", "add", &taken, "type", "veth", "peer", "name", "squatter",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = node.call("ADD", "stable", ns, &conf).expect_ok().json();
+    assert_eq!(
+        r["interfaces"][1]["name"],
+        expected_host_veth("stable", "eth0", 1)
+    );
+    let squatter = ip_json(&["link", "show", &taken]);
+    assert!(
+        squatter[0].get("master").is_none(),
+        "the squatter is left alone: {squatter}"
+    );
+    node.call("DEL", "stable", ns, &conf).expect_ok();
+}
+
+#[test]
+fn layer2_only_refuses_pre_0_3_results_before_touching_anything() {
+    require_root!();
+    let node = Node::new();
+    let pod = PodNs::new();
+    let before = node_links();
+    for v in ["0.1.0", "0.2.0"] {
+        let conf = node.conf(v, json!({"ipam": null}));
+        let err = node
+            .call("ADD", "l2old", pod.path.to_str().unwrap(), &conf)
+            .expect_err(7);
+        assert!(err["msg"].as_str().unwrap().contains("L2-only"), "{err}");
+        assert_eq!(node_links(), before);
+    }
+}

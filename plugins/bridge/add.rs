@@ -8,7 +8,7 @@ use cni::firewall::{self, spoofcheck, MasqTarget};
 use cni::netlink::Netlink;
 use cni::netns::NetNs;
 use cni::skel::CmdArgs;
-use cni::spec::{CniResult, Interface};
+use cni::spec::{version_at_least, CniResult, Interface};
 use ipnet::IpNet;
 
 use crate::bridge_dev;
@@ -40,6 +40,18 @@ fn delete_veth(name: &str) -> Result<()> {
 /// The bridge ADD.
 pub fn add(a: &CmdArgs) -> Result<CniResult> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
+    if !conf.is_layer3() && !version_at_least(&conf.cni_version, "0.3.0") {
+        // The 0.1/0.2 result has no interfaces list, only IPs: an L2-only
+        // attachment cannot be reported. The reference finds out after
+        // creating everything (plugins#997); refuse before touching anything.
+        return Err(CniError::new(
+            codes::INVALID_CONFIG,
+            format!(
+                "cniVersion {} cannot describe an L2-only (no ipam) attachment; use 0.3.0 or later",
+                conf.cni_version
+            ),
+        ));
+    }
     let netns = open_netns(a)?;
     if let Some(ipam) = &conf.ipam_type {
         delegate::find_plugin(ipam, &a.path)?;

@@ -112,10 +112,10 @@ pub fn configure_port(nl: &mut Netlink, port: &Link, conf: &BridgeConf) -> Resul
     Ok(())
 }
 
-/// Back-off between port-state polls: quick at first (linkwatch usually
-/// reports carrier within milliseconds), about 2.5 s in total like the
+/// Back-off between port-state polls: quick at first (linkwatch reports the
+/// carrier change within a millisecond or so), about 2.5 s in total like the
 /// reference, so a broken port still fails in bounded time.
-const PORT_WAIT: [u64; 9] = [0, 5, 10, 25, 50, 100, 300, 1000, 1000];
+const PORT_WAIT: [u64; 11] = [0, 1, 2, 5, 10, 20, 50, 100, 300, 1000, 1000];
 
 /// Waits until the host port is operationally up.
 pub fn wait_port_up(nl: &mut Netlink, index: u32) -> Result<Link> {
