@@ -841,3 +841,35 @@ fn layer2_only_refuses_pre_0_3_results_before_touching_anything() {
         assert_eq!(node_links(), before);
     }
 }
+
+#[test]
+fn enabledad_waits_for_dad_to_finish() {
+    require_root!();
+    let node = Node::new();
+    let conf = node.conf(
+        "1.0.0",
+        json!({"enabledad": true, "ipam": {"subnet": null, "ranges": [[{"subnet": "fd10:91::/64"}]]}}),
+    );
+    let pod = PodNs::new();
+    let r = node
+        .call("ADD", "dad", pod.path.to_str().unwrap(), &conf)
+        .expect_ok()
+        .json();
+    let v6 = result_ip(&r, true);
+    for (key, want) in [("accept_dad", "1"), ("enhanced_dad", "1")] {
+        let out = pod.exec(&["cat", &format!("/proc/sys/net/ipv6/conf/eth0/{key}")]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "{key}");
+    }
+    // ADD returned only once DAD was over: the address is already usable.
+    let addrs = pod_addrs(&pod, "eth0");
+    let (_, info) = addrs
+        .iter()
+        .find(|(a, _)| a.starts_with(&v6))
+        .expect("v6 address");
+    assert!(
+        info.get("tentative").is_none() && info.get("dadfailed").is_none(),
+        "{info}"
+    );
+    node.call("DEL", "dad", pod.path.to_str().unwrap(), &conf)
+        .expect_ok();
+}
