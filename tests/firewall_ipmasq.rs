@@ -409,7 +409,7 @@ fn reference_rules_are_removed_by_our_teardown() {
 }
 
 /// Twenty pods set up and torn down at once on one node (as parallel ADDs
-/// and DELs do): every chain complete, then nothing left.
+/// and DELs do, DEL even twice per pod): every chain complete, then nothing left.
 #[test]
 fn parallel_setup_and_teardown() {
     require_root!();
@@ -442,8 +442,9 @@ fn parallel_setup_and_teardown() {
         }
     }
     assert_eq!(nft_masq_rules().len(), 40);
+    // Each pod is deleted twice at once (a runtime retrying DEL): both succeed.
     std::thread::scope(|s| {
-        for id in &ids {
+        for id in ids.iter().chain(ids.iter()) {
             s.spawn(move || teardown_ipmasq(&target(NET, id), &[]).expect("parallel teardown"));
         }
     });
