@@ -205,13 +205,7 @@ fn save_all(
     let mut errs = Vec::new();
     for (family, started) in running {
         match started.and_then(Running::wait) {
-            Ok(o) => match NatTable::parse(&o.stdout) {
-                Ok(t) => out.push((family, t)),
-                Err(reason) => errs.push(FirewallError::Parse {
-                    cmd: family.save_cmd().display(),
-                    reason,
-                }),
-            },
+            Ok(o) => out.push((family, NatTable::parse(&o.stdout))),
             Err(_) if unusable == Unusable::Skip && !family.usable() => {}
             Err(e) => errs.push(e),
         }
@@ -342,7 +336,7 @@ mod tests {
 
     #[test]
     fn setup_lines_on_empty_table() {
-        let table = NatTable::parse("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n").unwrap();
+        let table = NatTable::parse("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n");
         let c = iptables_comment("mynet", "abc123");
         let lines = setup_lines(&table, "CNI-x", &c, &nets(&["10.22.0.2/16"]));
         let q = r#""name: \"mynet\" id: \"abc123\"""#;
@@ -373,7 +367,7 @@ mod tests {
             -A POSTROUTING -s 10.22.0.2/32 -m comment --comment \"c\" -j CNI-x\n\
             -A CNI-x -d 10.22.0.0/16 -m comment --comment \"c\" -j ACCEPT\n\
             -A CNI-x ! -d 224.0.0.0/4 -m comment --comment \"c\" -j MASQUERADE\nCOMMIT\n";
-        let table = NatTable::parse(dump).unwrap();
+        let table = NatTable::parse(dump);
         assert!(setup_lines(&table, "CNI-x", "c", &nets(&["10.22.0.2/16"])).is_empty());
         // A different comment is a different rule (AppendUnique compares all args).
         assert_eq!(
@@ -389,7 +383,7 @@ mod tests {
             -A POSTROUTING -s 10.22.0.0/16 -m comment --comment \"c\" -j CNI-x\n\
             -A POSTROUTING -s 10.9.0.0/16 -j CNI-other\n\
             -A CNI-x -d 10.22.0.0/16 -m comment --comment \"c\" -j ACCEPT\nCOMMIT\n";
-        let table = NatTable::parse(dump).unwrap();
+        let table = NatTable::parse(dump);
         assert_eq!(
             teardown_lines(&table, "CNI-x"),
             vec![
@@ -422,7 +416,7 @@ mod tests {
             q(&cc),
             q(&cb)
         );
-        let table = NatTable::parse(&dump).unwrap();
+        let table = NatTable::parse(&dump);
         let valid: BTreeSet<&str> = ["a"].into_iter().collect();
         assert_eq!(stale_chains(&table, "net", &valid), vec![b]);
     }
