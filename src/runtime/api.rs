@@ -240,6 +240,56 @@ impl CniConfig {
         Ok(())
     }
 
+    /// The versions a plugin supports (VERSION, as libcni `GetVersionInfo`
+    /// probes it: stdin `{"cniVersion":"1.1.0"}`, dummy netns/ifname).
+    pub fn plugin_versions(&self, plugin_type: &str) -> Result<Vec<String>> {
+        let env = CniEnv {
+            command: "VERSION".into(),
+            netns: "dummy".into(),
+            ifname: "dummy".into(),
+            ..CniEnv::default()
+        };
+        let out = self.run(plugin_type, br#"{"cniVersion":"1.1.0"}"#, env)?;
+        let bad = |reason: String| RuntimeError::BadResult {
+            plugin: plugin_type.to_string(),
+            command: "VERSION".into(),
+            reason,
+        };
+        let v: Value = serde_json::from_slice(&out).map_err(|e| bad(e.to_string()))?;
+        match v.get("supportedVersions").and_then(Value::as_array) {
+            Some(list) => Ok(list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()),
+            // Legacy: "0.2.0" without a list means 0.1.0 and 0.2.0.
+            None if v.get("cniVersion").and_then(Value::as_str) == Some("0.2.0") => {
+                Ok(vec!["0.1.0".into(), "0.2.0".into()])
+            }
+            None => Err(bad("no supportedVersions".into())),
+        }
+    }
+
+    /// Every plugin of the list (and its IPAM plugin) exists and supports
+    /// the list's cniVersion (libcni `ValidateNetworkList`, plus IPAM).
+    pub fn validate_network_list(&self, list: &NetworkConfigList) -> Result<()> {
+        for plugin in &list.plugins {
+            let ipam = plugin.get("ipam").and_then(|i| i.get("type"));
+            let kinds = [plugin.get("type"), ipam];
+            for kind in kinds.into_iter().flatten().filter_map(Value::as_str) {
+                let supported = self.plugin_versions(kind)?;
+                if !supported.iter().any(|v| *v == list.cni_version) {
+                    return Err(RuntimeError::VersionMismatch {
+                        plugin: kind.to_string(),
+                        version: list.cni_version.clone(),
+                        supported,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The cached ADD result of an attachment, if any, in the list's cniVersion.
     pub fn cached_result(
         &self,

@@ -86,6 +86,18 @@ pub enum RuntimeError {
         /// The verb.
         command: String,
     },
+    /// A plugin does not speak the network's cniVersion.
+    #[error(
+        "plugin {plugin:?} does not support config version {version:?} (it supports {supported:?})"
+    )]
+    VersionMismatch {
+        /// Plugin `type`.
+        plugin: String,
+        /// The network's cniVersion.
+        version: String,
+        /// What the plugin's VERSION reported.
+        supported: Vec<String>,
+    },
     /// Reading or writing the result cache failed.
     #[error("result cache {}: {reason}", .path.display())]
     Cache {
