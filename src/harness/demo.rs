@@ -58,19 +58,19 @@ impl DemoReport {
         });
     }
 
-    /// The checks table.
+    /// The checks, one line each with the evidence indented below.
     pub fn checks_table(&self) -> String {
-        let mut t = Table::new(&["#", "CHECK", "RESULT", "DETAIL"]);
+        let mut out = String::new();
         for (i, c) in self.checks.iter().enumerate() {
             let result = if c.ok { "PASS" } else { "FAIL" };
-            t.row(vec![
-                (i + 1).to_string(),
-                c.name.clone(),
-                result.into(),
-                c.detail.clone(),
-            ]);
+            out.push_str(&format!(
+                "{:>2}. [{result}] {}\n        {}\n",
+                i + 1,
+                c.name,
+                c.detail
+            ));
         }
-        t.render()
+        out
     }
 }
 
@@ -277,22 +277,22 @@ fn same_port(h: &Harness, r: &mut DemoReport, state: &State) -> Result<()> {
 fn localhost(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let duo = create(h, "duo", "node-2", &[("server", 9000)])?;
     // The client is a second container process in the same sandbox netns.
-    let client = pod::exec(
-        h,
-        "default/duo",
-        &[
-            h.launcher.exe.display().to_string(),
-            "__tcp-check".into(),
-            "127.0.0.1".into(),
-            "9000".into(),
-            "--expect".into(),
-            "default/duo/server".into(),
-        ],
-    )?;
+    let argv = [
+        h.launcher.exe.display().to_string(),
+        "__tcp-check".into(),
+        "127.0.0.1".into(),
+        "9000".into(),
+        "--expect".into(),
+        "default/duo/server".into(),
+    ];
+    let client = pod::exec_command(h, "default/duo", &argv)?
+        .output()
+        .map_err(HarnessError::io("run the client container"))?;
+    let reply = String::from_utf8_lossy(&client.stdout).trim().to_string();
     r.check(
         "two containers in one pod talk over 127.0.0.1",
-        client.success(),
-        format!("client container -> 127.0.0.1:9000 in pod duo: {client}"),
+        client.status.success(),
+        format!("client container -> 127.0.0.1:9000: {reply}"),
     );
     let second = pod::add_container(h, "default/duo", "server-2", 9000);
     let in_use =
@@ -373,11 +373,13 @@ fn recreate(h: &Harness, r: &mut DemoReport) -> Result<()> {
 }
 
 fn cleanup(h: &Harness, r: &mut DemoReport) -> Result<()> {
-    let keys: Vec<String> = cluster::require_state(h)?
-        .pods
-        .iter()
-        .map(PodState::key)
-        .collect();
+    let before = cluster::require_state(h)?;
+    let mut present = Vec::new();
+    for node in &before.nodes {
+        let left = inspect::leftovers(node, &Netns::of_pid(node.holder.pid)?)?;
+        present.push(format!("{}: {}", node.name, left.summary()));
+    }
+    let keys: Vec<String> = before.pods.iter().map(PodState::key).collect();
     for key in &keys {
         h.step(&format!("delete pod {key}"), || pod::delete_pod(h, key))?;
     }
@@ -393,7 +395,11 @@ fn cleanup(h: &Harness, r: &mut DemoReport) -> Result<()> {
     r.check(
         "after deleting all pods no lease, veth, masquerade rule or cache entry is left",
         clean,
-        details.join("; "),
+        format!(
+            "with pods: {}; after: {}",
+            present.join("; "),
+            details.join("; ")
+        ),
     );
     let mut gc_ok = true;
     let mut gc_details = Vec::new();

@@ -2,7 +2,7 @@
 //! RunPodSandbox (pause process + CNI ADD), containers joining the sandbox
 //! netns, StopPodSandbox/RemovePodSandbox (CNI DEL + kill pause).
 
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus};
 
 use super::cluster::{find_node, node_runtime, require_state};
 use super::error::{HarnessError, Result};
@@ -313,18 +313,25 @@ pub fn restart_container(h: &Harness, key: &str, name: &str) -> Result<Container
     Ok(fresh)
 }
 
-/// Runs `argv` inside the pod netns with our stdio (kubectl exec).
-pub fn exec(h: &Harness, key: &str, argv: &[String]) -> Result<ExitStatus> {
+/// A command that runs `argv` inside the pod netns (kubectl exec); the
+/// caller decides about stdio.
+pub fn exec_command(h: &Harness, key: &str, argv: &[String]) -> Result<Command> {
     let state = require_state(h)?;
     let pod = find_pod(&state, key)?;
     let ns = pod_netns(h, pod)?;
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| HarnessError::Usage("exec needs a command after --".into()))?;
-    ns.command(prog)?
-        .args(args)
+    let mut cmd = ns.command(prog)?;
+    cmd.args(args);
+    Ok(cmd)
+}
+
+/// Runs `argv` inside the pod netns with our stdio.
+pub fn exec(h: &Harness, key: &str, argv: &[String]) -> Result<ExitStatus> {
+    exec_command(h, key, argv)?
         .status()
-        .map_err(HarnessError::io(format!("run {prog} in pod {key}")))
+        .map_err(HarnessError::io(format!("run {argv:?} in pod {key}")))
 }
 
 /// CNI CHECK for a pod.
