@@ -399,26 +399,32 @@ fn gc_removes_leaked_attachment() {
         .iter()
         .position(|p| p["name"] == "leak")
         .expect("leak pod");
-    let pause = pods.remove(leak)["pause"]["pid"]
-        .as_i64()
-        .expect("pause pid");
+    let gone = pods.remove(leak);
     std::fs::write(
         c.state.join("state.json"),
         serde_json::to_vec(&state).expect("json"),
     )
     .expect("write state");
-    let cmdline = std::fs::read(format!("/proc/{pause}/cmdline")).expect("cmdline");
-    assert!(
-        String::from_utf8_lossy(&cmdline).contains("__pause"),
-        "pid {pause} is our pause"
-    );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pause as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill");
-    while alive(pause) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    // Kill what kubesim started for it (its container, then the pause).
+    let mut pids: Vec<i64> = gone["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .filter_map(|x| x["process"]["pid"].as_i64())
+        .collect();
+    pids.push(gone["pause"]["pid"].as_i64().expect("pause pid"));
+    for pid in pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+        assert!(
+            cmdline.contains(&c.state.display().to_string()),
+            "pid {pid} is ours: {cmdline}"
+        );
+        let target = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+        nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL).expect("kill");
+        while alive(pid) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
     let report = c.ok(&["gc"]);
     assert!(
