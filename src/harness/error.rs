@@ -13,7 +13,7 @@ pub enum HarnessError {
         /// What the harness was doing.
         context: String,
         /// The runtime's error (plugin code/msg/details inside).
-        source: RuntimeError,
+        source: Box<RuntimeError>,
     },
     /// Filesystem or process I/O failed.
     #[error("{context}: {source}")]
@@ -67,7 +67,10 @@ impl HarnessError {
     /// Wraps a runtime error with context.
     pub fn cni(context: impl Into<String>) -> impl FnOnce(RuntimeError) -> HarnessError {
         let context = context.into();
-        move |source| HarnessError::Cni { context, source }
+        move |source| HarnessError::Cni {
+            context,
+            source: Box::new(source),
+        }
     }
 }
 

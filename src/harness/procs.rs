@@ -77,7 +77,7 @@ impl ProcRecord {
         }
         let args = cmdline(self.pid);
         let dir = state_dir.to_string_lossy();
-        args.iter().any(|a| *a == self.helper) && args.iter().any(|a| *a == *dir)
+        args.contains(&self.helper) && args.iter().any(|a| *a == *dir)
     }
 
     /// Kills the process if (and only if) it is still ours, and waits until it

@@ -278,7 +278,7 @@ impl CniConfig {
             let kinds = [plugin.get("type"), ipam];
             for kind in kinds.into_iter().flatten().filter_map(Value::as_str) {
                 let supported = self.plugin_versions(kind)?;
-                if !supported.iter().any(|v| *v == list.cni_version) {
+                if !supported.contains(&list.cni_version) {
                     return Err(RuntimeError::VersionMismatch {
                         plugin: kind.to_string(),
                         version: list.cni_version.clone(),

@@ -43,6 +43,21 @@ pub fn all_ips(result: &Value) -> Vec<IpAddr> {
     out
 }
 
+/// The result converted to `version` (libcni converts a cached result to the
+/// config's version before DEL/CHECK).
+pub fn to_version(result: &Value, version: &str) -> super::Result<Value> {
+    let current = result
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(version);
+    if current == version {
+        return Ok(result.clone());
+    }
+    Err(super::RuntimeError::InvalidArgument(format!(
+        "cannot convert cached result from {current} to {version}"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,19 +78,4 @@ mod tests {
         );
         assert_eq!(first_ip(&json!({"cniVersion": "1.0.0"})), None);
     }
-}
-
-/// The result converted to `version` (libcni converts a cached result to the
-/// config's version before DEL/CHECK).
-pub fn to_version(result: &Value, version: &str) -> super::Result<Value> {
-    let current = result
-        .get("cniVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(version);
-    if current == version {
-        return Ok(result.clone());
-    }
-    Err(super::RuntimeError::InvalidArgument(format!(
-        "cannot convert cached result from {current} to {version}"
-    )))
 }
