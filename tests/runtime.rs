@@ -120,6 +120,13 @@ fn rt(id: &str) -> RuntimeConf {
     }
 }
 
+/// A result as JSON in its own version (what the runtime caches and chains).
+fn json_of(result: &cni::spec::CniResult) -> Value {
+    result
+        .to_json_version(&result.cni_version)
+        .expect("result converts")
+}
+
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).expect("write conf");
 }
@@ -230,7 +237,7 @@ fn add_injects_name_version_runtime_config_and_chains_prev_result() {
     );
     let result = f.runtime().add_network_list(&l, &rt("c1")).expect("ADD");
     assert_eq!(
-        result["interfaces"],
+        json_of(&result)["interfaces"],
         json!([{"name": "plug-a"}, {"name": "plug-b"}])
     );
     let calls = f.calls();
@@ -316,7 +323,7 @@ fn cache_entry_has_libcni_path_modes_and_format() {
     assert_eq!(v["cniArgs"][0], json!(["IgnoreUnknown", "1"]));
     assert_eq!(v["cniArgs"][3], json!(["K8S_POD_INFRA_CONTAINER_ID", "c1"]));
     assert_eq!(v["capabilityArgs"]["mac"], "aa:bb:cc:dd:ee:ff");
-    assert_eq!(v["result"], result);
+    assert_eq!(v["result"], json_of(&result));
     let config = base64::decode(v["config"].as_str().expect("config string")).expect("base64");
     assert_eq!(config, l.bytes);
 }
@@ -338,7 +345,8 @@ fn del_runs_in_reverse_with_cached_result_and_is_repeatable() {
     for c in &calls {
         assert_eq!(c.command, "DEL");
         assert_eq!(
-            c.stdin["prevResult"], result,
+            c.stdin["prevResult"],
+            json_of(&result),
             "every DEL gets the final ADD result"
         );
     }
@@ -366,7 +374,7 @@ fn check_uses_cached_result_and_respects_version_and_disable_check() {
     let calls = f.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].command, "CHECK");
-    assert_eq!(calls[0].stdin["prevResult"], result);
+    assert_eq!(calls[0].stdin["prevResult"], json_of(&result));
 
     let old = list("0.3.1", json!([{"type": "plug-a"}]));
     let err = runtime
@@ -579,5 +587,25 @@ fn version_probe_validates_the_list() {
         err.to_string()
             .contains("does not support config version \"0.3.1\""),
         "{err}"
+    );
+}
+
+#[test]
+fn cached_result_is_converted_to_the_config_version() {
+    let f = Fake::new(&["plug-a"]);
+    let runtime = f.runtime();
+    runtime
+        .add_network_list(&list("1.1.0", json!([{"type": "plug-a"}])), &rt("c1"))
+        .expect("ADD 1.1.0");
+    f.clear_calls();
+    // The config was changed to 0.4.0 while the container ran (libcni converts).
+    runtime
+        .del_network_list(&list("0.4.0", json!([{"type": "plug-a"}])), &rt("c1"))
+        .expect("DEL 0.4.0");
+    let prev = &f.calls()[0].stdin["prevResult"];
+    assert_eq!(prev["cniVersion"], "0.4.0");
+    assert_eq!(
+        prev["ips"][0]["version"], "4",
+        "0.4.0 results carry ips[].version"
     );
 }

@@ -182,17 +182,14 @@ fn add_network(h: &Harness, state: &mut State, idx: usize) -> Result<()> {
             pod.key(),
             node.name
         )))?;
-    let ips = result::all_ips(&res);
-    let first = result::first_ip(&res).ok_or_else(|| {
-        HarnessError::Usage(format!(
-            "CNI ADD for pod {} returned no IP: {res}",
+    if result::first_ip(&res).is_none() {
+        return Err(HarnessError::Usage(format!(
+            "CNI ADD for pod {} returned no IP: {res:?}",
             pod.key()
-        ))
-    })?;
+        )));
+    }
     let pod = &mut state.pods[idx];
-    pod.ips = std::iter::once(first.to_string())
-        .chain(ips.iter().skip(1).map(|ip| ip.to_string()))
-        .collect();
+    pod.ips = res.ips.iter().map(|ip| ip.address.to_string()).collect();
     pod.network_ready = true;
     h.dir.save(state)
 }

@@ -14,7 +14,8 @@ use super::error::{Result, RuntimeError};
 use super::exec::{CniEnv, PluginExec};
 use super::inject::{build_one_config, inject_keys};
 use super::version::at_least;
-use super::{Attachment, RuntimeConf};
+use super::{result, Attachment, RuntimeConf};
+use crate::spec::CniResult;
 
 /// What a GC run did, for callers that want to confirm "nothing was left".
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -67,21 +68,23 @@ impl CniConfig {
 
     /// ADD: every plugin in order, each getting the previous result as
     /// `prevResult`; the final result is cached and returned.
-    pub fn add_network_list(&self, list: &NetworkConfigList, rt: &RuntimeConf) -> Result<Value> {
+    pub fn add_network_list(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConf,
+    ) -> Result<CniResult> {
         validate_runtime_conf(&list.name, rt)?;
-        let mut prev: Option<Value> = None;
+        let mut prev: Option<(CniResult, Value)> = None;
         for (i, plugin) in list.plugins.iter().enumerate() {
-            let stdin = build_one_config(
-                &list.name,
-                &list.cni_version,
-                plugin,
-                prev.as_ref(),
-                Some(rt),
-            );
+            let prev_json = prev.as_ref().map(|(_, json)| json);
+            let stdin =
+                build_one_config(&list.name, &list.cni_version, plugin, prev_json, Some(rt));
             let out = self.run(list.plugin_type(i), &stdin, env("ADD", rt))?;
-            prev = Some(parse_result(list, i, &out)?);
+            let parsed = result::parse(list.plugin_type(i), &out, &list.cni_version)?;
+            let json = result::to_json(list.plugin_type(i), &parsed)?;
+            prev = Some((parsed, json));
         }
-        let result = prev.ok_or_else(|| RuntimeError::InvalidConfig {
+        let (result, json) = prev.ok_or_else(|| RuntimeError::InvalidConfig {
             path: list.source.clone().unwrap_or_default(),
             reason: "no plugins in list".into(),
         })?;
@@ -98,7 +101,7 @@ impl CniConfig {
                 .map(|(k, v)| [k.clone(), v.clone()])
                 .collect(),
             capability_args: rt.capability_args.clone(),
-            result: Some(result.clone()),
+            result: Some(json),
         })?;
         Ok(result)
     }
@@ -108,7 +111,7 @@ impl CniConfig {
     /// `prevResult`. The cache entry is removed once all plugins succeeded.
     pub fn del_network_list(&self, list: &NetworkConfigList, rt: &RuntimeConf) -> Result<()> {
         let cached = if at_least(&list.cni_version, "0.4.0") {
-            self.cached_result(list, rt).unwrap_or_else(|_| {
+            self.cached_prev_result(list, rt).unwrap_or_else(|_| {
                 let _ = self.cache.remove(&list.name, &rt.container_id, &rt.ifname);
                 None
             })
@@ -140,7 +143,7 @@ impl CniConfig {
         if list.disable_check {
             return Ok(());
         }
-        let cached = self.cached_result(list, rt)?;
+        let cached = self.cached_prev_result(list, rt)?;
         for (i, plugin) in list.plugins.iter().enumerate() {
             let stdin = build_one_config(
                 &list.name,
@@ -290,18 +293,31 @@ impl CniConfig {
         Ok(())
     }
 
-    /// The cached ADD result of an attachment, if any, in the list's cniVersion.
+    /// The cached ADD result of an attachment, if any, converted to the
+    /// list's cniVersion (libcni `GetNetworkListCachedResult`).
     pub fn cached_result(
         &self,
         list: &NetworkConfigList,
         rt: &RuntimeConf,
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<CniResult>> {
         let Some(info) = self.cache.read(&list.name, &rt.container_id, &rt.ifname)? else {
             return Ok(None);
         };
         info.result
-            .map(|r| super::result::to_version(&r, &list.cni_version))
+            .map(|r| result::to_version(&r, &list.cni_version))
             .transpose()
+    }
+
+    /// The cached result as the `prevResult` JSON for DEL/CHECK.
+    fn cached_prev_result(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConf,
+    ) -> Result<Option<Value>> {
+        match self.cached_result(list, rt)? {
+            Some(r) => result::to_json("cache", &r).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn run(&self, plugin_type: &str, stdin: &[u8], env: CniEnv) -> Result<Vec<u8>> {
@@ -341,28 +357,6 @@ fn bare_env(command: &str) -> CniEnv {
     CniEnv {
         command: command.into(),
         ..CniEnv::default()
-    }
-}
-
-/// Parses a plugin's ADD output; fills a missing `cniVersion` from the config
-/// (libcni `fixupResultVersion`).
-fn parse_result(list: &NetworkConfigList, i: usize, out: &[u8]) -> Result<Value> {
-    let bad = |reason: String| RuntimeError::BadResult {
-        plugin: list.plugin_type(i).to_string(),
-        command: "ADD".into(),
-        reason,
-    };
-    match serde_json::from_slice::<Value>(out) {
-        Ok(Value::Object(mut map)) => {
-            map.entry("cniVersion")
-                .or_insert_with(|| Value::String(list.cni_version.clone()));
-            Ok(Value::Object(map))
-        }
-        Ok(_) => Err(bad("not a JSON object".into())),
-        Err(e) => Err(bad(format!(
-            "invalid JSON ({e}): {:?}",
-            String::from_utf8_lossy(out)
-        ))),
     }
 }
 

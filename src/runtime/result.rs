@@ -1,61 +1,61 @@
-//! Reading what the runtime needs from a plugin result, in any cniVersion.
-
-use std::net::IpAddr;
+//! Plugin results as the runtime handles them: parsed into the spec model
+//! ([`CniResult`]) in whatever version the plugin printed, and converted to
+//! the config's version before being handed back as a `prevResult`.
 
 use ipnet::IpNet;
 use serde_json::Value;
 
-/// The first IP of a result: `ips[0].address` (0.3.0 and later) or
-/// `ip4.ip` / `ip6.ip` (0.1.0/0.2.0). This is the pod IP the kubelet reports.
-pub fn first_ip(result: &Value) -> Option<IpNet> {
-    let text = result
-        .get("ips")
-        .and_then(|ips| ips.get(0))
-        .and_then(|ip| ip.get("address"))
-        .or_else(|| result.get("ip4").and_then(|v| v.get("ip")))
-        .or_else(|| result.get("ip6").and_then(|v| v.get("ip")))?
-        .as_str()?;
-    text.parse().ok()
+use super::error::{Result, RuntimeError};
+use crate::spec::CniResult;
+
+/// Parses a plugin's ADD output (libcni `create.CreateFromBytes`); a missing
+/// `cniVersion` means the config's (libcni `fixupResultVersion`).
+pub fn parse(plugin: &str, out: &[u8], config_version: &str) -> Result<CniResult> {
+    let bad = |reason: String| RuntimeError::BadResult {
+        plugin: plugin.to_string(),
+        command: "ADD".into(),
+        reason,
+    };
+    let value: Value = serde_json::from_slice(out).map_err(|e| {
+        bad(format!(
+            "invalid JSON ({e}): {:?}",
+            String::from_utf8_lossy(out)
+        ))
+    })?;
+    CniResult::from_json_any(&value, config_version).map_err(|e| bad(e.to_string()))
 }
 
-/// Every IP of a result (without prefix lengths), in order.
-pub fn all_ips(result: &Value) -> Vec<IpAddr> {
-    let mut out: Vec<IpAddr> = result
-        .get("ips")
-        .and_then(Value::as_array)
-        .map(|ips| {
-            ips.iter()
-                .filter_map(|ip| ip.get("address")?.as_str()?.parse::<IpNet>().ok())
-                .map(|n| n.addr())
-                .collect()
+/// The result as JSON in its own version (what libcni marshals into the
+/// cache and into the next plugin's `prevResult`).
+pub fn to_json(plugin: &str, result: &CniResult) -> Result<Value> {
+    result
+        .to_json_version(&result.cni_version)
+        .map_err(|e| RuntimeError::BadResult {
+            plugin: plugin.to_string(),
+            command: "ADD".into(),
+            reason: e.to_string(),
         })
-        .unwrap_or_default();
-    for key in ["ip4", "ip6"] {
-        if let Some(n) = result
-            .get(key)
-            .and_then(|v| v.get("ip"))
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<IpNet>().ok())
-        {
-            out.push(n.addr());
-        }
-    }
-    out
 }
 
-/// The result converted to `version` (libcni converts a cached result to the
-/// config's version before DEL/CHECK).
-pub fn to_version(result: &Value, version: &str) -> super::Result<Value> {
-    let current = result
-        .get("cniVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(version);
-    if current == version {
-        return Ok(result.clone());
-    }
-    Err(super::RuntimeError::InvalidArgument(format!(
-        "cannot convert cached result from {current} to {version}"
-    )))
+/// A cached result converted to `version` (libcni `getCachedResult`).
+pub fn to_version(result: &Value, version: &str) -> Result<CniResult> {
+    let convert_err = |reason: String| RuntimeError::Cache {
+        path: "result".into(),
+        reason: format!("cannot convert cached result to {version}: {reason}"),
+    };
+    let parsed =
+        CniResult::from_json_any(result, version).map_err(|e| convert_err(e.to_string()))?;
+    // Round-trip through the target version, so fields it cannot carry are
+    // dropped exactly as Go's GetAsVersion does.
+    let json = parsed
+        .to_json_version(version)
+        .map_err(|e| convert_err(e.to_string()))?;
+    CniResult::from_json_any(&json, version).map_err(|e| convert_err(e.to_string()))
+}
+
+/// The pod IP the kubelet reports: the result's first IP.
+pub fn first_ip(result: &CniResult) -> Option<IpNet> {
+    result.ips.first().map(|ip| ip.address)
 }
 
 #[cfg(test)]
@@ -64,18 +64,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn first_ip_in_every_shape() {
-        let new = json!({"cniVersion": "1.1.0", "ips": [{"address": "10.244.1.5/24"}, {"address": "fd10::5/64"}]});
+    fn parses_any_version_and_converts() {
+        let new = br#"{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","mtu":1400}],"ips":[{"address":"10.244.1.5/24","interface":0}]}"#;
+        let r = parse("bridge", new, "1.1.0").expect("1.1.0 result");
         assert_eq!(
-            first_ip(&new).map(|n| n.to_string()).as_deref(),
+            first_ip(&r).map(|n| n.to_string()).as_deref(),
             Some("10.244.1.5/24")
         );
-        assert_eq!(all_ips(&new).len(), 2);
-        let old = json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.5/16"}});
+        let old = br#"{"cniVersion":"0.2.0","ip4":{"ip":"10.1.0.5/16"}}"#;
+        let r = parse("x", old, "0.2.0").expect("0.2.0 result");
         assert_eq!(
-            first_ip(&old).map(|n| n.to_string()).as_deref(),
+            first_ip(&r).map(|n| n.to_string()).as_deref(),
             Some("10.1.0.5/16")
         );
-        assert_eq!(first_ip(&json!({"cniVersion": "1.0.0"})), None);
+        let cached = json!({"cniVersion":"1.1.0","interfaces":[{"name":"eth0","mtu":1400}],"ips":[{"address":"10.244.1.5/24","interface":0}]});
+        let down = to_version(&cached, "0.4.0").expect("1.1.0 -> 0.4.0");
+        assert_eq!(down.cni_version, "0.4.0");
+        assert_eq!(down.interfaces[0].mtu, None, "0.4.0 has no interface mtu");
+        assert!(parse("x", b"nope", "1.0.0").is_err());
+        let missing_version =
+            parse("x", br#"{"ips":[]}"#, "1.0.0").expect("defaults to config version");
+        assert_eq!(missing_version.cni_version, "1.0.0");
     }
 }

@@ -18,9 +18,7 @@ pub fn at_least(v: &str, min: &str) -> bool {
 }
 
 /// The versions this runtime can speak (same list the plugins advertise).
-pub const SUPPORTED: [&str; 7] = [
-    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
-];
+pub const SUPPORTED: [&str; 7] = crate::spec::SUPPORTED_VERSIONS;
 
 /// From a `cniVersions` list (spec 1.1), the highest version we support.
 pub fn pick_highest(candidates: &[String]) -> Option<String> {
