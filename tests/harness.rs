@@ -278,6 +278,45 @@ fn cross_node_reachability() {
 }
 
 #[test]
+fn dual_stack_pods_reach_each_other_over_both_families() {
+    require_root!();
+    let conf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/20-bridge-dualstack.conflist"
+    );
+    let c = Cluster::up_with(2, &plugin_dir(), &["--conflist", conf]);
+    c.run_pod("a", "node-1");
+    c.run_pod("b", "node-2");
+    let ips = |pod: &str| -> Vec<String> {
+        c.pod(pod)["ips"]
+            .as_array()
+            .expect("ips")
+            .iter()
+            .map(|ip| {
+                ip.as_str()
+                    .unwrap_or_default()
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let (a, b) = (ips("a"), ips("b"));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(
+        a[1].starts_with("fd10:244:1::") && b[1].starts_with("fd10:244:2::"),
+        "{a:?} {b:?}"
+    );
+    for ip in &b {
+        c.reach("a", ip, 8080, "default/b/app");
+    }
+    for ip in &a {
+        c.reach("b", ip, 8080, "default/a/app");
+    }
+}
+
+#[test]
 fn containers_share_localhost() {
     require_root!();
     let c = Cluster::up(1);

@@ -35,27 +35,32 @@ pub fn pause_main() -> i32 {
     }
 }
 
-/// `__echo-server PORT NAME`: listen on 0.0.0.0:PORT; answer each
+/// `__echo-server PORT NAME`: listen on `[::]:PORT` (which also accepts
+/// IPv4), or `0.0.0.0:PORT` when the pod has no IPv6; answer each
 /// `ping <token>` line with `pong <token> <NAME> <peer address>`.
 pub fn echo_server_main(port: u16, name: &str) -> i32 {
-    let listener = match TcpListener::bind(("0.0.0.0", port)) {
+    let bound = TcpListener::bind(("::", port)).or_else(|e| {
+        if e.raw_os_error() == Some(nix::libc::EADDRINUSE) {
+            Err(e)
+        } else {
+            TcpListener::bind(("0.0.0.0", port))
+        }
+    });
+    let listener = match bound {
         Ok(l) => l,
         Err(e) => {
-            let tag = if e.raw_os_error() == Some(nix::libc::EADDRINUSE) {
-                "EADDRINUSE"
-            } else {
-                "bind failed"
-            };
-            println!("error: {tag}: bind 0.0.0.0:{port}: {e}");
+            let in_use = e.raw_os_error() == Some(nix::libc::EADDRINUSE);
+            let tag = if in_use { "EADDRINUSE" } else { "bind failed" };
+            println!("error: {tag}: bind port {port}: {e}");
             let _ = std::io::stdout().flush();
-            return if tag == "EADDRINUSE" {
-                EXIT_ADDR_IN_USE
-            } else {
-                1
-            };
+            return if in_use { EXIT_ADDR_IN_USE } else { 1 };
         }
     };
-    println!("ready listening 0.0.0.0:{port}");
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!("ready listening {local}");
     let _ = std::io::stdout().flush();
     for stream in listener.incoming().flatten() {
         let name = name.to_string();
@@ -66,9 +71,10 @@ pub fn echo_server_main(port: u16, name: &str) -> i32 {
 
 fn serve(stream: TcpStream, name: &str) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; show them plainly.
     let peer = stream
         .peer_addr()
-        .map(|a| a.to_string())
+        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()).to_string())
         .unwrap_or_else(|_| "?".into());
     let Ok(mut writer) = stream.try_clone() else {
         return;
