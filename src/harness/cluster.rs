@@ -1,7 +1,7 @@
 //! `up` and `down`: the underlay netns, the node netns with their CNI dirs,
 //! addresses and routes, and the crash-proof teardown of everything.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::error::{HarnessError, Result};
 use super::nodeconf::{self, Template, NODE_CONFLIST};
@@ -54,7 +54,7 @@ pub fn up(h: &Harness, opts: &UpOptions) -> Result<State> {
         Ok(()) => Ok(state),
         Err(e) => {
             h.say("  up failed; removing what was created");
-            teardown(h, &state);
+            super::teardown::teardown(h, &state);
             Err(e)
         }
     }
@@ -277,66 +277,6 @@ fn install_routes(state: &State, dual: bool) -> Result<()> {
     Ok(())
 }
 
-/// What `down` did.
-#[derive(Clone, Debug, Default)]
-pub struct DownReport {
-    /// Pods whose CNI DEL succeeded.
-    pub pods_deleted: usize,
-    /// Helper processes killed.
-    pub processes_killed: usize,
-    /// Problems that did not stop the teardown.
-    pub warnings: Vec<String>,
-}
-
-/// Removes the whole cluster recorded in the state dir (even a half-built or
-/// crashed one) and then the state dir itself.
-pub fn down(h: &Harness) -> Result<DownReport> {
-    let lock = h.dir.lock()?;
-    let state = h.dir.load()?;
-    let report = match &state {
-        Some(s) => teardown(h, s),
-        None => DownReport::default(),
-    };
-    drop(lock);
-    std::fs::remove_dir_all(&h.dir.root)
-        .map_err(HarnessError::io(format!("remove {}", h.dir.root.display())))?;
-    Ok(report)
-}
-
-/// Best-effort teardown of everything in `state`: pods (containers, CNI DEL,
-/// pause), then nodes and the underlay. Never stops at the first error.
-pub fn teardown(h: &Harness, state: &State) -> DownReport {
-    let mut report = DownReport::default();
-    let root = &h.dir.root;
-    for pod in &state.pods {
-        for c in &pod.containers {
-            if c.process.as_ref().is_some_and(|p| p.kill(root)) {
-                report.processes_killed += 1;
-            }
-        }
-        match super::pod::cni_del(h, state, pod) {
-            Ok(()) => report.pods_deleted += 1,
-            Err(e) => report
-                .warnings
-                .push(format!("CNI DEL of pod {}: {e}", pod.key())),
-        }
-        if pod.pause.kill(root) {
-            report.processes_killed += 1;
-        }
-    }
-    let holders = state
-        .nodes
-        .iter()
-        .map(|n| &n.holder)
-        .chain(state.underlay.iter());
-    for rec in holders {
-        if rec.kill(root) {
-            report.processes_killed += 1;
-        }
-    }
-    report
-}
-
 /// The runtime for `node`: plugins from the state's bin dir, run inside the
 /// node netns, cache in the node's cache dir; plus the node's network config
 /// loaded from its conf dir like a kubelet would.
@@ -390,14 +330,4 @@ pub fn require_state(h: &Harness) -> Result<State> {
             h.dir.root.display()
         ))),
     }
-}
-
-/// The conf dir of a node (for tests and `status`).
-pub fn conf_file(node: &NodeState) -> PathBuf {
-    node.conf_dir.join(NODE_CONFLIST)
-}
-
-/// True if `path` is inside the state dir (used before deleting files).
-pub fn inside(h: &Harness, path: &Path) -> bool {
-    path.starts_with(&h.dir.root)
 }

@@ -24,7 +24,9 @@ pub mod nsutil;
 pub mod pod;
 pub mod procs;
 pub mod state;
+pub mod story;
 pub mod table;
+pub mod teardown;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -83,12 +85,40 @@ impl Harness {
     }
 }
 
-/// Random bytes as lowercase hex (sandbox ids, pod UIDs, probe tokens).
+/// Random bytes as lowercase hex (sandbox ids, pod UIDs, probe tokens),
+/// from getrandom(2).
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut buf);
+    let mut filled = 0;
+    while filled < bytes {
+        // SAFETY: writes at most `bytes - filled` bytes into our own buffer.
+        let n =
+            unsafe { nix::libc::getrandom(buf[filled..].as_mut_ptr().cast(), bytes - filled, 0) };
+        if n <= 0 {
+            // Interrupted or unavailable: mix in time and pid instead of
+            // failing (uniqueness, not secrecy, is what callers need).
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let seed = t ^ (u128::from(std::process::id()) << 64);
+            for (i, b) in buf[filled..].iter_mut().enumerate() {
+                *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+            }
+            break;
+        }
+        filled += n as usize;
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_hex_is_hex_and_varies() {
+        let a = super::random_hex(32);
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, super::random_hex(32));
+    }
 }

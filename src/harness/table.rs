@@ -1,5 +1,7 @@
 //! Plain-text tables for `status` and `demo`.
 
+use super::state::State;
+
 /// A table with a header row; columns are padded to their widest cell.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
@@ -51,6 +53,57 @@ impl Table {
         }
         out
     }
+}
+
+/// The nodes table of `status` and `demo`.
+pub fn nodes_table(state: &State) -> String {
+    let mut t = Table::new(&[
+        "NODE",
+        "NETNS INODE",
+        "UNDERLAY IP",
+        "POD CIDR",
+        "BRIDGE",
+        "PODS",
+    ]);
+    for n in &state.nodes {
+        let pods = state.pods.iter().filter(|p| p.node == n.name).count();
+        t.row(vec![
+            n.name.clone(),
+            n.netns_inode.to_string(),
+            n.underlay_ip.clone(),
+            n.pod_cidrs.join(","),
+            n.bridge.clone(),
+            pods.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// The pods table of `status` and `demo`.
+pub fn pods_table(state: &State) -> String {
+    let mut t = Table::new(&["POD", "NODE", "SANDBOX", "IP", "CONTAINERS"]);
+    for p in &state.pods {
+        let containers: Vec<String> = p
+            .containers
+            .iter()
+            .map(|c| {
+                let st = if c.process.is_some() { "" } else { " stopped" };
+                format!("{}:{} (restarts {}){st}", c.name, c.port, c.restarts)
+            })
+            .collect();
+        t.row(vec![
+            p.key(),
+            p.node.clone(),
+            p.sandbox_id[..12].to_string(),
+            if p.ips.is_empty() {
+                "-".into()
+            } else {
+                p.ips.join(",")
+            },
+            containers.join(", "),
+        ]);
+    }
+    t.render()
 }
 
 #[cfg(test)]

@@ -9,8 +9,11 @@ use std::process::ExitCode;
 use cni::harness::cluster::{self, UpOptions};
 use cni::harness::pod::{self, PodSpec};
 use cni::harness::state::DEFAULT_STATE_DIR;
-use cni::harness::{child, demo, Harness, HarnessError};
+use cni::harness::{child, demo, table, teardown, Harness, HarnessError};
 use cni::runtime::Attachment;
+
+mod args;
+use args::{parse, Opts};
 
 const USAGE: &str = "\
 usage: kubesim [--state-dir DIR] [--quiet] COMMAND [ARGS]
@@ -99,64 +102,6 @@ fn bad_helper(cmd: &str) -> i32 {
     2
 }
 
-/// Command-line options after global ones were taken out.
-struct Opts {
-    positional: Vec<String>,
-    flags: Vec<(String, Option<String>)>,
-    after_dashes: Vec<String>,
-}
-
-impl Opts {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_deref())
-    }
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.flags
-            .iter()
-            .filter(|(k, _)| k == name)
-            .filter_map(|(_, v)| v.as_deref())
-            .collect()
-    }
-    fn has(&self, name: &str) -> bool {
-        self.flags.iter().any(|(k, _)| k == name)
-    }
-}
-
-/// Flags that take no value.
-const SWITCHES: [&str; 4] = ["--json", "--quiet", "--none-valid", "--help"];
-
-fn parse(args: Vec<String>) -> Result<Opts, HarnessError> {
-    let mut opts = Opts {
-        positional: Vec::new(),
-        flags: Vec::new(),
-        after_dashes: Vec::new(),
-    };
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        if a == "--" {
-            opts.after_dashes = it.by_ref().collect();
-        } else if let Some(flag) = a.strip_prefix("--") {
-            if SWITCHES.contains(&a.as_str()) {
-                opts.flags.push((a, None));
-            } else if let Some((k, v)) = flag.split_once('=') {
-                opts.flags.push((format!("--{k}"), Some(v.to_string())));
-            } else {
-                let v = it
-                    .next()
-                    .ok_or_else(|| HarnessError::Usage(format!("{a} needs a value")))?;
-                opts.flags.push((a, Some(v)));
-            }
-        } else {
-            opts.positional.push(a);
-        }
-    }
-    Ok(opts)
-}
-
 fn run(args: Vec<String>) -> Result<u8, HarnessError> {
     let opts = parse(args)?;
     let Some(command) = opts.positional.first().cloned() else {
@@ -166,6 +111,11 @@ fn run(args: Vec<String>) -> Result<u8, HarnessError> {
     if command == "help" || opts.has("--help") {
         println!("{USAGE}");
         return Ok(0);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(HarnessError::Usage(
+            "kubesim needs root: it creates network namespaces (run it with sudo)".into(),
+        ));
     }
     let default_dir = if command == "demo" {
         "/run/kubesim-demo"
@@ -208,7 +158,7 @@ fn dispatch(h: &Harness, command: &str, opts: &Opts) -> Result<u8, HarnessError>
         "up" => {
             let state = cluster::up(h, &up_options(opts, 2)?)?;
             println!("cluster up in {}", h.dir.root.display());
-            print!("{}", demo::nodes_table(&state));
+            print!("{}", table::nodes_table(&state));
             Ok(0)
         }
         "run-pod" => {
@@ -271,7 +221,7 @@ fn dispatch(h: &Harness, command: &str, opts: &Opts) -> Result<u8, HarnessError>
         "gc" => run_gc(h, opts.has("--none-valid")),
         "status" => status(h, opts.has("--json")),
         "down" => {
-            let r = cluster::down(h)?;
+            let r = teardown::down(h)?;
             for w in &r.warnings {
                 eprintln!("warning: {w}");
             }
@@ -396,7 +346,27 @@ fn status(h: &Harness, json: bool) -> Result<u8, HarnessError> {
         h.dir.root.display(),
         state.cni_bin_dir.display()
     );
-    println!("\nNODES\n{}", demo::nodes_table(&state));
-    println!("PODS\n{}", demo::pods_table(&state));
+    println!("\nNODES\n{}", table::nodes_table(&state));
+    println!("PODS\n{}", table::pods_table(&state));
+    // After a crash or a manual kill, say what is gone.
+    let root = &h.dir.root;
+    let holders = state
+        .nodes
+        .iter()
+        .map(|n| (format!("node {}", n.name), &n.holder))
+        .chain(
+            state
+                .pods
+                .iter()
+                .map(|p| (format!("pod {}", p.key()), &p.pause)),
+        );
+    for (what, rec) in holders {
+        if !rec.is_ours(root) {
+            println!(
+                "warning: {what}: its netns holder (pid {}) is gone; run `kubesim down`",
+                rec.pid
+            );
+        }
+    }
     Ok(0)
 }
