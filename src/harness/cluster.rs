@@ -54,7 +54,12 @@ pub fn up(h: &Harness, opts: &UpOptions) -> Result<State> {
         Ok(()) => Ok(state),
         Err(e) => {
             h.say("  up failed; removing what was created");
-            super::teardown::teardown(h, &state);
+            // The file also knows about a holder that was started but not
+            // yet added to `state` (recorded before wiring it).
+            let recorded = h.dir.load().ok().flatten().unwrap_or(state);
+            super::teardown::teardown(h, &recorded);
+            let _ = std::fs::remove_dir_all(h.dir.root.join("nodes"));
+            let _ = std::fs::remove_file(h.dir.file());
             Err(e)
         }
     }

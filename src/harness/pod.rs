@@ -105,6 +105,7 @@ pub fn run_pod(h: &Harness, spec: &PodSpec) -> Result<PodState> {
         for (name, port) in &spec.containers {
             let c = start_container(h, &state.pods[idx], name, *port)?;
             state.pods[idx].containers.push(c);
+            h.dir.save(&state)?;
         }
         Ok(())
     });

@@ -288,6 +288,10 @@ fn run_demo(h: &Harness, opts: &Opts) -> Result<u8, HarnessError> {
         up.cni_bin_dir.display(),
         h.dir.root.display()
     );
+    println!(
+        "(if interrupted, clean up with: kubesim down --state-dir {})",
+        h.dir.root.display()
+    );
     let report = demo::run(h, &up)?;
     println!("\nNODES\n{}", report.nodes);
     println!("PODS (before the final cleanup)\n{}", report.pods);
