@@ -5,6 +5,8 @@
 //! Plugins: ours (the dir of `common::bin("bridge")`). To run the same story
 //! against other plugins, set `CNI_RS_HARNESS_PLUGINS=/usr/lib/cni` and
 //! `CNI_RS_HARNESS_CNI_VERSION=1.0.0` (Debian's reference plugins stop at 1.0.0).
+//! (`plugin_gc_frees_what_the_cache_forgot` needs plugins that implement GC,
+//! which the reference v1.1.1 plugins do not.)
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -421,30 +423,19 @@ fn cleanup_leaves_nothing() {
     }
 }
 
-#[test]
-fn gc_removes_leaked_attachment() {
-    require_root!();
-    let c = Cluster::up(1);
-    c.run_pod("keep", "node-1");
-    c.run_pod("leak", "node-1");
-    let node = c.node("node-1");
-    let cache = PathBuf::from(node["cache_dir"].as_str().expect("cache")).join("results");
-    assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 2);
-    // The pod vanishes without a DEL (its sandbox died and the runtime
-    // forgot it), as with `ctr task delete`: only GC can free its lease.
+/// Makes pod `name` vanish without a DEL, as with `ctr task delete`: the
+/// runtime forgets it and its processes die, so only GC can free its lease.
+/// Returns its sandbox id.
+fn vanish_without_del(c: &Cluster, name: &str) -> String {
     let mut state = c.state();
     let pods = state["pods"].as_array_mut().expect("pods");
-    let leak = pods
-        .iter()
-        .position(|p| p["name"] == "leak")
-        .expect("leak pod");
-    let gone = pods.remove(leak);
+    let idx = pods.iter().position(|p| p["name"] == name).expect("pod");
+    let gone = pods.remove(idx);
     std::fs::write(
         c.state.join("state.json"),
         serde_json::to_vec(&state).expect("json"),
     )
     .expect("write state");
-    // Kill what kubesim started for it (its container, then the pause).
     let mut pids: Vec<i64> = gone["containers"]
         .as_array()
         .expect("containers")
@@ -465,30 +456,98 @@ fn gc_removes_leaked_attachment() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
+    gone["sandbox_id"].as_str().expect("sandbox id").to_string()
+}
+
+fn lease_count(c: &Cluster, node: &str) -> usize {
+    let data = PathBuf::from(c.node(node)["data_dir"].as_str().expect("data dir"));
+    std::fs::read_dir(&data)
+        .expect("data")
+        .flatten()
+        .flat_map(|net| std::fs::read_dir(net.path()).expect("net").flatten())
+        .filter(|f| f.file_name().to_string_lossy().starts_with("10."))
+        .count()
+}
+
+fn cache_entries(c: &Cluster, node: &str) -> Vec<String> {
+    let dir = PathBuf::from(c.node(node)["cache_dir"].as_str().expect("cache")).join("results");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn gc_removes_leaked_attachment() {
+    require_root!();
+    let c = Cluster::up(1);
+    c.run_pod("keep", "node-1");
+    c.run_pod("leak", "node-1");
+    assert_eq!(cache_entries(&c, "node-1").len(), 2);
+    vanish_without_del(&c, "leak");
+    // The runtime finds `leak` in its cache, not in the valid set: full DEL.
     let report = c.ok(&["gc"]);
     assert!(
         report.contains("1 valid, 1 stale attachments deleted"),
         "{report}"
     );
-    let left: Vec<String> = std::fs::read_dir(&cache)
-        .expect("cache")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
     let keep = c.pod("keep")["sandbox_id"]
         .as_str()
         .expect("id")
         .to_string();
-    assert_eq!(left.len(), 1, "{left:?}");
-    assert!(left[0].contains(&keep), "{left:?}");
-    let data = PathBuf::from(node["data_dir"].as_str().expect("data dir"));
-    let leases: usize = std::fs::read_dir(&data)
-        .expect("data")
-        .flatten()
-        .flat_map(|net| std::fs::read_dir(net.path()).expect("net").flatten())
-        .filter(|f| f.file_name().to_string_lossy().starts_with("10."))
-        .count();
-    assert_eq!(leases, 1, "only keep's lease remains");
+    let left = cache_entries(&c, "node-1");
+    assert!(left.len() == 1 && left[0].contains(&keep), "{left:?}");
+    assert_eq!(lease_count(&c, "node-1"), 1, "only keep's lease remains");
+}
+
+#[test]
+fn plugin_gc_frees_what_the_cache_forgot() {
+    require_root!();
+    let c = Cluster::up(1);
+    c.run_pod("keep", "node-1");
+    c.run_pod("leak", "node-1");
+    let leaked = vanish_without_del(&c, "leak");
+    // Lose the cache entry too: only the plugins' own GC (bridge forwards to
+    // host-local; cni.dev/valid-attachments) can find the lease and rules.
+    let cache =
+        PathBuf::from(c.node("node-1")["cache_dir"].as_str().expect("cache")).join("results");
+    for entry in std::fs::read_dir(&cache).expect("cache").flatten() {
+        if entry.file_name().to_string_lossy().contains(&leaked) {
+            std::fs::remove_file(entry.path()).expect("remove cache entry");
+        }
+    }
+    let chains = |c: &Cluster| {
+        c.in_node(
+            "node-1",
+            &["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"],
+        )
+        .matches("CNI-")
+        .count()
+    };
+    assert_eq!(lease_count(&c, "node-1"), 2);
+    let before = chains(&c);
+    let report = c.ok(&["gc"]);
+    assert!(
+        report.contains("1 valid, 0 stale attachments deleted, GC sent to 1 plugins"),
+        "{report}"
+    );
+    assert_eq!(
+        lease_count(&c, "node-1"),
+        1,
+        "plugin GC released the leaked lease"
+    );
+    assert!(
+        chains(&c) < before,
+        "plugin GC removed the leaked masquerade rules"
+    );
+    let ip = c.pod_ip("keep");
+    c.run_pod("client", "node-1");
+    c.reach("client", &ip, 8080, "default/keep/app");
 }
 
 #[test]
