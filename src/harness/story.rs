@@ -23,6 +23,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The whole story on a running 2-node cluster; fills `r`.
 pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
+    plugin_status(h, r)?;
     h.say(&format!(
         "== starting {SAME_PORT_PODS} pods on node-1 and 2 on node-2"
     ));
@@ -37,6 +38,7 @@ pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
     h.say("== probing every pod from every other pod (TCP)");
     all_pairs(h, r, &state)?;
     same_port(h, r, &state)?;
+    cni_check_all(h, r, &state);
     h.say("== one pod, two containers");
     localhost(h, r)?;
     h.say("== restarting a container");
@@ -48,6 +50,55 @@ pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
     r.pods = table::pods_table(&state);
     h.say("== deleting every pod");
     cleanup(h, r)
+}
+
+/// CNI STATUS on every node before any pod (a kubelet waits for it).
+fn plugin_status(h: &Harness, r: &mut DemoReport) -> Result<()> {
+    let state = cluster::require_state(h)?;
+    let mut details = Vec::new();
+    let mut ok = true;
+    for node in &state.nodes {
+        let (rt, list) = cluster::node_runtime(h, &state, node)?;
+        match rt.status_network_list(&list) {
+            Ok(()) if crate::runtime::version::at_least(&list.cni_version, "1.1.0") => details
+                .push(format!(
+                    "{}: ready (network {}, cniVersion {})",
+                    node.name, list.name, list.cni_version
+                )),
+            Ok(()) => details.push(format!(
+                "{}: cniVersion {} has no STATUS verb (skipped)",
+                node.name, list.cni_version
+            )),
+            Err(e) => {
+                ok = false;
+                details.push(format!("{}: {e}", node.name));
+            }
+        }
+    }
+    r.check(
+        "CNI STATUS reports the network ready on every node",
+        ok,
+        details.join("; "),
+    );
+    Ok(())
+}
+
+/// CNI CHECK of every attachment: the plugins confirm what they set up.
+fn cni_check_all(h: &Harness, r: &mut DemoReport, state: &State) {
+    let failed: Vec<String> = state
+        .pods
+        .iter()
+        .filter_map(|p| pod::cni_check(h, &p.key()).err().map(|e| e.to_string()))
+        .collect();
+    r.check(
+        "CNI CHECK passes for every pod (interfaces, addresses, routes, leases)",
+        failed.is_empty(),
+        if failed.is_empty() {
+            format!("{} attachments checked", state.pods.len())
+        } else {
+            failed.join("; ")
+        },
+    );
 }
 
 fn create(h: &Harness, name: &str, node: &str, containers: &[(&str, u16)]) -> Result<PodState> {
