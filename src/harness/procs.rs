@@ -190,3 +190,43 @@ impl Launcher {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_refuses_foreign_processes() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        let rec = ProcRecord::of(pid, "__pause").expect("record");
+        assert!(rec.start_time > 0);
+        // `sleep` is not a kubesim helper of this state dir: never killed.
+        assert!(!rec.is_ours(Path::new("/run/kubesim-test")));
+        assert!(!rec.kill(Path::new("/run/kubesim-test")));
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "sleep must survive"
+        );
+        // A record whose start time does not match is stale (pid reuse).
+        let stale = ProcRecord {
+            start_time: rec.start_time + 1,
+            ..rec.clone()
+        };
+        assert!(!stale.is_ours(Path::new("/")));
+        child.kill().expect("kill our sleep");
+        child.wait().expect("reap");
+        assert!(stat(pid).is_none() || stat(pid).is_some_and(|(_, z)| z));
+    }
+
+    #[test]
+    fn parses_own_stat_and_cmdline() {
+        let (start, zombie) = stat(std::process::id() as i32).expect("own stat");
+        assert!(start > 0);
+        assert!(!zombie);
+        assert!(!cmdline(std::process::id() as i32).is_empty());
+    }
+}

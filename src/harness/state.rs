@@ -196,3 +196,28 @@ impl StateDir {
         std::fs::rename(&tmp, self.file()).map_err(HarnessError::io("rename state"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_round_trip_and_corruption() {
+        let root = std::env::temp_dir().join(format!("kubesim-state-test-{}", std::process::id()));
+        let dir = StateDir::create(&root).expect("create");
+        assert!(dir.load().expect("load").is_none(), "no state yet");
+        let state = State {
+            cni_bin_dir: "/opt/cni/bin".into(),
+            network: "net".into(),
+            ..State::default()
+        };
+        let _lock = dir.lock().expect("lock");
+        dir.save(&state).expect("save");
+        let back = dir.load().expect("load").expect("state");
+        assert_eq!(back.network, "net");
+        std::fs::write(dir.file(), "{broken").expect("corrupt");
+        let err = dir.load().expect_err("corrupt state").to_string();
+        assert!(err.contains("corrupt state file"), "{err}");
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+}
