@@ -153,13 +153,25 @@ fn ipv4_of(result: &Value) -> String {
 fn check_add_result(result: &Value, pod: &PodNs, version: &str) {
     assert_eq!(result["cniVersion"], version, "{result}");
     let ip = ipv4_of(result);
-    assert!(ip.starts_with("10.244.61."), "address outside {SUBNET}: {result}");
+    assert!(
+        ip.starts_with("10.244.61."),
+        "address outside {SUBNET}: {result}"
+    );
     assert_eq!(result["ips"][0]["gateway"], GATEWAY, "{result}");
     let ifaces = result["interfaces"].as_array().expect("interfaces");
-    assert_eq!(ifaces.len(), 3, "bridge, host veth, container iface: {result}");
+    assert_eq!(
+        ifaces.len(),
+        3,
+        "bridge, host veth, container iface: {result}"
+    );
     assert_eq!(ifaces[0]["name"], BRIDGE, "{result}");
-    let idx = result["ips"][0]["interface"].as_u64().expect("ips[0].interface") as usize;
-    assert_eq!(idx, 2, "ips[0].interface points at the container iface: {result}");
+    let idx = result["ips"][0]["interface"]
+        .as_u64()
+        .expect("ips[0].interface") as usize;
+    assert_eq!(
+        idx, 2,
+        "ips[0].interface points at the container iface: {result}"
+    );
     assert_eq!(ifaces[idx]["name"], "eth0", "{result}");
     assert_eq!(
         ifaces[idx]["sandbox"].as_str(),
@@ -245,7 +257,10 @@ fn cnitool_cycle(version: &str) {
     // DEL pod1, twice: the second has no cache, so no prevResult.
     ct.ok("del", &pod1);
     assert!(!ct.cache_file(&pod1).exists(), "DEL left libcni's cache");
-    assert!(!ct.store().join(&ip1).exists(), "DEL left the lease of {ip1}");
+    assert!(
+        !ct.store().join(&ip1).exists(),
+        "DEL left the lease of {ip1}"
+    );
     assert!(!eth0_exists(&pod1), "DEL left eth0 in pod1");
     assert_eq!(veth_names().len(), 1, "DEL left pod1's host veth");
     ct.ok("del", &pod1);

@@ -77,7 +77,11 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 pub fn first_line(argv: &[&str]) -> String {
     match Command::new(argv[0]).args(&argv[1..]).output() {
         Ok(o) => {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
             String::from_utf8_lossy(&text)
                 .lines()
                 .next()
@@ -131,7 +135,8 @@ fn build_cnitool() -> Result<PathBuf, String> {
             "libcni source missing under {GOCODE} (apt-get install golang-github-appc-cni-dev)"
         ));
     }
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cnitool-{}", std::process::id()));
+    let work =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cnitool-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let pkg = work.join("gopath/src/cnitool");
     std::fs::create_dir_all(&pkg).map_err(|e| format!("mkdir {}: {e}", pkg.display()))?;
@@ -219,7 +224,8 @@ impl PrivateMounts {
 
     /// Show `source` (a dir) at `target` to the wrapped command.
     pub fn bind(mut self, source: &Path, target: &str) -> PrivateMounts {
-        self.binds.push((source.to_path_buf(), PathBuf::from(target)));
+        self.binds
+            .push((source.to_path_buf(), PathBuf::from(target)));
         self
     }
 
@@ -243,7 +249,11 @@ impl PrivateMounts {
 /// concatenated: used to prove that no masquerade rule is left.
 pub fn firewall_dump() -> String {
     let mut all = String::new();
-    for argv in [&["iptables-save"][..], &["ip6tables-save"], &["nft", "list", "ruleset"]] {
+    for argv in [
+        &["iptables-save"][..],
+        &["ip6tables-save"],
+        &["nft", "list", "ruleset"],
+    ] {
         if let Ok(o) = Command::new(argv[0]).args(&argv[1..]).output() {
             all.push_str(&String::from_utf8_lossy(&o.stdout));
         }
