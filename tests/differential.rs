@@ -498,6 +498,17 @@ fn differential_default_gateway_hairpin() {
         2,
         full_sequence(true),
     );
+    // containerd's DEL with CNI_NETNS="" first (no masquerade here, so the
+    // reference's nat leak plays no part), then the libcni DEL.
+    let steps = vec![
+        Step::Add(0),
+        Step::Add(1),
+        Step::DelNoNetns(0),
+        Step::Del(0),
+        Step::DelNoNetns(1),
+        Step::DelAgain(1),
+    ];
+    differential(Variant::DefaultGatewayHairpin, "1.0.0", 2, steps);
 }
 
 /// ADD by `first`, CHECK + DEL by `second` (with and without netns), then
