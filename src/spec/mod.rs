@@ -1,1 +1,19 @@
-//! TODO: owned by its issue.
+//! CNI wire types: versions, network config, results, and Go-compatible
+//! JSON key matching.
+//!
+//! The internal result model is the 1.1.0 shape ([`CniResult`]); it is
+//! printed in, and parsed from, any supported version.
+
+mod casefold;
+mod netconf;
+mod result;
+mod version;
+
+pub use casefold::casefold_from_value;
+pub(crate) use netconf::is_valid_id;
+pub use netconf::{validate_network_name, NetConf};
+pub use result::{CniResult, Dns, Interface, IpConfig, Route};
+pub use version::{
+    check_version, version_at_least, version_reply, CURRENT_VERSION, DEFAULT_CONFIG_VERSION,
+    SUPPORTED_VERSIONS,
+};
