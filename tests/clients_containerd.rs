@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use clients_util::*;
 use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -276,23 +278,48 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
 }
 
 impl Drop for Containerd {
+    /// Kills what is left (only on a failed test: a passing one has no task
+    /// left), then stops containerd and any shim reparented to `tini -s`, all
+    /// by PID, and tini itself. The mount namespace goes with them.
     fn drop(&mut self) {
-        // containerd is tini's child; stop it by PID, then tini.
-        let tini = self.tini.id();
-        let children = std::fs::read_to_string(format!("/proc/{tini}/task/{tini}/children"))
-            .unwrap_or_default();
-        for pid in children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+        let tasks = self.ctr(&["task", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
+            let _ = self.ctr(&["task", "kill", "-a", "-s", "SIGKILL", id]);
         }
-        if !wait_bounded(&mut self.tini, Duration::from_secs(20)) {
-            let _ = self.tini.kill();
-            let _ = self.tini.wait();
+        let tini = self.tini.id();
+        for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+            for pid in children_of(tini) {
+                let _ = kill(Pid::from_raw(pid), signal);
+            }
+            if wait_bounded(&mut self.tini, Duration::from_secs(15)) {
+                return;
+            }
+        }
+        let _ = self.tini.kill();
+        let _ = self.tini.wait();
+    }
+}
+
+/// Direct children of `pid` (containerd and reparented shims under tini).
+fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The `ctr run` client processes of a test; killed by PID if the test
+/// fails before they exit.
+struct CtrRuns(Vec<(String, Child)>);
+
+impl Drop for CtrRuns {
+    fn drop(&mut self) {
+        for (_, child) in self.0.iter_mut() {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -367,7 +394,7 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
     // Two containers, each held by a foreground `ctr run --cni --rm`
     // (ctr refuses --rm with --detach); ctr does ADD before the task starts
     // and DEL after it exits.
-    let mut runs: Vec<(String, Child)> = Vec::new();
+    let mut runs = CtrRuns(Vec::new());
     for id in ["a", "b"] {
         let child = d
             .ctr_command(&["run", "--cni", "--rm", IMAGE, id, "sleep", "120"])
@@ -375,9 +402,9 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ctr run");
-        runs.push((id.to_string(), child));
+        runs.0.push((id.to_string(), child));
     }
-    for (id, child) in runs.iter_mut() {
+    for (id, child) in runs.0.iter_mut() {
         wait_until(&format!("container {id} running with a lease"), || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
@@ -465,14 +492,14 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
     );
 
     // Stop both: `ctr run --rm` then sends DEL with CNI_NETNS="" and removes the container.
-    for (id, child) in runs.iter_mut() {
+    for (id, child) in runs.0.iter_mut() {
         d.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
         if !wait_bounded(child, WAIT) {
             let _ = child.kill();
             panic!("ctr run {id} did not exit after its task was killed");
         }
     }
-    for (id, child) in runs.iter_mut() {
+    for (id, child) in runs.0.iter_mut() {
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut e, &mut err);
