@@ -1,0 +1,420 @@
+//! iptables backend of ipMasq, compatible with `pkg/ip/ipmasq_iptables_linux.go`.
+//!
+//! Same chains, rules and comments as the reference, but each operation is one
+//! `iptables-save -t nat` (read) plus at most one `iptables-restore --noflush`
+//! (write) per address family, both families in parallel, instead of the
+//! reference's 4-5 `iptables` execs per address (issue 7).
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+
+use super::error::FirewallError;
+use super::exec::{Cmd, Running};
+use super::iptables_save::{restore_quote, NatTable};
+use super::naming::{chain_name, container_id_from_comment, iptables_comment};
+
+/// IPv4 (`iptables`) or IPv6 (`ip6tables`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub(crate) const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    fn of(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
+        }
+    }
+    fn save_cmd(self) -> Cmd {
+        let prog = match self {
+            Family::V4 => "iptables-save",
+            Family::V6 => "ip6tables-save",
+        };
+        Cmd::new(prog, &["-t", "nat"])
+    }
+    fn restore_cmd(self, script: String) -> Cmd {
+        let prog = match self {
+            Family::V4 => "iptables-restore",
+            Family::V6 => "ip6tables-restore",
+        };
+        Cmd::new(prog, &["--noflush", "-w"]).stdin(script)
+    }
+    /// The reference never masquerades multicast.
+    fn multicast(self) -> IpNet {
+        match self {
+            Family::V4 => "224.0.0.0/4".parse().expect("valid literal"),
+            Family::V6 => "ff00::/8".parse().expect("valid literal"),
+        }
+    }
+    /// `iptables` binary, for the "is iptables usable" probe.
+    pub(crate) fn iptables_cmd(self, args: &[&str]) -> Cmd {
+        match self {
+            Family::V4 => Cmd::new("iptables", args),
+            Family::V6 => Cmd::new("ip6tables", args),
+        }
+    }
+}
+
+/// A rule we want, in the shape the reference's `AppendUnique` adds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WantedRule {
+    chain: String,
+    source: Option<IpNet>,
+    dest: Option<IpNet>,
+    dest_negated: bool,
+    target: String,
+    comment: String,
+}
+
+impl WantedRule {
+    /// Per address, in reference order: ACCEPT own subnet, MASQUERADE
+    /// non-multicast, then `POSTROUTING -s <ip> -j <chain>`.
+    fn for_ip(chain: &str, comment: &str, ip: &IpNet) -> [WantedRule; 3] {
+        let rule = |chain: &str, source, dest, dest_negated, target: &str| WantedRule {
+            chain: chain.to_string(),
+            source,
+            dest,
+            dest_negated,
+            target: target.to_string(),
+            comment: comment.to_string(),
+        };
+        [
+            rule(chain, None, Some(ip.trunc()), false, "ACCEPT"),
+            rule(
+                chain,
+                None,
+                Some(Family::of(ip).multicast()),
+                true,
+                "MASQUERADE",
+            ),
+            rule(
+                "POSTROUTING",
+                Some(IpNet::from(ip.addr())),
+                None,
+                false,
+                chain,
+            ),
+        ]
+    }
+
+    fn is_in(&self, table: &NatTable) -> bool {
+        table.rules.iter().any(|r| {
+            !r.foreign
+                && r.chain == self.chain
+                && r.source == self.source
+                && r.dest == self.dest
+                && r.dest_negated == self.dest_negated
+                && r.target.as_deref() == Some(self.target.as_str())
+                && r.comment.as_deref() == Some(self.comment.as_str())
+        })
+    }
+
+    /// The `-A` line, argument order as the reference passes them.
+    fn append_line(&self) -> String {
+        let mut line = format!("-A {}", self.chain);
+        if let Some(src) = &self.source {
+            line.push_str(&format!(" -s {}", src.addr()));
+        }
+        if let Some(dst) = &self.dest {
+            let bang = if self.dest_negated { "! " } else { "" };
+            line.push_str(&format!(" {bang}-d {dst}"));
+        }
+        line.push_str(&format!(
+            " -j {} -m comment --comment {}",
+            self.target,
+            restore_quote(&self.comment)
+        ));
+        line
+    }
+}
+
+/// Wraps restore lines into a `*nat ... COMMIT` script; `None` if empty.
+fn script(lines: Vec<String>) -> Option<String> {
+    if lines.is_empty() {
+        return None;
+    }
+    let mut s = String::from("*nat\n");
+    for l in lines {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s.push_str("COMMIT\n");
+    Some(s)
+}
+
+/// Restore lines that add what is missing for `ips` (all of one family).
+fn setup_lines(table: &NatTable, chain: &str, comment: &str, ips: &[IpNet]) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !table.chains.contains(chain) {
+        // Only declare a missing chain: declaring an existing one flushes it.
+        lines.push(format!(":{chain} - [0:0]"));
+    }
+    let mut planned: Vec<WantedRule> = Vec::new();
+    for ip in ips {
+        for rule in WantedRule::for_ip(chain, comment, ip) {
+            if !rule.is_in(table) && !planned.contains(&rule) {
+                lines.push(rule.append_line());
+                planned.push(rule);
+            }
+        }
+    }
+    lines
+}
+
+/// Restore lines removing every jump to `chain`, then the chain itself.
+fn teardown_lines(table: &NatTable, chain: &str) -> Vec<String> {
+    let mut lines: Vec<String> = table
+        .jumps_to(chain)
+        .map(|r| format!("-D{}", &r.line[2..]))
+        .collect();
+    if table.chains.contains(chain) {
+        lines.push(format!("-F {chain}"));
+        lines.push(format!("-X {chain}"));
+    }
+    lines
+}
+
+/// Dumps the nat table of every family in `families`, in parallel.
+fn save_all(families: &[Family]) -> Result<Vec<(Family, NatTable)>, FirewallError> {
+    let running: Vec<(Family, Result<Running, FirewallError>)> = families
+        .iter()
+        .map(|f| (*f, f.save_cmd().spawn()))
+        .collect();
+    let mut out = Vec::new();
+    let mut errs = Vec::new();
+    for (family, started) in running {
+        match started.and_then(Running::wait) {
+            Ok(o) => match NatTable::parse(&o.stdout) {
+                Ok(t) => out.push((family, t)),
+                Err(reason) => errs.push(FirewallError::Parse {
+                    cmd: family.save_cmd().display(),
+                    reason,
+                }),
+            },
+            Err(e) => errs.push(e),
+        }
+    }
+    FirewallError::collect(errs)?;
+    Ok(out)
+}
+
+/// Applies one restore script per family, in parallel.
+fn restore_all(scripts: Vec<(Family, String)>) -> Result<(), FirewallError> {
+    let running: Vec<Result<Running, FirewallError>> = scripts
+        .into_iter()
+        .map(|(f, s)| f.restore_cmd(s).spawn())
+        .collect();
+    let errs = running
+        .into_iter()
+        .filter_map(|r| r.and_then(Running::wait).err())
+        .collect();
+    FirewallError::collect(errs)
+}
+
+fn families_of(ips: &[IpNet]) -> Vec<Family> {
+    Family::ALL
+        .into_iter()
+        .filter(|f| ips.iter().any(|ip| Family::of(ip) == *f))
+        .collect()
+}
+
+/// Adds the masquerade chain and rules for `ips` (idempotent).
+pub(crate) fn setup(network: &str, container_id: &str, ips: &[IpNet]) -> Result<(), FirewallError> {
+    let chain = chain_name(network, container_id);
+    let comment = iptables_comment(network, container_id);
+    let tables = save_all(&families_of(ips))?;
+    let scripts = tables
+        .into_iter()
+        .filter_map(|(family, table)| {
+            let mine: Vec<IpNet> = ips
+                .iter()
+                .filter(|ip| Family::of(ip) == family)
+                .copied()
+                .collect();
+            script(setup_lines(&table, &chain, &comment, &mine)).map(|s| (family, s))
+        })
+        .collect();
+    restore_all(scripts)
+}
+
+/// Removes the container's chain and every jump to it, in both families.
+/// Needs no addresses: the chain name is deterministic and the jumps are
+/// found by target, which also covers the legacy `-s ip/prefix` form.
+pub(crate) fn teardown(network: &str, container_id: &str) -> Result<(), FirewallError> {
+    let chain = chain_name(network, container_id);
+    teardown_chains(&Family::ALL, &[chain])
+}
+
+fn teardown_chains(families: &[Family], chains: &[String]) -> Result<(), FirewallError> {
+    let tables = save_all(families)?;
+    let scripts = tables
+        .into_iter()
+        .filter_map(|(family, table)| {
+            let lines = chains
+                .iter()
+                .flat_map(|c| teardown_lines(&table, c))
+                .collect();
+            script(lines).map(|s| (family, s))
+        })
+        .collect();
+    restore_all(scripts)
+}
+
+/// Verifies that every rule setup would add for `ips` is present.
+pub(crate) fn check(network: &str, container_id: &str, ips: &[IpNet]) -> Result<(), FirewallError> {
+    let chain = chain_name(network, container_id);
+    let comment = iptables_comment(network, container_id);
+    for (family, table) in save_all(&families_of(ips))? {
+        if !table.chains.contains(&chain) {
+            return Err(FirewallError::Missing(format!(
+                "iptables chain {chain} not found"
+            )));
+        }
+        for ip in ips.iter().filter(|ip| Family::of(ip) == family) {
+            for rule in WantedRule::for_ip(&chain, &comment, ip) {
+                if !rule.is_in(&table) {
+                    return Err(FirewallError::Missing(format!(
+                        "iptables rule `{}` not found",
+                        rule.append_line()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the chains of `network` whose container id is not in `valid_ids`.
+/// A chain is attributed by its comment AND its name being the hash of that
+/// (network, id): portmap's `CNI-DN-...` chains carry the same comment format.
+pub(crate) fn gc(network: &str, valid_ids: &BTreeSet<&str>) -> Result<(), FirewallError> {
+    let tables = save_all(&Family::ALL)?;
+    let scripts = tables
+        .into_iter()
+        .filter_map(|(family, table)| {
+            let stale = stale_chains(&table, network, valid_ids);
+            let lines = stale
+                .iter()
+                .flat_map(|c| teardown_lines(&table, c))
+                .collect();
+            script(lines).map(|s| (family, s))
+        })
+        .collect();
+    restore_all(scripts)
+}
+
+fn stale_chains(table: &NatTable, network: &str, valid_ids: &BTreeSet<&str>) -> Vec<String> {
+    table
+        .chains
+        .iter()
+        .filter(|c| c.starts_with("CNI-"))
+        .filter_map(|c| {
+            let owner = table
+                .rules_in(c)
+                .filter_map(|r| container_id_from_comment(network, r.comment.as_deref()?))
+                .find(|id| &chain_name(network, id) == c)?;
+            (!valid_ids.contains(owner.as_str())).then(|| c.clone())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(s: &[&str]) -> Vec<IpNet> {
+        s.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn setup_lines_on_empty_table() {
+        let table = NatTable::parse("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n").unwrap();
+        let c = iptables_comment("mynet", "abc123");
+        let lines = setup_lines(&table, "CNI-x", &c, &nets(&["10.22.0.2/16"]));
+        let q = r#""name: \"mynet\" id: \"abc123\"""#;
+        assert_eq!(
+            lines,
+            vec![
+                ":CNI-x - [0:0]".to_string(),
+                format!("-A CNI-x -d 10.22.0.0/16 -j ACCEPT -m comment --comment {q}"),
+                format!("-A CNI-x ! -d 224.0.0.0/4 -j MASQUERADE -m comment --comment {q}"),
+                format!("-A POSTROUTING -s 10.22.0.2 -j CNI-x -m comment --comment {q}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn setup_lines_follow_append_unique_order_for_two_ips() {
+        let table = NatTable::default();
+        let lines = setup_lines(&table, "CNI-x", "c", &nets(&["10.1.0.2/24", "10.2.0.2/24"]));
+        // One MASQUERADE only, after the first ACCEPT, as the reference does.
+        assert_eq!(lines.len(), 1 + 3 + 2);
+        assert!(lines[2].contains("MASQUERADE"));
+        assert!(lines[4].contains("-d 10.2.0.0/24"));
+    }
+
+    #[test]
+    fn setup_lines_skip_existing() {
+        let dump = "*nat\n:POSTROUTING ACCEPT [0:0]\n:CNI-x - [0:0]\n\
+            -A POSTROUTING -s 10.22.0.2/32 -m comment --comment \"c\" -j CNI-x\n\
+            -A CNI-x -d 10.22.0.0/16 -m comment --comment \"c\" -j ACCEPT\n\
+            -A CNI-x ! -d 224.0.0.0/4 -m comment --comment \"c\" -j MASQUERADE\nCOMMIT\n";
+        let table = NatTable::parse(dump).unwrap();
+        assert!(setup_lines(&table, "CNI-x", "c", &nets(&["10.22.0.2/16"])).is_empty());
+        // A different comment is a different rule (AppendUnique compares all args).
+        assert_eq!(
+            setup_lines(&table, "CNI-x", "d", &nets(&["10.22.0.2/16"])).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn teardown_lines_cover_bare_and_legacy_sources() {
+        let dump = "*nat\n:POSTROUTING ACCEPT [0:0]\n:CNI-x - [0:0]\n\
+            -A POSTROUTING -s 10.22.0.2/32 -m comment --comment \"c\" -j CNI-x\n\
+            -A POSTROUTING -s 10.22.0.0/16 -m comment --comment \"c\" -j CNI-x\n\
+            -A POSTROUTING -s 10.9.0.0/16 -j CNI-other\n\
+            -A CNI-x -d 10.22.0.0/16 -m comment --comment \"c\" -j ACCEPT\nCOMMIT\n";
+        let table = NatTable::parse(dump).unwrap();
+        assert_eq!(
+            teardown_lines(&table, "CNI-x"),
+            vec![
+                "-D POSTROUTING -s 10.22.0.2/32 -m comment --comment \"c\" -j CNI-x",
+                "-D POSTROUTING -s 10.22.0.0/16 -m comment --comment \"c\" -j CNI-x",
+                "-F CNI-x",
+                "-X CNI-x",
+            ]
+        );
+        assert!(teardown_lines(&table, "CNI-gone").is_empty());
+    }
+
+    #[test]
+    fn stale_chains_need_matching_name_and_network() {
+        let a = chain_name("net", "a");
+        let b = chain_name("net", "b");
+        let other = chain_name("othernet", "c");
+        let ca = iptables_comment("net", "a");
+        let cb = iptables_comment("net", "b");
+        let cc = iptables_comment("othernet", "c");
+        let q = restore_quote;
+        let dump = format!(
+            "*nat\n:{a} - [0:0]\n:{b} - [0:0]\n:{other} - [0:0]\n:CNI-DN-1234567890abcdef012345 - [0:0]\n\
+             -A {a} -j ACCEPT -m comment --comment {}\n\
+             -A {b} -j ACCEPT -m comment --comment {}\n\
+             -A {other} -j ACCEPT -m comment --comment {}\n\
+             -A CNI-DN-1234567890abcdef012345 -j ACCEPT -m comment --comment {}\nCOMMIT\n",
+            q(&ca),
+            q(&cb),
+            q(&cc),
+            q(&cb)
+        );
+        let table = NatTable::parse(&dump).unwrap();
+        let valid: BTreeSet<&str> = ["a"].into_iter().collect();
+        assert_eq!(stale_chains(&table, "net", &valid), vec![b]);
+    }
+}

@@ -1,0 +1,409 @@
+//! ipMasq rules (iptables and nftables backends) in throwaway node netns,
+//! including compatibility with Debian's reference `bridge` plugin.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use cni::firewall::{
+    check_ipmasq, default_backend, gc_ipmasq, naming, setup_ipmasq, teardown_ipmasq, MasqBackend,
+    MasqTarget,
+};
+use common::{run_plugin, NodeNs, PluginCall, PodNs, TempDir, REFERENCE_CNI_PATH};
+use ipnet::IpNet;
+
+const NET: &str = "mynet";
+const CID: &str = "abc123";
+/// `CNI-` + sha512("mynetabc123")[..24], as the reference plugin printed it.
+const CHAIN: &str = "CNI-70a29d9dc18bc4d652ea5d59";
+
+fn target<'a>(network: &'a str, container_id: &'a str) -> MasqTarget<'a> {
+    MasqTarget {
+        network,
+        container_id,
+        ifname: "eth0",
+    }
+}
+
+fn nets(s: &[&str]) -> Vec<IpNet> {
+    s.iter().map(|n| n.parse().expect("test CIDR")).collect()
+}
+
+fn run(prog: &str, args: &[&str]) -> String {
+    let out = Command::new(prog).args(args).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{prog} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The nat table's user chains and rules (`:X - ...` and `-A ...` lines) of
+/// `iptables-save` or `ip6tables-save`, without counters and comments.
+fn nat_lines(save: &str) -> Vec<String> {
+    run(save, &["-t", "nat"])
+        .lines()
+        .filter(|l| l.starts_with("-A ") || (l.starts_with(':') && l.contains(" - ")))
+        .map(|l| l.split(" [").next().unwrap_or(l).to_string())
+        .collect()
+}
+
+fn assert_nat_clean() {
+    assert_eq!(
+        nat_lines("iptables-save"),
+        Vec::<String>::new(),
+        "v4 nat not clean"
+    );
+    assert_eq!(
+        nat_lines("ip6tables-save"),
+        Vec::<String>::new(),
+        "v6 nat not clean"
+    );
+}
+
+/// Rules of the nftables masquerade chain as (comment, expr) pairs.
+fn nft_masq_rules() -> Vec<(String, serde_json::Value)> {
+    let out = Command::new("nft")
+        .args([
+            "-j",
+            "list",
+            "chain",
+            "inet",
+            "cni_plugins_masquerade",
+            "masq_checks",
+        ])
+        .output()
+        .expect("spawn nft");
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft json");
+    v["nftables"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|i| i.get("rule"))
+        .map(|r| {
+            (
+                r["comment"].as_str().unwrap_or_default().to_string(),
+                r["expr"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// What the reference bridge v1.1.1 created for mynet/abc123 with
+/// 10.22.0.2/16 (iptables-nft 1.8.9, `iptables-save -t nat`).
+fn reference_v4_lines() -> Vec<String> {
+    let c = r#""name: \"mynet\" id: \"abc123\"""#;
+    vec![
+        format!(":{CHAIN} -"),
+        format!("-A POSTROUTING -s 10.22.0.2/32 -m comment --comment {c} -j {CHAIN}"),
+        format!("-A {CHAIN} -d 10.22.0.0/16 -m comment --comment {c} -j ACCEPT"),
+        format!("-A {CHAIN} ! -d 224.0.0.0/4 -m comment --comment {c} -j MASQUERADE"),
+    ]
+}
+
+fn reference_v6_lines() -> Vec<String> {
+    let c = r#""name: \"mynet\" id: \"abc123\"""#;
+    vec![
+        format!(":{CHAIN} -"),
+        format!("-A POSTROUTING -s fd10:22::2/128 -m comment --comment {c} -j {CHAIN}"),
+        format!("-A {CHAIN} -d fd10:22::/64 -m comment --comment {c} -j ACCEPT"),
+        format!("-A {CHAIN} ! -d ff00::/8 -m comment --comment {c} -j MASQUERADE"),
+    ]
+}
+
+#[test]
+fn iptables_setup_matches_reference_and_is_idempotent() {
+    require_root!();
+    let node = NodeNs::enter();
+    node.assert_inside();
+    let t = target(NET, CID);
+    let ips = nets(&["10.22.0.2/16", "fd10:22::2/64"]);
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("setup");
+    assert_eq!(nat_lines("iptables-save"), reference_v4_lines());
+    assert_eq!(nat_lines("ip6tables-save"), reference_v6_lines());
+    check_ipmasq(&t, &ips).expect("check after setup");
+
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("setup again");
+    assert_eq!(nat_lines("iptables-save"), reference_v4_lines());
+    assert_eq!(nat_lines("ip6tables-save"), reference_v6_lines());
+}
+
+#[test]
+fn iptables_teardown_with_and_without_ips() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let t = target(NET, CID);
+    let ips = nets(&["10.22.0.2/16", "fd10:22::2/64"]);
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("setup");
+    teardown_ipmasq(&t, &ips).expect("teardown with ips");
+    assert_nat_clean();
+
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("setup");
+    teardown_ipmasq(&t, &[]).expect("teardown without ips");
+    assert_nat_clean();
+
+    // Nothing left: teardown again is a success.
+    teardown_ipmasq(&t, &[]).expect("teardown of nothing");
+}
+
+#[test]
+fn iptables_teardown_keeps_other_containers() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let a = target(NET, "a");
+    let b = target(NET, "b");
+    setup_ipmasq(MasqBackend::Iptables, &a, &nets(&["10.22.0.2/16"])).expect("setup a");
+    setup_ipmasq(MasqBackend::Iptables, &b, &nets(&["10.22.0.3/16"])).expect("setup b");
+    let before_b: Vec<String> = nat_lines("iptables-save")
+        .into_iter()
+        .filter(|l| l.contains(&naming::chain_name(NET, "b")))
+        .collect();
+    teardown_ipmasq(&a, &[]).expect("teardown a");
+    assert_eq!(nat_lines("iptables-save"), before_b);
+}
+
+#[test]
+fn iptables_legacy_prefix_source_is_removed() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let t = target(NET, CID);
+    setup_ipmasq(MasqBackend::Iptables, &t, &nets(&["10.22.0.2/16"])).expect("setup");
+    // Old plugin versions jumped with `-s <ip>/<prefix>`.
+    let comment = naming::iptables_comment(NET, CID);
+    run(
+        "iptables",
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.22.0.0/16",
+            "-j",
+            CHAIN,
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+        ],
+    );
+    teardown_ipmasq(&t, &[]).expect("teardown");
+    assert_nat_clean();
+}
+
+#[test]
+fn check_detects_missing_rule() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let t = target(NET, CID);
+    let ips = nets(&["10.22.0.2/16"]);
+    assert!(check_ipmasq(&t, &ips).is_err(), "check before setup");
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("setup");
+    check_ipmasq(&t, &ips).expect("check");
+    let comment = naming::iptables_comment(NET, CID);
+    run(
+        "iptables",
+        &[
+            "-t",
+            "nat",
+            "-D",
+            CHAIN,
+            "!",
+            "-d",
+            "224.0.0.0/4",
+            "-j",
+            "MASQUERADE",
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+        ],
+    );
+    let err = check_ipmasq(&t, &ips).expect_err("MASQUERADE rule removed");
+    assert!(err.to_string().contains("MASQUERADE"), "{err}");
+}
+
+#[test]
+fn iptables_gc_keeps_valid_removes_invalid() {
+    require_root!();
+    let _node = NodeNs::enter();
+    for (net, cid, ip) in [
+        (NET, "keep", "10.22.0.2/16"),
+        (NET, "stale", "10.22.0.3/16"),
+        ("othernet", "other", "10.23.0.2/16"),
+    ] {
+        setup_ipmasq(
+            MasqBackend::Iptables,
+            &target(net, cid),
+            &nets(&[ip, "fd10:22::9/64"]),
+        )
+        .expect("setup");
+    }
+    // ifname is not part of iptables naming: a valid id with another ifname keeps its chain.
+    gc_ipmasq(NET, &[("keep".to_string(), "net1".to_string())]).expect("gc");
+    for save in ["iptables-save", "ip6tables-save"] {
+        let lines = nat_lines(save).join("\n");
+        assert!(
+            lines.contains(&naming::chain_name(NET, "keep")),
+            "{save}: {lines}"
+        );
+        assert!(
+            lines.contains(&naming::chain_name("othernet", "other")),
+            "{save}: {lines}"
+        );
+        assert!(
+            !lines.contains(&naming::chain_name(NET, "stale")),
+            "{save}: {lines}"
+        );
+    }
+}
+
+#[test]
+fn nftables_setup_teardown_gc() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let t = target(NET, CID);
+    let ips = nets(&["10.22.0.2/16", "fd10:22::2/64"]);
+    setup_ipmasq(MasqBackend::Nftables, &t, &ips).expect("setup");
+    setup_ipmasq(MasqBackend::Nftables, &t, &ips).expect("setup again (replaces)");
+    let rules = nft_masq_rules();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let comment = "d23676b4f2d9fe04-ebce0e3dd4dafae3, net: mynet, if: eth0, id: abc123";
+    assert!(rules.iter().all(|(c, _)| c == comment), "{rules:?}");
+    let text = run("nft", &["list", "table", "inet", "cni_plugins_masquerade"]);
+    assert!(
+        text.contains("ip saddr 10.22.0.2 ip daddr != 10.22.0.0/16 masquerade"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ip6 saddr fd10:22::2 ip6 daddr != fd10:22::/64 masquerade"),
+        "{text}"
+    );
+    assert!(
+        text.contains("type nat hook postrouting priority srcnat"),
+        "{text}"
+    );
+    assert!(text.contains("ip daddr 224.0.0.0/4 return"), "{text}");
+    assert!(text.contains("goto masq_checks"), "{text}");
+    check_ipmasq(&t, &ips).expect("check (nftables)");
+
+    teardown_ipmasq(&t, &[]).expect("teardown without ips");
+    assert!(nft_masq_rules().is_empty());
+    assert!(check_ipmasq(&t, &ips).is_err());
+
+    // GC: same container with another ifname is a different nft instance.
+    setup_ipmasq(
+        MasqBackend::Nftables,
+        &target(NET, "keep"),
+        &nets(&["10.22.0.4/16"]),
+    )
+    .expect("keep");
+    setup_ipmasq(
+        MasqBackend::Nftables,
+        &target(NET, "stale"),
+        &nets(&["10.22.0.5/16"]),
+    )
+    .expect("stale");
+    setup_ipmasq(
+        MasqBackend::Nftables,
+        &target("othernet", "x"),
+        &nets(&["10.23.0.5/16"]),
+    )
+    .expect("other");
+    gc_ipmasq(NET, &[("keep".to_string(), "eth0".to_string())]).expect("gc");
+    let left: Vec<String> = nft_masq_rules().into_iter().map(|(c, _)| c).collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().any(|c| c.ends_with("id: keep")));
+    assert!(left.iter().any(|c| c.ends_with("id: x")));
+}
+
+#[test]
+fn teardown_covers_both_backends() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let t = target(NET, CID);
+    let ips = nets(&["10.22.0.2/16"]);
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("iptables setup");
+    setup_ipmasq(MasqBackend::Nftables, &t, &ips).expect("nftables setup");
+    teardown_ipmasq(&t, &[]).expect("teardown");
+    assert_nat_clean();
+    assert!(nft_masq_rules().is_empty());
+}
+
+#[test]
+fn default_backend_is_iptables_when_usable() {
+    require_root!();
+    let _node = NodeNs::enter();
+    assert_eq!(default_backend(), MasqBackend::Iptables);
+    assert_eq!(
+        MasqBackend::from_config(None).expect("default"),
+        MasqBackend::Iptables
+    );
+}
+
+fn reference_conf(data_dir: &Path) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0", "name": NET, "type": "bridge", "bridge": "cni0",
+        "isGateway": true, "ipMasq": true,
+        "ipam": {"type": "host-local", "dataDir": data_dir,
+                 "ranges": [[{"subnet": "10.22.0.0/16"}], [{"subnet": "fd10:22::/64"}]]}
+    })
+    .to_string()
+}
+
+fn reference_call(cmd: &str, pod: &PodNs, conf: &str) -> PluginCall {
+    PluginCall::new(
+        cmd,
+        CID,
+        &pod.path.display().to_string(),
+        "eth0",
+        Path::new(REFERENCE_CNI_PATH),
+    )
+    .stdin(conf)
+}
+
+/// The reference ADD creates exactly what our setup creates, and our
+/// teardown (without addresses, as on DEL with an empty netns) removes it.
+#[test]
+fn reference_rules_are_removed_by_our_teardown() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let pod = PodNs::new();
+    let data = TempDir::new("fw-ref");
+    let conf = reference_conf(data.path());
+    let bridge = Path::new(REFERENCE_CNI_PATH).join("bridge");
+    let add = run_plugin(&bridge, &reference_call("ADD", &pod, &conf)).expect_ok();
+    let ips: Vec<IpNet> = add.json()["ips"]
+        .as_array()
+        .expect("ips")
+        .iter()
+        .map(|i| {
+            i["address"]
+                .as_str()
+                .expect("address")
+                .parse()
+                .expect("cidr")
+        })
+        .collect();
+    assert_eq!(ips, nets(&["10.22.0.2/16", "fd10:22::2/64"]));
+    let ref_v4 = nat_lines("iptables-save");
+    let ref_v6 = nat_lines("ip6tables-save");
+    assert_eq!(ref_v4, reference_v4_lines());
+    assert_eq!(ref_v6, reference_v6_lines());
+
+    teardown_ipmasq(&target(NET, CID), &[]).expect("our teardown");
+    assert_nat_clean();
+
+    // Ours re-creates the identical state...
+    setup_ipmasq(MasqBackend::Iptables, &target(NET, CID), &ips).expect("our setup");
+    assert_eq!(nat_lines("iptables-save"), ref_v4);
+    assert_eq!(nat_lines("ip6tables-save"), ref_v6);
+    // ...which the reference DEL removes.
+    run_plugin(&bridge, &reference_call("DEL", &pod, &conf)).expect_ok();
+    assert_nat_clean();
+}
