@@ -407,3 +407,46 @@ fn reference_rules_are_removed_by_our_teardown() {
     run_plugin(&bridge, &reference_call("DEL", &pod, &conf)).expect_ok();
     assert_nat_clean();
 }
+
+/// Twenty pods set up and torn down at once on one node (as parallel ADDs
+/// and DELs do): every chain complete, then nothing left.
+#[test]
+fn parallel_setup_and_teardown() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let ids: Vec<String> = (0..20).map(|i| format!("pod{i}")).collect();
+    // Threads start in the creating thread's netns (the node).
+    std::thread::scope(|s| {
+        for (i, id) in ids.iter().enumerate() {
+            s.spawn(move || {
+                let ips = nets(&[
+                    &format!("10.22.1.{}/16", i + 2),
+                    &format!("fd10:22::1:{:x}/64", i + 2),
+                ]);
+                setup_ipmasq(MasqBackend::Iptables, &target(NET, id), &ips)
+                    .expect("parallel setup");
+                setup_ipmasq(MasqBackend::Nftables, &target(NET, id), &ips)
+                    .expect("parallel nft setup");
+            });
+        }
+    });
+    for save in ["iptables-save", "ip6tables-save"] {
+        let lines = nat_lines(save);
+        for id in &ids {
+            let chain = naming::chain_name(NET, id);
+            assert_eq!(
+                lines.iter().filter(|l| l.contains(&chain)).count(),
+                4,
+                "{save} {id}: {lines:#?}"
+            );
+        }
+    }
+    assert_eq!(nft_masq_rules().len(), 40);
+    std::thread::scope(|s| {
+        for id in &ids {
+            s.spawn(move || teardown_ipmasq(&target(NET, id), &[]).expect("parallel teardown"));
+        }
+    });
+    assert_nat_clean();
+    assert!(nft_masq_rules().is_empty());
+}

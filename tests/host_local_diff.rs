@@ -101,7 +101,10 @@ fn config(version: &str, data_dir: &Path) -> Value {
 }
 
 /// Runs SEQUENCE once per binary choice and compares outcomes and trees step by step.
-fn compare_runs(version: &str, pickers: &[(&str, fn(usize) -> PathBuf)]) {
+/// A named choice of binary per step.
+type Picker = (&'static str, fn(usize) -> PathBuf);
+
+fn compare_runs(version: &str, pickers: &[Picker]) {
     let dirs: Vec<TempDir> = pickers
         .iter()
         .map(|(name, _)| TempDir::new(&format!("hl-diff-{name}")))
