@@ -416,10 +416,10 @@ fn gc_releases_everything_not_valid() {
             "{key}"
         );
         assert_eq!(left["10.73.0.2"], lease_text("keep", "eth0"));
-        for i in 0..2 {
+        for (i, before) in last_before.iter().enumerate() {
             assert_eq!(
-                std::fs::read(dir.join(format!("last_reserved_ip.{i}"))).expect("last"),
-                last_before[i]
+                &std::fs::read(dir.join(format!("last_reserved_ip.{i}"))).expect("last"),
+                before
             );
         }
         assert!(dir.join("lock").exists());

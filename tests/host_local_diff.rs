@@ -101,7 +101,10 @@ fn config(version: &str, data_dir: &Path) -> Value {
 }
 
 /// Runs SEQUENCE once per binary choice and compares outcomes and trees step by step.
-fn compare_runs(version: &str, pickers: &[(&str, fn(usize) -> PathBuf)]) {
+/// A named choice of binary per step.
+type Picker = (&'static str, fn(usize) -> PathBuf);
+
+fn compare_runs(version: &str, pickers: &[Picker]) {
     let dirs: Vec<TempDir> = pickers
         .iter()
         .map(|(name, _)| TempDir::new(&format!("hl-diff-{name}")))
@@ -176,7 +179,7 @@ fn identical_sequences_give_identical_results_and_stores() {
     if !have_reference() {
         return;
     }
-    for version in ["0.2.0", "0.3.1", "0.4.0", "1.0.0"] {
+    for version in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"] {
         compare_runs(version, &[("ref", all_ref), ("ours", all_ours)]);
     }
 }

@@ -224,7 +224,7 @@ impl<'s, S: Store> Allocator<'s, S> {
             return Err(unavailable());
         }
         let range = range.clone();
-        if !self.commit(&range, idx, ip, id, ifname)? {
+        if !self.commit(idx, ip, id, ifname)? {
             return Err(unavailable());
         }
         Ok(allocation(&range, idx, ip))
@@ -248,9 +248,8 @@ impl<'s, S: Store> Allocator<'s, S> {
             if self.index.is_leased(ip) {
                 continue;
             }
-            let range = range.clone();
-            if self.commit(&range, idx, ip, id, ifname)? {
-                return Ok(allocation(&range, idx, ip));
+            if self.commit(idx, ip, id, ifname)? {
+                return Ok(allocation(range, idx, ip));
             }
         }
         Err(exhausted())
@@ -260,7 +259,6 @@ impl<'s, S: Store> Allocator<'s, S> {
     /// had the address (a writer outside our lock); it is then indexed as taken.
     fn commit(
         &mut self,
-        range: &Range,
         idx: usize,
         ip: IpAddr,
         id: &str,
@@ -286,7 +284,6 @@ impl<'s, S: Store> Allocator<'s, S> {
         // Round-robin is best effort: the lease is already durable, so a failure
         // to remember the position must not fail (and leak) the allocation.
         let _ = self.store.set_last_reserved(idx, ip);
-        debug_assert!(range.contains(ip));
         Ok(true)
     }
 

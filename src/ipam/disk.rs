@@ -142,14 +142,72 @@ fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Reads `name` relative to the open directory `dir`: `openat`, one `read`
+/// and `close` for a normal lease (no full-path lookup, no size-hint `statx`
+/// and `lseek` as `read_to_end` would do), which matters with 65k leases.
+fn read_at(dir: &File, name: &str) -> std::io::Result<Vec<u8>> {
+    let fd = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )?;
+    let mut f = File::from(fd);
+    let mut buf = [0u8; 512];
+    let n = loop {
+        match f.read(&mut buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    let mut out = buf[..n].to_vec();
+    // A short read of a regular file means end of file; only a full buffer
+    // (an unusually long id) needs more reads.
+    if n == buf.len() {
+        f.read_to_end(&mut out)?;
+    }
+    Ok(out)
+}
+
+/// Below this many leases one thread reads them all; above it the reads are
+/// spread over the CPUs (each is a few syscalls, so they parallelise well).
+const PARALLEL_READ_THRESHOLD: usize = 2048;
+
+/// Reads and parses every named lease file.
+fn read_owners(dir: &File, names: &[(String, IpAddr)]) -> Vec<Option<Owner>> {
+    let read_one = |name: &str| match read_at(dir, name) {
+        Ok(content) => Some(Owner::parse(&content)),
+        // Removed under us (a writer not using the lock): not a lease any more.
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        // Unreadable (or a symlink): keep the address blocked, do not fail.
+        Err(_) => Some(Owner::Unknown),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if names.len() < PARALLEL_READ_THRESHOLD || threads < 2 {
+        return names.iter().map(|(n, _)| read_one(n)).collect();
+    }
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|(n, _)| read_one(n)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 impl Store for DiskStore {
     fn leases(&mut self) -> Result<Vec<Lease>, IpamError> {
-        let rd = std::fs::read_dir(&self.dir)
-            .map_err(|e| IpamError::io("failed to list the IPAM store", &self.dir, e))?;
-        let mut out = Vec::new();
-        for entry in rd {
-            let entry =
-                entry.map_err(|e| IpamError::io("failed to list the IPAM store", &self.dir, e))?;
+        let list_err = |e| IpamError::io("failed to list the IPAM store", &self.dir, e);
+        let dir = File::open(&self.dir).map_err(list_err)?;
+        let mut names: Vec<(String, IpAddr)> = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(list_err)? {
+            let entry = entry.map_err(list_err)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             // Only address-named files are leases: `lock`, `last_reserved_ip.*`
@@ -160,19 +218,20 @@ impl Store for DiskStore {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let owner = match read_small(&entry.path()) {
-                Ok(content) => Owner::parse(&content),
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                // Unreadable: keep the address blocked rather than fail the command.
-                Err(_) => Owner::Unknown,
-            };
-            out.push(Lease {
-                ip: ip.to_canonical(),
-                key: name.to_string(),
-                owner,
-            });
+            names.push((name.to_string(), ip.to_canonical()));
         }
-        Ok(out)
+        let owners = read_owners(&dir, &names);
+        Ok(names
+            .into_iter()
+            .zip(owners)
+            .filter_map(|((key, ip), owner)| {
+                Some(Lease {
+                    ip,
+                    key,
+                    owner: owner?,
+                })
+            })
+            .collect())
     }
 
     fn reserve(&mut self, ip: IpAddr, id: &str, ifname: &str) -> Result<bool, IpamError> {
