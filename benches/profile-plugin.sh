@@ -82,13 +82,28 @@ call DEL warm "$POD" "$OUT/warm-del.json" > /dev/null
 run_pod() {  # run_pod ID MODE(summary|trace)
   local id=$1 mode=$2 pod args
   spawn_ns; pod=$NS_PID
-  if [ "$mode" = summary ]; then args=(strace -f -c -o); else args=(strace -f -tt -T -o); fi
+  case $mode in
+    summary) args=(strace -f -c -o) ;;
+    trace) args=(strace -f -tt -T -o) ;;
+    # low overhead: only process events stop the tracee (seccomp-bpf filter)
+    light) args=(strace -f --seccomp-bpf -ttt -e trace=execve,exit_group -o) ;;
+  esac
   call ADD "$id" "$pod" "$CONF" "${args[@]}" "$OUT/add-$mode.txt" > "$OUT/$id-add.json"
   jq -c --slurpfile pr "$OUT/$id-add.json" '. + {prevResult: $pr[0]}' "$CONF" > "$OUT/$id-del.json"
   call DEL "$id" "$pod" "$OUT/$id-del.json" "${args[@]}" "$OUT/del-$mode.txt" > /dev/null
 }
 run_pod p1 summary
 run_pod p2 trace
+for i in 1 2 3; do run_pod "l$i" light; cp "$OUT/add-light.txt" "$OUT/add-light-$i.txt"; cp "$OUT/del-light.txt" "$OUT/del-light-$i.txt"; done
+
+timeline() {  # timeline TRACE: when each process ran, ms from the plugin's exec
+  local - ; set +e +o pipefail
+  awk '/execve\(/ && !/ENOENT/ { if (!($1 in st)) { match($0, /execve\("[^"]*"/); n=split(substr($0, RSTART+8, RLENGTH-9), a, "/"); name[$1]=a[n] }
+                                   if (!($1 in st) || /resumed/) st[$1]=$2 }
+       /exit_group|\+\+\+ exited/ { en[$1]=$2 }
+       NR==1 {t0=$2}
+       END { for (p in st) printf "%8.2f %8.2f  %6.2f ms  %s\n", (st[p]-t0)*1000, (en[p]-t0)*1000, (en[p]-st[p])*1000, name[p] }' "$1" | sort -n
+}
 
 digest() {  # digest TRACE
   local - f=$1
@@ -97,7 +112,8 @@ digest() {  # digest TRACE
   t0=$(head -1 "$f" | awk '{print $2}'); t1=$(tail -1 "$f" | awk '{print $2}')
   awk -v a="$t0" -v b="$t1" 'function s(t){split(t,x,":");return x[1]*3600+x[2]*60+x[3]}
        BEGIN{printf "  wall under strace: %.1f ms\n",(s(b)-s(a))*1000}'
-  echo "  processes: $(grep -c 'execve(' "$f" || true) execve: $({ grep -o 'execve("[^"]*"' "$f" || true; } | sed 's/execve("//;s/"//' | xargs -rn1 basename | sort | uniq -c | tr '\n' ' ' | tr -s ' ')"
+  # the last execve a PID attempted is the one that worked (PATH lookups fail first)
+  echo "  processes: $(awk '/execve\("/ {match($0, /execve\("[^"]*"/); p[$1]=substr($0, RSTART+8, RLENGTH-9)} END {for (k in p) {n=split(p[k], a, "/"); print a[n]}}' "$f" | sort | uniq -c | awk '{t+=$1; s=s" "$1"x "$2} END {print t " execs:" s}')"
   echo "  netlink-ish sendmsg/sendto: $(grep -cE 'sendmsg\(|sendto\(' "$f" || true)  recvmsg/recvfrom: $(grep -cE 'recvmsg\(|recvfrom\(' "$f" || true)"
   echo "  /proc/sys opens: $(grep -c 'openat(.*"/proc/sys' "$f" || true)"
   echo "  sleeps (nanosleep/clock_nanosleep/epoll waits): $(grep -cE 'nanosleep\(|epoll_pwait\(|epoll_wait\(' "$f" || true)"
@@ -109,5 +125,6 @@ digest() {  # digest TRACE
 echo "== $DIR  ipMasq=$IPMASQ dual=${DUAL:-0}  (strace inflates absolute times; compare shapes)"
 echo "-- ADD"; digest "$OUT/add-trace.txt"
 echo "-- DEL"; digest "$OUT/del-trace.txt"
+for k in 1 2 3; do echo "-- light trace $k (start, end, duration from the bridge exec; only execve/exit traced)"; echo "ADD:"; timeline "$OUT/add-light-$k.txt"; echo "DEL:"; timeline "$OUT/del-light-$k.txt"; done
 echo "-- summaries: $OUT/add-summary.txt $OUT/del-summary.txt"
 head -12 "$OUT/add-summary.txt"
