@@ -29,6 +29,9 @@ pub fn prefill(net_dir: &Path, first: Ipv4Addr, count: u32) -> Result<Ipv4Addr> 
     let start = u32::from(first);
     let mut last = first;
     for n in 0..count {
+        if n % 1024 == 0 && crate::util::interrupted() {
+            return Err(BenchError::Interrupted);
+        }
         let ip = Ipv4Addr::from(
             start
                 .checked_add(n)
@@ -56,7 +59,13 @@ pub fn set_last_reserved(net_dir: &Path, ip: Ipv4Addr) -> Result<()> {
 /// Copies the regular files of `src` into `dst` (created if missing).
 pub fn copy_flat(src: &Path, dst: &Path) -> Result<()> {
     std::fs::create_dir_all(dst).map_err(|e| BenchError::io(dst, e))?;
-    for entry in std::fs::read_dir(src).map_err(|e| BenchError::io(src, e))? {
+    for (n, entry) in std::fs::read_dir(src)
+        .map_err(|e| BenchError::io(src, e))?
+        .enumerate()
+    {
+        if n % 1024 == 0 && crate::util::interrupted() {
+            return Err(BenchError::Interrupted);
+        }
         let entry = entry.map_err(|e| BenchError::io(src, e))?;
         let from = entry.path();
         if from.is_file() {
