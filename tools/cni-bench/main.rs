@@ -128,7 +128,9 @@ fn real_main() -> Result<i32> {
     let report = Report {
         tool: "cni-bench",
         machine,
+        ours_commit: util::git_commit(&ours),
         ours_dir: ours,
+        reference_package: util::package_version(&reference),
         reference_dir: reference,
         iterations: opts.iterations,
         plan,

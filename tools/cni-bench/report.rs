@@ -149,7 +149,11 @@ pub struct Report {
     pub tool: &'static str,
     pub machine: Machine,
     pub ours_dir: PathBuf,
+    /// `git rev-parse --short HEAD` around the ours dir (`-dirty` if modified).
+    pub ours_commit: Option<String>,
     pub reference_dir: PathBuf,
+    /// Debian package and version owning the reference, if any.
+    pub reference_package: Option<String>,
     pub iterations: usize,
     pub plan: Plan,
     pub scenarios: Vec<ScenarioReport>,
@@ -239,7 +243,7 @@ impl Report {
             out += &line(r);
         }
         out += &format!(
-            "\nmachine: {} CPUs, {}, kernel {}; load {} → {}; {}; {:.0} s\nours: {}  reference: {}  base iterations: {}\n",
+            "\nmachine: {} CPUs, {}, kernel {}; load {} → {}; {}; {:.0} s\nours: {} ({})  reference: {} ({})  base iterations: {}\n",
             self.machine.nproc,
             self.machine.cpu_model,
             self.machine.kernel,
@@ -248,7 +252,9 @@ impl Report {
             self.machine.date_utc,
             self.total_seconds,
             self.ours_dir.display(),
+            self.ours_commit.as_deref().unwrap_or("commit unknown"),
             self.reference_dir.display(),
+            self.reference_package.as_deref().unwrap_or("version unknown"),
             self.iterations
         );
         for s in &self.scenarios {

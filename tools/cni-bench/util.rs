@@ -124,6 +124,36 @@ fn read_trim(path: &str) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Runs a command and returns its trimmed stdout if it succeeded.
+fn output_of(prog: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(prog).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The git commit the binaries in `dir` were (most likely) built from:
+/// short hash of the enclosing work tree, `-dirty` if tracked files changed.
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let d = dir.to_str()?;
+    let head = output_of("git", &["-C", d, "rev-parse", "--short", "HEAD"])?;
+    let dirty = output_of(
+        "git",
+        &["-C", d, "status", "--porcelain", "--untracked-files=no"],
+    )
+    .is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
+/// Version of the Debian package owning `dir/bridge`, if any.
+pub fn package_version(dir: &Path) -> Option<String> {
+    let bridge = dir.join("bridge");
+    let owner = output_of("dpkg", &["-S", bridge.to_str()?])?;
+    let pkg = owner.split(':').next()?.trim().to_string();
+    let version = output_of("dpkg-query", &["-W", "-f", "${Version}", &pkg])?;
+    Some(format!("{pkg} {version}"))
+}
+
 /// The 1/5/15-minute load averages.
 pub fn loadavg() -> String {
     read_trim("/proc/loadavg")
