@@ -11,7 +11,7 @@
 use crate::error::{BenchError, Result};
 use crate::exec::{exec, Call, Outcome};
 use crate::util::TempDir;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const TIME: &str = "/usr/bin/time";
 
@@ -73,26 +73,34 @@ fn noop_elf() -> Vec<u8> {
     e
 }
 
-/// The floor of the method: what `time` reports for a program that maps
-/// almost nothing. `None` where the no-op binary cannot be built.
-pub fn floor_kib(scratch: &TempDir) -> Result<Option<u64>> {
+/// Writes the no-op binary into `dir`; `None` on other architectures.
+pub fn write_noop(dir: &Path) -> Result<Option<PathBuf>> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::os::unix::fs::PermissionsExt;
-        let path = scratch.path().join("noop");
+        let path = dir.join("noop");
         std::fs::write(&path, noop_elf()).map_err(|e| BenchError::io(&path, e))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| BenchError::io(&path, e))?;
-        let mut call = Call::new("VERSION", "", Path::new(""), scratch.path());
-        call.netns = None;
-        let (o, kib) = measure(&path, &call, scratch, "floor")?;
-        Ok((o.code == 0).then_some(kib))
+        Ok(Some(path))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = scratch;
+        let _ = dir;
         Ok(None)
     }
+}
+
+/// The floor of the method: what `time` reports for a program that maps
+/// almost nothing. `None` where the no-op binary cannot be built.
+pub fn floor_kib(scratch: &TempDir) -> Result<Option<u64>> {
+    let Some(path) = write_noop(scratch.path())? else {
+        return Ok(None);
+    };
+    let mut call = Call::new("VERSION", "", Path::new(""), scratch.path());
+    call.netns = None;
+    let (o, kib) = measure(&path, &call, scratch, "floor")?;
+    Ok((o.code == 0).then_some(kib))
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
