@@ -43,6 +43,7 @@ pub mod config;
 pub mod disk;
 pub mod dns;
 pub mod error;
+pub mod index;
 pub mod ops;
 pub mod range;
 pub mod store;
