@@ -292,12 +292,8 @@ impl DiskStore {
             }
         };
         let res = (|| -> std::io::Result<()> {
-            let mut first = true;
-            self.index.sync_all(&markers, || {
-                if std::mem::take(&mut first) {
-                    crash_point("index-during-rebuild");
-                }
-            })?;
+            self.index
+                .sync_all(&markers, &|| crash_point("index-during-rebuild"))?;
             crash_point("index-before-seal");
             let stamp = self.index.seal(&self.dir_fd)?;
             crash_point("index-after-seal");
@@ -368,7 +364,7 @@ fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Reads `name` relative to the open directory `dir`: `openat`, one `read`
 /// and `close` for a normal lease (no full-path lookup, no size-hint `statx`
 /// and `lseek` as `read_to_end` would do), which matters with 65k leases.
-fn read_at(dir: &File, name: &str) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_at(dir: &File, name: &str) -> std::io::Result<Vec<u8>> {
     let fd = nix::fcntl::openat(
         dir,
         name,

@@ -20,7 +20,7 @@
 //! This module only reads and writes index files and stamps the network
 //! directory's mtime; [`DiskStore`](super::disk::DiskStore) decides when.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Read, Write};
@@ -29,9 +29,12 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nix::sys::stat::futimens;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{futimens, Mode};
 use nix::sys::time::TimeSpec;
 use sha2::{Digest, Sha256};
+
+use super::disk::read_at;
 
 /// Directory under `dataDir` holding one index per network.
 pub const INDEX_DIR: &str = ".cni-rs-index";
@@ -249,40 +252,61 @@ impl Index {
     }
 
     /// Makes `by-id/` hold exactly `markers` (name → content), touching only
-    /// files that differ. Only call while the index is untrusted.
-    /// `on_progress` runs after each file written or removed (crash tests).
+    /// files that differ (reading a marker is cheaper than rewriting it).
+    /// Large indexes are synced on several threads, like the lease scan.
+    /// Only call while the index is untrusted. `on_progress` runs after each
+    /// file written or removed (crash tests).
     pub fn sync_all(
         &self,
         markers: &HashMap<String, Vec<u8>>,
-        mut on_progress: impl FnMut(),
+        on_progress: &(dyn Fn() + Sync),
     ) -> std::io::Result<()> {
         let by_id = self.by_id();
         DirBuilder::new()
             .recursive(true)
             .mode(DIR_MODE)
             .create(&by_id)?;
-        let mut existing: BTreeMap<String, ()> = BTreeMap::new();
+        let mut existing: HashSet<String> = HashSet::new();
         for entry in std::fs::read_dir(&by_id)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if markers.contains_key(&name) {
-                existing.insert(name, ());
+                existing.insert(name);
             } else {
                 remove_entry(&entry.path())?;
                 on_progress();
             }
         }
-        for (name, content) in markers {
-            let path = by_id.join(name);
-            if existing.contains_key(name) && read_file(&path).is_ok_and(|c| c == *content) {
-                continue;
+        // Relative to an open by-id/ fd: one path component per lookup.
+        let dir = File::open(&by_id)?;
+        let work: Vec<(&String, &Vec<u8>)> = markers.iter().collect();
+        let sync_one = |(name, content): &(&String, &Vec<u8>)| -> std::io::Result<()> {
+            if existing.contains(*name) && read_at(&dir, name).is_ok_and(|c| c == **content) {
+                return Ok(());
             }
-            write_file(&path, content)?;
+            write_at(&dir, name, content)?;
             on_progress();
+            Ok(())
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if work.len() < PARALLEL_THRESHOLD || threads < 2 {
+            return work.iter().try_for_each(sync_one);
         }
-        Ok(())
+        let chunk = work.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = work
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().try_for_each(sync_one)))
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })
     }
 }
+
+/// Below this many markers one thread syncs them all.
+const PARALLEL_THRESHOLD: usize = 2048;
 
 fn remove_entry(path: &Path) -> std::io::Result<()> {
     let res = if std::fs::symlink_metadata(path)?.is_dir() {
@@ -301,6 +325,17 @@ fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(256);
     f.read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// [`write_file`] relative to an open directory.
+fn write_at(dir: &File, name: &str, content: &[u8]) -> std::io::Result<()> {
+    let fd = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(FILE_MODE),
+    )?;
+    File::from(fd).write_all(content)
 }
 
 /// Truncates and writes in one `write(2)`. A crash may leave a short file,
