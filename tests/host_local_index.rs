@@ -361,7 +361,7 @@ fn crash_during_a_fast_del_leaves_an_untrusted_index() {
 fn crash_during_a_rebuild_leaves_an_untrusted_index() {
     for point in [
         "index-during-rebuild",
-        "index-before-seal",
+        "index-after-rebuild",
         "index-after-seal",
     ] {
         let tmp = TempDir::new("hl-idx-crash-rebuild");

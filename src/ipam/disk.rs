@@ -26,7 +26,7 @@
 //! the first lease removal). Index steps: `index-after-seal` (sentinel mtime
 //! set, marker and state not yet written), `index-after-marker` (marker
 //! written, state not), `index-during-rebuild` (after the first marker file
-//! of a rebuild), `index-before-seal` (rebuild done, sentinel not set).
+//! of a rebuild), `index-after-rebuild` (markers synced, state not written).
 //! Unset, nothing happens. Only tests set it.
 
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -291,12 +291,14 @@ impl DiskStore {
                 return;
             }
         };
+        // Sealing first (the state is already stale here) means a filesystem
+        // that refuses explicit mtimes costs one failed call, not a rebuild.
         let res = (|| -> std::io::Result<()> {
-            self.index
-                .sync_all(&markers, &|| crash_point("index-during-rebuild"))?;
-            crash_point("index-before-seal");
             let stamp = self.index.seal(&self.dir_fd)?;
             crash_point("index-after-seal");
+            self.index
+                .sync_all(&markers, &|| crash_point("index-during-rebuild"))?;
+            crash_point("index-after-rebuild");
             self.index.write_state(stamp)
         })();
         match res {

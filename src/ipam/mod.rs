@@ -76,8 +76,8 @@
 //!   non-canonical address names, directories named like addresses — are
 //!   simply never trusted: every command scans until they are gone.
 //! - **Crash order**: lease files → sentinel mtime → markers → `state`
-//!   (fast path; a rebuild writes markers before the sentinel, but only while
-//!   the state is already stale or removed). A kill before the sentinel
+//!   (a rebuild runs only while `state` is already stale or removed). A kill
+//!   before the sentinel
 //!   leaves the kernel's mtime, a kill after it leaves `state` with the old
 //!   sentinel (the new one is chosen to differ): either way the next command
 //!   does not trust the index and rebuilds it. Any index I/O error removes
