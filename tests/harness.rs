@@ -563,6 +563,10 @@ fn pod_name_reused_is_refused_and_changes_nothing() {
     c.reach("client", &ip, 8080, "default/web/app");
     let err = c.fails(&["run-pod", "x", "--node", "node-9"]);
     assert!(err.contains("no node \"node-9\""), "{err}");
+    let err = c.fails(&["run-pod", "x;K8S_POD_NAME=evil"]);
+    assert!(err.contains("invalid pod name"), "{err}");
+    let err = c.fails(&["run-pod", "ok", "--container", "Bad_Name:80"]);
+    assert!(err.contains("invalid container name"), "{err}");
     let err = c.fails(&["delete-pod", "ghost"]);
     assert!(err.contains("no pod default/ghost"), "{err}");
 }
