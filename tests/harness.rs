@@ -371,8 +371,29 @@ fn cleanup_leaves_nothing() {
         .iter()
         .filter_map(|p| p["pause"]["pid"].as_i64())
         .collect();
+    let sandboxes: Vec<String> = state["pods"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .filter_map(|p| p["sandbox_id"].as_str().map(String::from))
+        .collect();
     for pod in ["a", "b", "c", "d"] {
         c.ok(&["delete-pod", pod]);
+    }
+    // Like containerd: DEL at StopPodSandbox and again (empty netns) at
+    // RemovePodSandbox; both succeed.
+    let log = std::fs::read_to_string(c.state.join("cni-calls.log")).expect("call log");
+    for id in &sandboxes {
+        let dels = log
+            .lines()
+            .filter(|l| l.starts_with("DEL ") && l.contains(id.as_str()))
+            .count();
+        assert_eq!(dels, 2, "two DELs for {id}:\n{log}");
+        assert!(
+            !log.lines()
+                .any(|l| l.contains(id.as_str()) && !l.ends_with(" ok")),
+            "{log}"
+        );
     }
     for pid in &pauses {
         assert!(!alive(*pid), "pause {pid} still running");

@@ -249,7 +249,8 @@ fn destroy_sandbox(h: &Harness, state: &State, pod: &PodState) {
 }
 
 /// StopPodSandbox + RemovePodSandbox: containers killed, CNI DEL, pause
-/// killed. If DEL fails the pod is kept (retry, or `down`).
+/// killed, a second CNI DEL with an empty netns. If the first DEL fails the
+/// pod is kept (retry, or `down`).
 pub fn delete_pod(h: &Harness, key: &str) -> Result<PodState> {
     let _lock = h.dir.lock()?;
     let mut state = require_state(h)?;
@@ -262,11 +263,15 @@ pub fn delete_pod(h: &Harness, key: &str) -> Result<PodState> {
     }
     state.pods[idx] = pod.clone();
     h.dir.save(&state)?;
+    // StopPodSandbox: DEL while the netns exists, with the cached prevResult.
     cni_del(h, &state, &pod)?;
     pod.pause.kill(&h.dir.root);
+    // RemovePodSandbox: containerd DELs once more, now with an empty netns
+    // and no prevResult (reference §7); a correct plugin just succeeds.
+    let again = cni_del(h, &state, &pod);
     state.pods.remove(idx);
     h.dir.save(&state)?;
-    Ok(pod)
+    again.map(|()| pod)
 }
 
 /// Starts an echo-server container in the pod's netns.
