@@ -588,6 +588,8 @@ fn pod_name_reused_is_refused_and_changes_nothing() {
     assert!(err.contains("invalid pod name"), "{err}");
     let err = c.fails(&["run-pod", "ok", "--container", "Bad_Name:80"]);
     assert!(err.contains("invalid container name"), "{err}");
+    let err = c.fails(&["up"]);
+    assert!(err.contains("a cluster already exists"), "{err}");
     let err = c.fails(&["delete-pod", "ghost"]);
     assert!(err.contains("no pod default/ghost"), "{err}");
 }
