@@ -336,8 +336,8 @@ fn recreate(h: &Harness, r: &mut DemoReport) -> Result<()> {
         old.sandbox_id != new.sandbox_id && old.ip() != new.ip() && reach,
         format!(
             "sandbox {} -> {}; IP {} -> {}; reachable: {reach}",
-            &old.sandbox_id[..12],
-            &new.sandbox_id[..12],
+            old.short_id(),
+            new.short_id(),
             old.ip().unwrap_or_default(),
             new.ip().unwrap_or_default()
         ),

@@ -192,7 +192,7 @@ fn dispatch(h: &Harness, command: &str, opts: &Opts) -> Result<u8, HarnessError>
         }
         "delete-pod" => {
             let p = pod::delete_pod(h, arg(opts, 1, "pod")?)?;
-            println!("deleted {} (sandbox {})", p.key(), &p.sandbox_id[..12]);
+            println!("deleted {} (sandbox {})", p.key(), p.short_id());
             Ok(0)
         }
         "add-container" => {
