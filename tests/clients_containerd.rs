@@ -444,7 +444,7 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
                     d.log()
                 );
             }
-            task_running(&d, id) && d.lease_of(&format!("{CTR_NS}-{id}")).is_some()
+            task_running(d, id) && d.lease_of(&format!("{CTR_NS}-{id}")).is_some()
         });
     }
     let ip_a = d.lease_of("cnirs-a").expect("lease of a");
