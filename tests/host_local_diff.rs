@@ -179,7 +179,7 @@ fn identical_sequences_give_identical_results_and_stores() {
     if !have_reference() {
         return;
     }
-    for version in ["0.2.0", "0.3.1", "0.4.0", "1.0.0"] {
+    for version in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"] {
         compare_runs(version, &[("ref", all_ref), ("ours", all_ours)]);
     }
 }

@@ -66,10 +66,7 @@ pub fn default_backend() -> MasqBackend {
 
 /// True if `iptables` works here (reference `utils.SupportsIPTables`).
 pub fn supports_iptables() -> bool {
-    iptables::Family::V4
-        .iptables_cmd(&["-w", "-t", "filter", "-S", "INPUT", "1"])
-        .run()
-        .is_ok()
+    iptables::Family::V4.usable()
 }
 
 /// True if `nft` works here (reference `utils.SupportsNFTables`).
