@@ -548,7 +548,7 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
         Vec::<String>::new(),
         "leases left after the containers exited"
     );
-    assert_eq!(veth_names(), Vec::<String>::new(), "veths left on the node");
+    assert_no_veths_left("after the containers exited");
     let cached: Vec<_> = std::fs::read_dir(d.cni_cache.path().join("results"))
         .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
@@ -600,11 +600,7 @@ fn ctr_task_delete_sends_no_del_and_gc_reclaims_the_lease() {
         "containerd 1.6 sends no DEL for `ctr task delete`: the lease of {ip} should have leaked \
          (if containerd now sends DEL, update README's client notes)"
     );
-    assert_eq!(
-        veth_names(),
-        Vec::<String>::new(),
-        "the veth went with the netns"
-    );
+    assert_no_veths_left("the veth goes with the container's netns");
     if s.reference {
         println!("reference plugins (CNI <= 1.0.0) have no GC: lease of {ip} stays");
         return;

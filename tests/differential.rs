@@ -181,11 +181,7 @@ impl Node {
             Vec::<String>::new(),
             "{what}: leases left"
         );
-        assert_eq!(
-            veth_names(),
-            Vec::<String>::new(),
-            "{what}: veths left on the node"
-        );
+        assert_no_veths_left(what);
         for (i, pod) in self.pods.iter().enumerate() {
             let out = pod.exec(&["ip", "link", "show", "dev", "eth0"]);
             assert!(!out.status.success(), "{what}: eth0 left in pod {i}");
