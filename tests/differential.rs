@@ -342,7 +342,7 @@ fn norm_output(run: &PluginRun, pods: &[PodNs]) -> Value {
     }
     let mut v = run.json();
     // Accepted difference: reference 1.1.1 prints `"dns":{}` in every
-    // version; ours omits an empty dns in 1.x (as newer libcni does). Both
+    // version; ours omits an empty dns in 1.x results. Both
     // decode to the same empty DNS in every client.
     if let Some(obj) = v.as_object_mut() {
         if obj.get("dns") == Some(&json!({})) {
