@@ -181,11 +181,7 @@ impl Node {
             Vec::<String>::new(),
             "{what}: leases left"
         );
-        assert_eq!(
-            veth_names(),
-            Vec::<String>::new(),
-            "{what}: veths left on the node"
-        );
+        assert_no_veths_left(what);
         for (i, pod) in self.pods.iter().enumerate() {
             let out = pod.exec(&["ip", "link", "show", "dev", "eth0"]);
             assert!(!out.status.success(), "{what}: eth0 left in pod {i}");
@@ -346,7 +342,7 @@ fn norm_output(run: &PluginRun, pods: &[PodNs]) -> Value {
     }
     let mut v = run.json();
     // Accepted difference: reference 1.1.1 prints `"dns":{}` in every
-    // version; ours omits an empty dns in 1.x (as newer libcni does). Both
+    // version; ours omits an empty dns in 1.x results. Both
     // decode to the same empty DNS in every client.
     if let Some(obj) = v.as_object_mut() {
         if obj.get("dns") == Some(&json!({})) {

@@ -282,6 +282,26 @@ pub fn veth_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Asserts that no veth is left in the calling thread's netns, waiting a
+/// bounded time: when a pod netns is destroyed (its last process or holder
+/// gone), the kernel removes the veth pair asynchronously (netns cleanup runs
+/// in a workqueue). A veth a plugin failed to delete from a live netns never
+/// vanishes, so the wait hides no bug.
+pub fn assert_no_veths_left(what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = veth_names();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: veths left on the node: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Lease files (`<ip>`) in a host-local store dir `<dataDir>/<net>`.
 pub fn leases(store: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(store)
