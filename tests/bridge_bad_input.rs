@@ -8,8 +8,25 @@ use common::*;
 use serde_json::json;
 
 /// Node links, pod links and leases: what must not change on a failed ADD.
-fn snapshot(node: &Node, pod: &PodNs) -> (Vec<String>, String, Vec<String>) {
-    let pod_links = pod.ip_json(&["link", "show"]).to_string();
+fn snapshot(node: &Node, pod: &PodNs) -> (Vec<String>, Vec<String>, Vec<String>) {
+    // Names and global addresses only: operstate and IPv6 link-local
+    // addresses settle asynchronously after an ADD.
+    let pod_links: Vec<String> = pod
+        .ip_json(&["addr", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let global: Vec<String> = l["addr_info"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["scope"] == "global")
+                .map(|a| format!("{}/{}", a["local"], a["prefixlen"]))
+                .collect();
+            format!("{} {global:?}", l["ifname"])
+        })
+        .collect();
     (node_links(), pod_links, node.leases())
 }
 

@@ -275,3 +275,54 @@ fn same_as_reference_promisc_and_dns() {
         ),
     );
 }
+
+#[test]
+fn attachments_move_between_implementations() {
+    require_root!();
+    let node = Node::new();
+    let reference = PathBuf::from(REFERENCE_BRIDGE);
+    let mut conf = base(json!({"isGateway": true, "ipMasq": true}));
+    conf["ipam"]["dataDir"] = json!(node.data.path().display().to_string());
+
+    // Made by the reference, checked and deleted by us (even with an empty
+    // netns, where the reference itself would leak the nat rules).
+    let pod = PodNs::new();
+    let ns = pod.path.to_str().unwrap().to_string();
+    let r = node
+        .call_binary(&reference, "ADD", "old-pod", &ns, &conf)
+        .expect_ok()
+        .json();
+    let ip = r["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    node.call("CHECK", "old-pod", &ns, &with_prev(&conf, &r))
+        .expect_ok();
+    assert!(nat_rules(false).contains(&ip));
+    node.call("DEL", "old-pod", "", &with_prev(&conf, &r))
+        .expect_ok();
+    assert!(!nat_rules(false).contains(&ip), "{}", nat_rules(false));
+    assert!(node.leases().is_empty());
+    drop(pod);
+
+    // Made by us, checked and deleted by the reference.
+    let pod = PodNs::new();
+    let ns = pod.path.to_str().unwrap().to_string();
+    let r = node.call("ADD", "new-pod", &ns, &conf).expect_ok().json();
+    let ip = result_ip(&r, false);
+    node.call_binary(&reference, "CHECK", "new-pod", &ns, &with_prev(&conf, &r))
+        .expect_ok();
+    node.call_binary(&reference, "DEL", "new-pod", &ns, &with_prev(&conf, &r))
+        .expect_ok();
+    assert!(!nat_rules(false).contains(&ip), "{}", nat_rules(false));
+    assert!(node.leases().is_empty());
+    assert!(pod
+        .ip_json(&["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["ifname"] != "eth0"));
+}

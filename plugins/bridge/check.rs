@@ -194,3 +194,45 @@ pub fn check(a: &CmdArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(dst: &str, gw: Option<&str>, table: u32) -> Route {
+        Route {
+            dst: dst.parse().unwrap(),
+            gw: gw.map(|g| g.parse().unwrap()),
+            oif: Some(2),
+            table,
+            scope: 0,
+            priority: None,
+            kind: 1,
+        }
+    }
+
+    #[test]
+    fn routes_match_on_destination_table_and_gateway_when_given() {
+        let routes = [
+            route("0.0.0.0/0", Some("10.88.0.1"), 254),
+            route("10.99.0.0/16", None, 1000),
+        ];
+        let dst = |s: &str| s.parse::<IpNet>().unwrap();
+        let gw = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(route_present(
+            &routes,
+            dst("0.0.0.0/0"),
+            gw("10.88.0.1"),
+            254
+        ));
+        assert!(route_present(&routes, dst("0.0.0.0/0"), None, 254));
+        assert!(!route_present(
+            &routes,
+            dst("0.0.0.0/0"),
+            gw("10.88.0.9"),
+            254
+        ));
+        assert!(route_present(&routes, dst("10.99.0.0/16"), None, 1000));
+        assert!(!route_present(&routes, dst("10.99.0.0/16"), None, 254));
+    }
+}

@@ -116,3 +116,23 @@ pub fn del(a: &CmdArgs) -> Result<()> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_unicast_like_go() {
+        for (cidr, want) in [
+            ("10.88.0.2/24", true),
+            ("fd10::2/64", true),
+            ("fe80::1/64", false),
+            ("127.0.0.1/8", false),
+            ("169.254.1.1/16", false),
+            ("::1/128", false),
+            ("224.0.0.1/4", false),
+        ] {
+            assert_eq!(is_global_unicast(&cidr.parse().unwrap()), want, "{cidr}");
+        }
+    }
+}

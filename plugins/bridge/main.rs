@@ -18,10 +18,10 @@ use cni::error::Result;
 use cni::skel::{CmdArgs, Plugin};
 use cni::spec::CniResult;
 
-/// Firewall failures as CNI errors (999, like every untyped reference error),
-/// keeping the firewall layer's message.
+/// Firewall failures as CNI errors, with the codes the firewall layer
+/// chooses (7 bad config, 11 xtables lock busy, 999 otherwise).
 pub(crate) fn fw<T>(r: std::result::Result<T, cni::firewall::FirewallError>) -> Result<T> {
-    r.map_err(|e| cni::error::CniError::internal(e.to_string()))
+    r.map_err(cni::error::CniError::from)
 }
 
 struct Bridge;
