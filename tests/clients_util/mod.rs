@@ -25,7 +25,15 @@ pub fn missing(what: &str) {
     if is_ci() {
         panic!("CI=true: {what}; the test must not be skipped");
     }
-    eprintln!("skipped: {what}");
+    report(&format!("skipped: {what}"));
+}
+
+/// Writes one line to the test process's real stderr. libtest captures
+/// `println!`/`eprintln!` of passing tests, but CI logs must show which
+/// client and version each real-client test drove.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The plugin directory under test: `$CNI_RS_CLIENT_PLUGINS` when set (e.g.
