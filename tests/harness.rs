@@ -529,7 +529,12 @@ fn gc_removes_leaked_attachment() {
 #[test]
 fn plugin_gc_frees_what_the_cache_forgot() {
     require_root!();
-    let c = Cluster::up(1);
+    // ipMasq on, so the leaked pod also leaves masquerade rules to collect.
+    let conf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/30-bridge-ipmasq.conflist"
+    );
+    let c = Cluster::up_with(1, &plugin_dir(), &["--conflist", conf]);
     c.run_pod("keep", "node-1");
     c.run_pod("leak", "node-1");
     let leaked = vanish_without_del(&c, "leak");
