@@ -143,8 +143,9 @@ fn build_cnitool() -> Result<PathBuf, String> {
             "libcni source missing under {GOCODE} (apt-get install golang-github-appc-cni-dev)"
         ));
     }
-    let work =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cnitool-{}", std::process::id()));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    remove_stale_builds(tmp);
+    let work = tmp.join(format!("cnitool-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let pkg = work.join("gopath/src/cnitool");
     std::fs::create_dir_all(&pkg).map_err(|e| format!("mkdir {}: {e}", pkg.display()))?;
@@ -190,6 +191,22 @@ fn build_cnitool() -> Result<PathBuf, String> {
         ));
     }
     Ok(out)
+}
+
+/// Removes `cnitool-<pid>` build dirs of earlier test runs whose process is gone.
+fn remove_stale_builds(tmp: &Path) {
+    let Ok(rd) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("cnitool-") else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A set of bind mounts applied, in a private mount namespace, around one
