@@ -283,9 +283,7 @@ fn cnitool_cycle(version: &str) {
         "firewall rules of {NET} left: {:?}",
         firewall_lines_with(NET)
     );
-    let cached: Vec<_> = std::fs::read_dir(ct.cache.path().join("results"))
-        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let cached = cache_entries(ct.cache.path());
     assert!(cached.is_empty(), "libcni cache entries left: {cached:?}");
 }
 

@@ -510,13 +510,7 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
         "1",
         GATEWAY,
     ]);
-    let cached: Vec<String> = std::fs::read_dir(d.cni_cache.path().join("results"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let cached = cache_entries(d.cni_cache.path());
     assert_eq!(
         cached.len(),
         2,
@@ -549,9 +543,7 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
         "leases left after the containers exited"
     );
     assert_no_veths_left("after the containers exited");
-    let cached: Vec<_> = std::fs::read_dir(d.cni_cache.path().join("results"))
-        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let cached = cache_entries(d.cni_cache.path());
     assert!(cached.is_empty(), "libcni cache entries left: {cached:?}");
     let containers = d.ctr_ok(&["container", "ls", "-q"]);
     assert!(

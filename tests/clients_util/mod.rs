@@ -327,6 +327,19 @@ pub fn assert_no_veths_left(what: &str) {
     }
 }
 
+/// Entries of libcni's result cache (`<cache dir>/results`), sorted.
+pub fn cache_entries(cache_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(cache_dir.join("results"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// Lease files (`<ip>`) in a host-local store dir `<dataDir>/<net>`.
 pub fn leases(store: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(store)
