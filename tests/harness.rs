@@ -371,8 +371,29 @@ fn cleanup_leaves_nothing() {
         .iter()
         .filter_map(|p| p["pause"]["pid"].as_i64())
         .collect();
+    let sandboxes: Vec<String> = state["pods"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .filter_map(|p| p["sandbox_id"].as_str().map(String::from))
+        .collect();
     for pod in ["a", "b", "c", "d"] {
         c.ok(&["delete-pod", pod]);
+    }
+    // Like containerd: DEL at StopPodSandbox and again (empty netns) at
+    // RemovePodSandbox; both succeed.
+    let log = std::fs::read_to_string(c.state.join("cni-calls.log")).expect("call log");
+    for id in &sandboxes {
+        let dels = log
+            .lines()
+            .filter(|l| l.starts_with("DEL ") && l.contains(id.as_str()))
+            .count();
+        assert_eq!(dels, 2, "two DELs for {id}:\n{log}");
+        assert!(
+            !log.lines()
+                .any(|l| l.contains(id.as_str()) && !l.ends_with(" ok")),
+            "{log}"
+        );
     }
     for pid in &pauses {
         assert!(!alive(*pid), "pause {pid} still running");
@@ -380,7 +401,11 @@ fn cleanup_leaves_nothing() {
     for node in ["node-1", "node-2"] {
         let n = c.node(node);
         let data = PathBuf::from(n["data_dir"].as_str().expect("data dir"));
-        for net in std::fs::read_dir(&data).expect("data dir").flatten() {
+        for net in std::fs::read_dir(&data)
+            .expect("data dir")
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        {
             for f in std::fs::read_dir(net.path()).expect("net dir").flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
                 assert!(
@@ -508,7 +533,12 @@ fn gc_removes_leaked_attachment() {
 #[test]
 fn plugin_gc_frees_what_the_cache_forgot() {
     require_root!();
-    let c = Cluster::up(1);
+    // ipMasq on, so the leaked pod also leaves masquerade rules to collect.
+    let conf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/30-bridge-ipmasq.conflist"
+    );
+    let c = Cluster::up_with(1, &plugin_dir(), &["--conflist", conf]);
     c.run_pod("keep", "node-1");
     c.run_pod("leak", "node-1");
     let leaked = vanish_without_del(&c, "leak");
@@ -563,6 +593,12 @@ fn pod_name_reused_is_refused_and_changes_nothing() {
     c.reach("client", &ip, 8080, "default/web/app");
     let err = c.fails(&["run-pod", "x", "--node", "node-9"]);
     assert!(err.contains("no node \"node-9\""), "{err}");
+    let err = c.fails(&["run-pod", "x;K8S_POD_NAME=evil"]);
+    assert!(err.contains("invalid pod name"), "{err}");
+    let err = c.fails(&["run-pod", "ok", "--container", "Bad_Name:80"]);
+    assert!(err.contains("invalid container name"), "{err}");
+    let err = c.fails(&["up"]);
+    assert!(err.contains("a cluster already exists"), "{err}");
     let err = c.fails(&["delete-pod", "ghost"]);
     assert!(err.contains("no pod default/ghost"), "{err}");
 }

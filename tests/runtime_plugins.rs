@@ -181,3 +181,32 @@ fn runtime_drives_bridge_chain_in_a_node_netns() {
         .del_network_list(&list, &rt("pod1", ""))
         .expect("DEL with empty netns");
 }
+
+#[test]
+fn example_configs_load_and_match_our_plugins() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let runtime = CniConfig::new(vec![common::our_cni_path()], std::env::temp_dir());
+    // As a runtime pointed at conf/ would: the lexically first file wins.
+    let first = cni::runtime::load_dir(&conf).expect("conf/ loads");
+    assert_eq!(
+        first.source.as_deref(),
+        Some(conf.join("10-bridge.conflist").as_path())
+    );
+    for name in [
+        "10-bridge.conflist",
+        "20-bridge-dualstack.conflist",
+        "30-bridge-ipmasq.conflist",
+    ] {
+        let list = NetworkConfigList::from_file(&conf.join(name)).expect(name);
+        // cniVersion 1.0.0 for older runtimes; cniVersions lets newer ones pick 1.1.0.
+        assert_eq!(list.cni_version, "1.1.0", "{name}");
+        runtime.validate_network_list(&list).expect(name);
+        let old_runtime_view: Value =
+            serde_json::from_slice(&std::fs::read(conf.join(name)).expect("read")).expect("json");
+        assert_eq!(old_runtime_view["cniVersion"], "1.0.0", "{name}");
+    }
+    let ipam: Value =
+        serde_json::from_slice(&std::fs::read(conf.join("host-local.json")).expect("read"))
+            .expect("json");
+    assert_eq!(ipam["ipam"]["type"], "host-local");
+}

@@ -3,7 +3,9 @@
 //! Same chains, rules and comments as the reference, but each operation is one
 //! `iptables-save -t nat` (read) plus at most one `iptables-restore --noflush`
 //! (write) per address family, both families in parallel, instead of the
-//! reference's 4-5 `iptables` execs per address (issue 7).
+//! reference's ~9 `iptables` execs per address on setup (go-iptables:
+//! `--version`, `-S`, `-N`, then `-C` + `-A` per rule) and ~5 on teardown
+//! (issue 7).
 
 use std::collections::BTreeSet;
 

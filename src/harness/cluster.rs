@@ -25,7 +25,8 @@ pub struct UpOptions {
     pub nodes: u8,
     /// Plugin directory (`CNI_PATH`).
     pub cni_bin_dir: PathBuf,
-    /// Conflist template (default: built-in `30-bridge-ipmasq.conflist`).
+    /// Conflist template (default: built-in `10-bridge.conflist`, no masquerade, so
+    /// pod-to-pod traffic keeps pod source IPs as Kubernetes requires).
     pub conflist: Option<PathBuf>,
     /// Force the network's cniVersion (e.g. `1.0.0` for older plugins).
     pub cni_version: Option<String>,

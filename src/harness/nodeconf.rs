@@ -1,5 +1,5 @@
 //! Per-node CNI configuration: the template conflist (by default
-//! `conf/30-bridge-ipmasq.conflist`) with each host-local IPAM section given
+//! `conf/10-bridge.conflist`) with each host-local IPAM section given
 //! the node's pod CIDRs and a dataDir inside the state dir, and the address
 //! plan of the cluster (pod CIDRs, underlay IPs).
 
@@ -11,7 +11,7 @@ use super::error::{HarnessError, Result};
 use crate::runtime::{find_plugin, NetworkConfigList};
 
 /// The conflist nodes use unless `up --conflist` says otherwise.
-pub const DEFAULT_TEMPLATE: &str = include_str!("../../conf/30-bridge-ipmasq.conflist");
+pub const DEFAULT_TEMPLATE: &str = include_str!("../../conf/10-bridge.conflist");
 
 /// File name of the generated conflist in each node's conf dir.
 pub const NODE_CONFLIST: &str = "10-kubesim.conflist";
@@ -82,10 +82,7 @@ impl Template {
     /// Loads the template from a file, or the embedded default.
     pub fn load(path: Option<&Path>) -> Result<Template> {
         match path {
-            None => Template::parse(
-                DEFAULT_TEMPLATE.as_bytes(),
-                "(built-in 30-bridge-ipmasq.conflist)",
-            ),
+            None => Template::parse(DEFAULT_TEMPLATE.as_bytes(), "(built-in 10-bridge.conflist)"),
             Some(p) => {
                 let bytes = std::fs::read(p).map_err(|e| {
                     HarnessError::Usage(format!("cannot read conflist {}: {e}", p.display()))

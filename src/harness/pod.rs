@@ -27,6 +27,25 @@ pub struct PodSpec {
     pub containers: Vec<(String, u16)>,
 }
 
+/// Kubernetes-style names (RFC 1123 label, ≤ 63 chars): they end up in
+/// `CNI_ARGS`, where `;` and `=` would break the `K=V;K=V` format, and in
+/// log file names.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(ok_char)
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(HarnessError::Usage(format!(
+            "invalid {what} {name:?}: use lowercase letters, digits and '-' (at most 63 characters)"
+        )))
+    }
+}
+
 /// `namespace/name` or `name` (namespace `default`).
 pub fn split_key(key: &str) -> (String, String) {
     match key.split_once('/') {
@@ -84,13 +103,18 @@ pub fn pod_netns(h: &Harness, pod: &PodState) -> Result<Netns> {
 /// again (CNI DEL, as the spec requires after a failed ADD) and the pod is
 /// forgotten, so nothing is left behind.
 pub fn run_pod(h: &Harness, spec: &PodSpec) -> Result<PodState> {
+    validate_name("namespace", &spec.namespace)?;
+    validate_name("pod name", &spec.name)?;
+    for (name, _) in &spec.containers {
+        validate_name("container name", name)?;
+    }
     let _lock = h.dir.lock()?;
     let mut state = require_state(h)?;
     if let Ok(existing) = find_pod(&state, &format!("{}/{}", spec.namespace, spec.name)) {
         return Err(HarnessError::Usage(format!(
             "pod {} already exists (sandbox {}, node {}, IP {}); delete it first or pick another name",
             existing.key(),
-            &existing.sandbox_id[..12],
+            existing.short_id(),
             existing.node,
             existing.ip().unwrap_or_else(|| "-".into())
         )));
@@ -225,7 +249,8 @@ fn destroy_sandbox(h: &Harness, state: &State, pod: &PodState) {
 }
 
 /// StopPodSandbox + RemovePodSandbox: containers killed, CNI DEL, pause
-/// killed. If DEL fails the pod is kept (retry, or `down`).
+/// killed, a second CNI DEL with an empty netns. If the first DEL fails the
+/// pod is kept (retry, or `down`).
 pub fn delete_pod(h: &Harness, key: &str) -> Result<PodState> {
     let _lock = h.dir.lock()?;
     let mut state = require_state(h)?;
@@ -238,11 +263,15 @@ pub fn delete_pod(h: &Harness, key: &str) -> Result<PodState> {
     }
     state.pods[idx] = pod.clone();
     h.dir.save(&state)?;
+    // StopPodSandbox: DEL while the netns exists, with the cached prevResult.
     cni_del(h, &state, &pod)?;
     pod.pause.kill(&h.dir.root);
+    // RemovePodSandbox: containerd DELs once more, now with an empty netns
+    // and no prevResult (reference §7); a correct plugin just succeeds.
+    let again = cni_del(h, &state, &pod);
     state.pods.remove(idx);
     h.dir.save(&state)?;
-    Ok(pod)
+    again.map(|()| pod)
 }
 
 /// Starts an echo-server container in the pod's netns.
@@ -273,6 +302,7 @@ fn start_container(h: &Harness, pod: &PodState, name: &str, port: u16) -> Result
 
 /// Adds a container to a running pod (no CNI call).
 pub fn add_container(h: &Harness, key: &str, name: &str, port: u16) -> Result<ContainerState> {
+    validate_name("container name", name)?;
     let _lock = h.dir.lock()?;
     let mut state = require_state(h)?;
     let idx = pod_index(&state, key)?;

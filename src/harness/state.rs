@@ -88,6 +88,11 @@ impl PodState {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// The first 12 characters of the sandbox id (as `crictl pods` shows it).
+    pub fn short_id(&self) -> &str {
+        self.sandbox_id.get(..12).unwrap_or(&self.sandbox_id)
+    }
+
     /// The pod IP (first IP of the ADD result), without prefix.
     pub fn ip(&self) -> Option<String> {
         self.ips

@@ -161,18 +161,30 @@ fn probe_from(
         .map_err(|e| e.to_string())?
 }
 
+/// The IP part of a peer address as the echo server printed it
+/// (`1.2.3.4:5`, `[fd10::1]:5` or a bare IP).
+fn seen_as_ip(seen: &str) -> String {
+    match seen.parse::<SocketAddr>() {
+        Ok(sa) => sa.ip().to_canonical().to_string(),
+        Err(_) => seen.trim_matches(|c| c == '[' || c == ']').to_string(),
+    }
+}
+
 fn expect_server(dst: &PodState, container: &str) -> String {
     format!("{}/{container}", dst.key())
 }
 
 fn all_pairs(h: &Harness, r: &mut DemoReport, state: &State) -> Result<()> {
-    let (mut same, mut cross, mut failed) = (0, 0, Vec::new());
+    let (mut same, mut cross, mut failed, mut natted) = (0, 0, Vec::new(), Vec::new());
     let mut seen_cross = String::new();
     for src in &state.pods {
         for dst in state.pods.iter().filter(|d| d.key() != src.key()) {
             let ip = dst.ip().unwrap_or_default();
             match probe_from(h, src, &ip, APP_PORT) {
                 Ok(p) if p.server == expect_server(dst, "app") => {
+                    if !seen_as_ip(&p.seen_as).eq(&src.ip().unwrap_or_default()) {
+                        natted.push(format!("{}->{} seen as {}", src.name, dst.name, p.seen_as));
+                    }
                     if src.node == dst.node {
                         same += 1;
                     } else {
@@ -194,6 +206,30 @@ fn all_pairs(h: &Harness, r: &mut DemoReport, state: &State) -> Result<()> {
         }
     }
     let total = state.pods.len() * (state.pods.len() - 1);
+    // The Kubernetes model: pods talk to pods without NAT. With an ipMasq
+    // conflist the reference masquerades everything outside the node's own
+    // subnet, so cross-node peers would see the node's address instead.
+    r.check(
+        "pod-to-pod traffic is not NATed: every server sees the client's pod IP",
+        natted.is_empty() && same + cross > 0,
+        if natted.is_empty() {
+            format!(
+                "{} connections, all seen from the client's pod IP",
+                same + cross
+            )
+        } else {
+            format!(
+                "{} NATed (is ipMasq on in the conflist?): {}",
+                natted.len(),
+                natted
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        },
+    );
     r.check(
         "all pairs of pods reach each other by pod IP (TCP), same node and across nodes",
         failed.is_empty() && same + cross == total,
@@ -336,8 +372,8 @@ fn recreate(h: &Harness, r: &mut DemoReport) -> Result<()> {
         old.sandbox_id != new.sandbox_id && old.ip() != new.ip() && reach,
         format!(
             "sandbox {} -> {}; IP {} -> {}; reachable: {reach}",
-            &old.sandbox_id[..12],
-            &new.sandbox_id[..12],
+            old.short_id(),
+            new.short_id(),
             old.ip().unwrap_or_default(),
             new.ip().unwrap_or_default()
         ),

@@ -94,7 +94,7 @@ pub fn pods_table(state: &State) -> String {
         t.row(vec![
             p.key(),
             p.node.clone(),
-            p.sandbox_id[..12].to_string(),
+            p.short_id().to_string(),
             if p.ips.is_empty() {
                 "-".into()
             } else {

@@ -36,7 +36,7 @@ usage: kubesim [--state-dir DIR] [--quiet] COMMAND [ARGS]
 options of up and demo:
   --cni-bin-dir DIR   plugin dir (default: kubesim's own dir if it holds bridge
                       and host-local, else /opt/cni/bin, else /usr/lib/cni)
-  --conflist FILE     conflist template (default conf/30-bridge-ipmasq.conflist)
+  --conflist FILE     conflist template (default conf/10-bridge.conflist)
   --cni-version V     force the network's cniVersion (e.g. 1.0.0 for old plugins)
   --nodes N
 POD is NAME or NAMESPACE/NAME. State dir default: /run/kubesim.";
@@ -192,7 +192,7 @@ fn dispatch(h: &Harness, command: &str, opts: &Opts) -> Result<u8, HarnessError>
         }
         "delete-pod" => {
             let p = pod::delete_pod(h, arg(opts, 1, "pod")?)?;
-            println!("deleted {} (sandbox {})", p.key(), &p.sandbox_id[..12]);
+            println!("deleted {} (sandbox {})", p.key(), p.short_id());
             Ok(0)
         }
         "add-container" => {
