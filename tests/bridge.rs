@@ -345,6 +345,34 @@ fn add_failure_rolls_back_everything() {
 }
 
 #[test]
+fn failed_first_add_on_a_fresh_node_leaves_no_bridge() {
+    require_root!();
+    let node = Node::new();
+    // host-local refuses a /32: the very first ADD fails after the bridge
+    // was created, so the rollback must remove the bridge it made.
+    let conf = node.conf(
+        "1.0.0",
+        json!({"isGateway": true, "ipam": {"subnet": "10.91.0.7/32"}}),
+    );
+    let before = node_links();
+    let pod = PodNs::new();
+    let run = node.call("ADD", "first", pod.path.to_str().unwrap(), &conf);
+    run.expect_err(7);
+    assert_eq!(node_links(), before, "no bridge or veth left on the node");
+    assert!(node.leases().is_empty());
+    // A bridge that already exists (with a port) is never removed by a failed ADD.
+    let good = node.conf("1.0.0", json!({}));
+    let p1 = PodNs::new();
+    node.call("ADD", "ok", p1.path.to_str().unwrap(), &good)
+        .expect_ok();
+    let with_bridge = node_links();
+    let p2 = PodNs::new();
+    node.call("ADD", "bad", p2.path.to_str().unwrap(), &conf)
+        .expect_err(7);
+    assert_eq!(node_links(), with_bridge, "existing bridge and port kept");
+}
+
+#[test]
 fn twenty_parallel_adds_on_a_fresh_node() {
     require_root!();
     let node = Node::new();
