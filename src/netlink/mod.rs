@@ -107,7 +107,7 @@ const HEADER_LEN: usize = 16;
 impl Netlink {
     /// Opens a connection in the calling thread's namespace.
     pub fn open() -> Result<Netlink> {
-        let mut sock = Socket::new(NETLINK_ROUTE as isize).map_err(NetlinkError::Socket)?;
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
         sock.bind_auto().map_err(NetlinkError::Socket)?;
         sock.connect(&SocketAddr::new(0, 0))
             .map_err(NetlinkError::Socket)?;
