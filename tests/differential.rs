@@ -25,6 +25,21 @@ use serde_json::{json, Map, Value};
 const NET: &str = "clidiff";
 const BRIDGE: &str = "cni-diff0";
 
+/// Prints (once per test binary) which plugins are compared.
+fn announce() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        report(&format!(
+            "reference: {}",
+            describe_plugins(&reference_dir())
+        ));
+        report(&format!(
+            "under test: {}",
+            describe_plugins(&plugins_under_test())
+        ));
+    });
+}
+
 fn reference_dir() -> PathBuf {
     PathBuf::from(REFERENCE_CNI_PATH)
 }
@@ -181,11 +196,7 @@ impl Node {
             Vec::<String>::new(),
             "{what}: leases left"
         );
-        assert_eq!(
-            veth_names(),
-            Vec::<String>::new(),
-            "{what}: veths left on the node"
-        );
+        assert_no_veths_left(what);
         for (i, pod) in self.pods.iter().enumerate() {
             let out = pod.exec(&["ip", "link", "show", "dev", "eth0"]);
             assert!(!out.status.success(), "{what}: eth0 left in pod {i}");
@@ -346,7 +357,7 @@ fn norm_output(run: &PluginRun, pods: &[PodNs]) -> Value {
     }
     let mut v = run.json();
     // Accepted difference: reference 1.1.1 prints `"dns":{}` in every
-    // version; ours omits an empty dns in 1.x (as newer libcni does). Both
+    // version; ours omits an empty dns in 1.x results. Both
     // decode to the same empty DNS in every client.
     if let Some(obj) = v.as_object_mut() {
         if obj.get("dns") == Some(&json!({})) {
@@ -436,8 +447,7 @@ fn run_sequence(
 /// asserts identical transcripts, pointing at the first differing step.
 fn differential(variant: Variant, version: &str, pods: usize, steps: Vec<Step>) {
     let ours = plugins_under_test();
-    println!("reference: {}", describe_plugins(&reference_dir()));
-    println!("under test: {}", describe_plugins(&ours));
+    announce();
     let want = run_sequence(reference_dir(), variant, version, pods, steps.clone());
     let got = run_sequence(ours, variant, version, pods, steps);
     assert_eq!(want.len(), got.len());
@@ -535,11 +545,7 @@ fn differential_default_gateway_hairpin() {
 /// (plugins#810), which is the bug we replace.
 fn mixed(first: PathBuf, second: PathBuf, variant: Variant) {
     let second_is_ours = second != reference_dir();
-    println!(
-        "ADD by {}, CHECK/DEL by {}",
-        describe_plugins(&first),
-        describe_plugins(&second)
-    );
+    announce();
     std::thread::spawn(move || {
         let mut node = Node::new(variant, "1.0.0", 3);
         for p in 0..3 {

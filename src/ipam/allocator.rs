@@ -1,10 +1,18 @@
 //! Address allocation over a [`Store`] (reference `allocator.go`, rewritten).
 //!
 //! The reference walks the whole lease directory for every lookup. Here the
-//! leases are read **once** per command into a [`LeaseIndex`] (the set of
-//! leased addresses plus an owner index), candidates are checked in memory,
-//! and only the chosen address touches the store (still with an exclusive
-//! create, in case another writer raced us outside the lock).
+//! allocator works on a [`LeaseIndex`] in one of two modes:
+//! - **complete** ([`Allocator::new`]): every lease is read once; candidates
+//!   are checked in memory and only the chosen address touches the store
+//!   (still with an exclusive create, in case a writer raced us outside the
+//!   lock: that is reported as a "surprise");
+//! - **partial** ([`Allocator::with_leases`]): the index holds only the
+//!   command's own attachment's leases (from the attachment index). Every
+//!   other address is "maybe free": the exclusive create decides, so a taken
+//!   address costs one failed `open(O_EXCL)` and the directory is never listed.
+//!
+//! Every decision that hands out an address goes through the exclusive
+//! create, so both modes give the same results and errors.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -96,18 +104,58 @@ impl LeaseIndex {
 pub struct Allocator<'s, S: Store> {
     store: &'s mut S,
     index: LeaseIndex,
+    /// The index holds every lease (complete mode).
+    complete: bool,
+    /// Complete mode met an address that the listing did not have.
+    surprised: bool,
 }
 
 impl<'s, S: Store> Allocator<'s, S> {
-    /// Reads the store once.
+    /// Complete mode: reads the store once.
     pub fn new(store: &'s mut S) -> Result<Self, IpamError> {
         let index = LeaseIndex::new(store.leases()?);
-        Ok(Allocator { store, index })
+        Ok(Allocator {
+            store,
+            index,
+            complete: true,
+            surprised: false,
+        })
+    }
+
+    /// Partial mode: `own` must be **all** leases of the attachment the
+    /// command is about (and nothing is known about the others). Only valid
+    /// for allocate/release/holds of that attachment; not for GC or
+    /// [`has_free`](Self::has_free).
+    pub fn with_leases(store: &'s mut S, own: Vec<Lease>) -> Self {
+        Allocator {
+            store,
+            index: LeaseIndex::new(own),
+            complete: false,
+            surprised: false,
+        }
     }
 
     /// The in-memory view of the leases.
     pub fn index(&self) -> &LeaseIndex {
         &self.index
+    }
+
+    /// The final view and whether a lease appeared outside the lock (then
+    /// the view cannot be trusted to describe the store).
+    pub fn into_parts(self) -> (LeaseIndex, bool) {
+        (self.index, self.surprised)
+    }
+
+    /// The addresses `(id, ifname)` holds now (exact owner, no legacy), sorted.
+    pub fn held_by(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self
+            .index
+            .iter()
+            .filter(|l| l.owner.is_attachment(id, ifname))
+            .map(|l| l.ip)
+            .collect();
+        ips.sort_by_key(|ip| to_u128(*ip));
+        ips
     }
 
     /// Removes orphaned (empty) lease files left by a writer killed between
@@ -274,6 +322,7 @@ impl<'s, S: Store> Allocator<'s, S> {
             owner,
         };
         if !self.store.reserve(ip, id, ifname)? {
+            self.surprised |= self.complete;
             self.index.insert(Lease {
                 owner: Owner::Unknown,
                 ..lease

@@ -106,11 +106,18 @@ pub fn leases(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// Our attachment index under a dataDir (`cni::ipam::index::INDEX_DIR`).
+pub const INDEX_DIR: &str = ".cni-rs-index";
+
 /// File names and contents of a tree, without modes (the reference v1.1.1
-/// writes 0644 lease files and a 0750 lock; we write 0600 for both).
+/// writes 0644 lease files and a 0750 lock; we write 0600 for both), and
+/// without our attachment index `<dataDir>/.cni-rs-index/`, which lives
+/// beside the network directories precisely so that those stay identical
+/// to the reference's (the reference never looks there).
 pub fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     common::tree_snapshot(dir)
         .into_iter()
+        .filter(|(k, _)| !k.starts_with(&format!("{INDEX_DIR}/")))
         .map(|(k, (bytes, _mode))| (k, bytes))
         .collect()
 }

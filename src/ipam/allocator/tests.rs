@@ -458,3 +458,63 @@ fn large_nearly_full_range_allocates() {
     assert_eq!(got, vec![free]);
     assert!(next(&mut store, std::slice::from_ref(&s), "ctr2").is_err());
 }
+
+#[test]
+fn partial_mode_gives_the_same_answers_as_complete_mode() {
+    let sets = [set(vec![range("10.1.2.0/29", None, None)])]; // .2-.6 usable
+    let mut full = MemStore::new();
+    for (a, id) in [("10.1.2.2", "x"), ("10.1.2.3", "y"), ("10.1.2.5", "z")] {
+        lease(&mut full, a, id);
+    }
+    let mut part = full.clone();
+    // Fresh attachment: the partial view knows none of the other leases and
+    // finds the free address through failed exclusive creates.
+    let got_full = Allocator::new(&mut full)
+        .expect("open")
+        .allocate(&sets, "new", "eth0", &[])
+        .expect("full");
+    let mut a = Allocator::with_leases(&mut part, Vec::new());
+    let got_part = a.allocate(&sets, "new", "eth0", &[]).expect("partial");
+    assert_eq!(got_full, got_part);
+    assert_eq!(got_part[0].address.addr(), ip("10.1.2.4"));
+    assert_eq!(a.held_by("new", "eth0"), vec![ip("10.1.2.4")]);
+    // A taken requested address is refused with the same message.
+    let e = a
+        .allocate(&sets, "other", "eth0", &[ip("10.1.2.5")])
+        .expect_err("taken");
+    assert!(e.to_string().contains("is not available"), "{e}");
+    let (_, surprised) = a.into_parts();
+    assert!(!surprised, "failed creates are expected in partial mode");
+    // Exhaustion: the walk tries every address, then reports it.
+    let mut a = Allocator::with_leases(&mut part, Vec::new());
+    a.allocate(&sets, "six", "eth0", &[]).expect("last free");
+    let e = a.allocate(&sets, "seven", "eth0", &[]).expect_err("full");
+    assert!(e.to_string().contains("no IP addresses available"), "{e}");
+    drop(a);
+    assert_eq!(part.files.len(), 5);
+}
+
+#[test]
+fn partial_mode_release_and_duplicate_use_the_given_leases() {
+    let sets = [set(vec![range("10.1.2.0/24", None, None)])];
+    let mut store = MemStore::new();
+    lease(&mut store, "10.1.2.7", "ctr");
+    lease(&mut store, "10.1.2.8", "keep");
+    let own = store
+        .leases()
+        .expect("list")
+        .into_iter()
+        .filter(|l| l.owner.is_attachment("ctr", "eth0"))
+        .collect();
+    let mut a = Allocator::with_leases(&mut store, own);
+    assert!(a.holds("ctr", "eth0"));
+    let e = a.allocate(&sets, "ctr", "eth0", &[]).expect_err("dup");
+    assert!(
+        e.to_string().contains("10.1.2.7 has been allocated to ctr"),
+        "{e}"
+    );
+    assert_eq!(a.release("ctr", "eth0").expect("rel"), vec![ip("10.1.2.7")]);
+    assert!(a.held_by("ctr", "eth0").is_empty());
+    drop(a);
+    assert_eq!(store.files.keys().collect::<Vec<_>>(), vec!["10.1.2.8"]);
+}

@@ -221,3 +221,95 @@ fn allocator_over_disk_store() {
         .collect();
     assert_eq!(names, vec!["last_reserved_ip.0", "lock"]);
 }
+
+fn one_set(subnet: &str) -> RangeSet {
+    RangeSet::new(vec![Range::new(
+        subnet.parse().expect("net"),
+        None,
+        None,
+        None,
+    )
+    .expect("range")])
+    .expect("set")
+}
+
+/// Runs a full-path ADD of `id` like `ops::add` does, rebuilding the index.
+fn full_add(data: &Path, id: &str, set: &RangeSet) {
+    let mut s = DiskStore::open(data, "n").expect("open");
+    let mut a = Allocator::new(&mut s).expect("alloc");
+    a.allocate(std::slice::from_ref(set), id, "eth0", &[])
+        .expect("allocate");
+    let (view, surprised) = a.into_parts();
+    s.finish_full(&view, surprised);
+}
+
+#[test]
+fn index_is_trusted_until_the_directory_changes() {
+    let t = Tmp::new();
+    let set = one_set("10.1.2.0/24");
+    full_add(&t.0, "a", &set);
+    let idx = t.0.join(".cni-rs-index/n");
+    assert_eq!(mode(&t.0.join(".cni-rs-index")), 0o700);
+    assert_eq!(
+        std::fs::read(
+            idx.join("by-id")
+                .join(crate::ipam::index::marker_name("a", "eth0"))
+        )
+        .expect("marker"),
+        b"a\neth0\n10.1.2.2\n"
+    );
+    let mut s = DiskStore::open(&t.0, "n").expect("open");
+    assert!(s.index_trusted());
+    let own = s.indexed_leases("a", "eth0").expect("trusted");
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].ip, ip("10.1.2.2"));
+    assert_eq!(s.indexed_leases("b", "eth0").expect("trusted"), vec![]);
+    // The sentinel is in the past, so any later change by the kernel differs.
+    let m = std::fs::metadata(t.0.join("n")).expect("stat");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!(std::os::unix::fs::MetadataExt::mtime(&m) <= now - 2);
+    drop(s);
+    // Someone creates and removes a file: no longer trusted.
+    std::fs::write(t.0.join("n/x"), b"").expect("touch");
+    std::fs::remove_file(t.0.join("n/x")).expect("rm");
+    let mut s = DiskStore::open(&t.0, "n").expect("open");
+    assert!(!s.index_trusted());
+    assert!(s.indexed_leases("a", "eth0").is_none());
+}
+
+#[test]
+fn fast_path_inconsistency_invalidates_the_index() {
+    let t = Tmp::new();
+    let set = one_set("10.1.3.0/24");
+    full_add(&t.0, "a", &set);
+    // Rewrite a's lease in place: no directory change, but the content check fails.
+    std::fs::write(t.0.join("n/10.1.3.2"), b"b\r\neth0").expect("rewrite");
+    let mut s = DiskStore::open(&t.0, "n").expect("open");
+    assert!(s.index_trusted());
+    assert!(s.indexed_leases("a", "eth0").is_none());
+    assert!(!t.0.join(".cni-rs-index/n/state").exists());
+    drop(s);
+    assert!(!DiskStore::open(&t.0, "n").expect("open").index_trusted());
+    // A full command rebuilds it with the new owner.
+    full_add(&t.0, "c", &set);
+    let mut s = DiskStore::open(&t.0, "n").expect("open");
+    assert_eq!(s.indexed_leases("a", "eth0").expect("trusted"), vec![]);
+    assert_eq!(s.indexed_leases("b", "eth0").expect("trusted").len(), 1);
+}
+
+#[test]
+fn irregular_stores_are_not_indexed() {
+    let t = Tmp::new();
+    let set = one_set("10.1.4.0/24");
+    std::fs::create_dir_all(t.0.join("n")).expect("mkdir");
+    // Non-canonical name for an address: the fast path could not see it.
+    std::fs::write(t.0.join("n/fd10:0::5"), b"x\r\neth0").expect("odd");
+    full_add(&t.0, "a", &set);
+    assert!(!DiskStore::open(&t.0, "n").expect("open").index_trusted());
+    std::fs::remove_file(t.0.join("n/fd10:0::5")).expect("rm");
+    full_add(&t.0, "b", &set);
+    assert!(DiskStore::open(&t.0, "n").expect("open").index_trusted());
+}
