@@ -22,8 +22,8 @@ use std::io;
 
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
-use rtnetlink::packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
-use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::netns::{NetNs, NetnsError};
 
@@ -207,11 +207,11 @@ fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 }
 
 /// Flags for a request that must be acknowledged.
-const ACK: u16 = rtnetlink::packet_core::NLM_F_REQUEST | rtnetlink::packet_core::NLM_F_ACK;
+const ACK: u16 = netlink_packet_core::NLM_F_REQUEST | netlink_packet_core::NLM_F_ACK;
 /// Flags for a dump.
-const DUMP: u16 = rtnetlink::packet_core::NLM_F_REQUEST | rtnetlink::packet_core::NLM_F_DUMP;
+const DUMP: u16 = netlink_packet_core::NLM_F_REQUEST | netlink_packet_core::NLM_F_DUMP;
 /// Flags for "create, fail if it exists".
 const CREATE_EXCL: u16 =
-    ACK | rtnetlink::packet_core::NLM_F_CREATE | rtnetlink::packet_core::NLM_F_EXCL;
+    ACK | netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL;
 /// Flags for "create or add next to an existing one" (`RouteAddEcmp`).
-const CREATE: u16 = ACK | rtnetlink::packet_core::NLM_F_CREATE;
+const CREATE: u16 = ACK | netlink_packet_core::NLM_F_CREATE;
