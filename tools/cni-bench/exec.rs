@@ -55,8 +55,6 @@ pub struct Outcome {
     pub stderr: String,
     /// User + system CPU time of the same tree, ms.
     pub cpu_ms: f64,
-    /// The system (kernel) part of `cpu_ms`.
-    pub sys_ms: f64,
 }
 
 impl Outcome {
@@ -172,6 +170,5 @@ pub fn exec(bin: &Path, call: &Call) -> Result<Outcome> {
         stdout,
         stderr,
         cpu_ms: tv_ms(ru.ru_utime) + tv_ms(ru.ru_stime),
-        sys_ms: tv_ms(ru.ru_stime),
     })
 }

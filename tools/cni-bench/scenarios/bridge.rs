@@ -38,7 +38,6 @@ fn run_one(ctx: &Ctx, out: &mut Output, masq: bool) -> Result<()> {
     let mut del = Samples::default();
     let mut cycle = Samples::default();
     let mut add_cpu = Samples::default();
-    let mut add_sys = Samples::default();
     for i in 0..ctx.plan.warmup + n {
         for imp in ctx.order(i) {
             let k = imp.side.index();
@@ -48,7 +47,6 @@ fn run_one(ctx: &Ctx, out: &mut Output, masq: bool) -> Result<()> {
                 del.push(imp.side, c.del.elapsed_ms);
                 cycle.push(imp.side, c.add.elapsed_ms + c.del.elapsed_ms);
                 add_cpu.push(imp.side, c.add.cpu_ms);
-                add_sys.push(imp.side, c.add.sys_ms);
             }
         }
     }
@@ -75,12 +73,6 @@ fn run_one(ctx: &Ctx, out: &mut Output, masq: bool) -> Result<()> {
     out.metrics.push(add_cpu.metric(
         &format!("bridge.{tag}.add_cpu"),
         &format!("bridge pod ADD CPU time, {label}"),
-        Unit::Ms,
-        None,
-    ));
-    out.metrics.push(add_sys.metric(
-        &format!("bridge.{tag}.add_sys"),
-        &format!("  of which kernel (sys), {label}"),
         Unit::Ms,
         None,
     ));
