@@ -53,7 +53,8 @@ pub struct Outcome {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
-    /// User + system CPU time of the same tree, ms.
+    /// User + system CPU time of the same tree, ms. Only the sum is exact:
+    /// the kernel splits it by tick sampling, useless for ms-long processes.
     pub cpu_ms: f64,
 }
 
