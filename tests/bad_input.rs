@@ -51,7 +51,11 @@ impl Case {
             "expect_code",
         ];
         for k in o.keys() {
-            assert!(known.contains(&k.as_str()), "{}: unknown key {k:?}", path.display());
+            assert!(
+                known.contains(&k.as_str()),
+                "{}: unknown key {k:?}",
+                path.display()
+            );
         }
         let string = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
         let inputs = ["patch", "stdin", "stdin_hex", "stdin_gen"];
@@ -193,7 +197,13 @@ fn hex_bytes(s: &str) -> Vec<u8> {
 }
 
 fn build_call(case: &Case, plugin: &str, base: &Value, places: &Places) -> PluginCall {
-    let mut call = PluginCall::new("ADD", "bad-input-1", "@NETNS@", "eth0", Path::new("@CNI_PATH@"));
+    let mut call = PluginCall::new(
+        "ADD",
+        "bad-input-1",
+        "@NETNS@",
+        "eth0",
+        Path::new("@CNI_PATH@"),
+    );
     for (k, v) in &case.env {
         match v {
             Value::Null => {
@@ -237,7 +247,10 @@ fn check_output(case: &Case, run: &PluginRun) -> Option<String> {
         None => return Some("empty stdout".into()),
     };
     if docs.next().is_some() {
-        return Some(format!("more than one document on stdout: {:?}", run.stdout));
+        return Some(format!(
+            "more than one document on stdout: {:?}",
+            run.stdout
+        ));
     }
     let code = doc["code"].as_u64();
     if code != Some(case.expect_code) {
@@ -381,7 +394,10 @@ fn corpus_has_at_least_100_cases() {
 #[test]
 fn host_local_rejects_every_bad_input_and_changes_nothing() {
     let tmp = TempDir::new("bad-input-hl");
-    let p = places(tmp.path(), tmp.path().join("no-such-netns").display().to_string());
+    let p = places(
+        tmp.path(),
+        tmp.path().join("no-such-netns").display().to_string(),
+    );
     baseline_add("host-local", &p, "/run/netns/cni-rs-bad-input-none");
     let world = World {
         root: tmp.path(),
@@ -406,6 +422,27 @@ fn bridge_rejects_every_bad_input_and_changes_nothing() {
     let pod = PodNs::new();
     let p = places(tmp.path(), pod.path.display().to_string());
     baseline_add("bridge", &p, &baseline_pod.path.display().to_string());
+    let world = World {
+        root: tmp.path(),
+        pod: Some(&pod),
+        kernel: true,
+    };
+    let mut cases = cases_in("common");
+    cases.extend(cases_in("bridge"));
+    let failures = run_cases("bridge", &cases, &p, &world);
+    report(failures, cases.len());
+}
+
+/// The same corpus on a pristine node (no bridge, no store yet): bad input
+/// must not create the bridge, the store directory or anything else.
+#[test]
+fn bridge_bad_input_on_a_pristine_node_creates_nothing() {
+    require_root!();
+    let node = NodeNs::enter();
+    node.assert_inside();
+    let tmp = TempDir::new("bad-input-br-pristine");
+    let pod = PodNs::new();
+    let p = places(tmp.path(), pod.path.display().to_string());
     let world = World {
         root: tmp.path(),
         pod: Some(&pod),
