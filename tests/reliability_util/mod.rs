@@ -136,7 +136,8 @@ pub fn tree_diff(
 }
 
 /// Leases of one network in a host-local store: IP → file content.
-/// Only address-named files count (`lock`, `last_reserved_ip.*` do not).
+/// Only address-named regular files count (`lock`, `last_reserved_ip.*` and
+/// directories do not).
 pub fn leases(data_dir: &Path, network: &str) -> BTreeMap<IpAddr, String> {
     let mut out = BTreeMap::new();
     let Ok(rd) = std::fs::read_dir(data_dir.join(network)) else {
@@ -144,6 +145,9 @@ pub fn leases(data_dir: &Path, network: &str) -> BTreeMap<IpAddr, String> {
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         if let Ok(ip) = name.parse::<IpAddr>() {
             let content = std::fs::read(e.path()).unwrap_or_default();
             out.insert(ip, String::from_utf8_lossy(&content).into_owned());
