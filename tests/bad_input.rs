@@ -11,7 +11,10 @@ use common::*;
 use reliability_util::*;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Where the corpus lives.
 fn corpus_dir() -> PathBuf {
@@ -174,6 +177,19 @@ fn generate(kind: &str, base: &Value) -> Vec<u8> {
             v[0] = b'#';
             v
         }
+        "many-range-sets-overlap-at-end" => {
+            // 65536 disjoint /30s, then the last one again.
+            let mut sets: Vec<Value> = (0..65536u32)
+                .map(|i| {
+                    let a = std::net::Ipv4Addr::from(0x0a00_0000 + i * 4);
+                    serde_json::json!([{ "subnet": format!("{a}/30") }])
+                })
+                .collect();
+            sets.push(sets[sets.len() - 1].clone());
+            let mut conf = base.clone();
+            conf["ipam"]["ranges"] = Value::Array(sets);
+            serde_json::to_vec(&conf).expect("serialize")
+        }
         "name-10mb-slash" => {
             let mut conf = base.clone();
             let half = "a".repeat(5 * MB);
@@ -223,7 +239,11 @@ fn build_call(case: &Case, plugin: &str, base: &Value, places: &Places) -> Plugi
     } else if let Some(h) = &case.stdin_hex {
         hex_bytes(h)
     } else if let Some(g) = &case.stdin_gen {
-        generate(g, base)
+        let mut conf = base.clone();
+        if let Some(dd) = conf.pointer_mut("/ipam/dataDir") {
+            *dd = Value::String(places.substitute(dd.as_str().unwrap_or_default()));
+        }
+        generate(g, &conf)
     } else {
         let mut conf = base.clone();
         if let Some(p) = &case.patch {
@@ -235,8 +255,75 @@ fn build_call(case: &Case, plugin: &str, base: &Value, places: &Places) -> Plugi
     call.stdin(stdin)
 }
 
+/// How long one case may run. Generous (debug builds, 10 MB inputs, a
+/// loaded machine); a plugin still running then is killed and reported.
+const CASE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Like `common::run_plugin`, but kills the plugin at `deadline` (a hang is
+/// a failure to report, not a reason to hang the suite).
+fn run_with_deadline(binary: &Path, call: &PluginCall, deadline: Duration) -> PluginRun {
+    let mut child = Command::new(binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&call.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = call.stdin.clone();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let mut hung = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if start.elapsed() > deadline {
+            hung = true;
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = writer.join();
+    let stdout = out_reader.join().unwrap_or_default();
+    let mut stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    if hung {
+        stderr = format!("<HUNG: killed after {deadline:?}> {stderr}");
+    }
+    PluginRun {
+        code: if hung { Some(-1) } else { status.code() },
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+        call: call.clone(),
+        binary: binary.to_path_buf(),
+    }
+}
+
 /// Checks exit status and the one error document; returns a problem, if any.
 fn check_output(case: &Case, run: &PluginRun) -> Option<String> {
+    if run.stderr.starts_with("<HUNG") {
+        return Some(format!(
+            "did not finish: {}",
+            &run.stderr[..run.stderr.len().min(80)]
+        ));
+    }
     if run.code != Some(1) {
         return Some(format!("exit status {:?}, want 1", run.code));
     }
@@ -320,7 +407,7 @@ fn run_cases(plugin: &str, cases: &[Case], places: &Places, world: &World<'_>) -
     for case in cases {
         let call = build_call(case, plugin, &base, places);
         let before = world.snapshot();
-        let run = run_plugin(&bin(plugin), &call);
+        let run = run_with_deadline(&bin(plugin), &call, CASE_DEADLINE);
         let after = world.snapshot();
         let mut problems = Vec::new();
         if let Some(p) = check_output(case, &run) {
