@@ -212,7 +212,7 @@ fn hex_bytes(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn build_call(case: &Case, plugin: &str, base: &Value, places: &Places) -> PluginCall {
+fn build_call(case: &Case, base: &Value, places: &Places) -> PluginCall {
     let mut call = PluginCall::new(
         "ADD",
         "bad-input-1",
@@ -251,7 +251,6 @@ fn build_call(case: &Case, plugin: &str, base: &Value, places: &Places) -> Plugi
         }
         places.substitute(&conf.to_string()).into_bytes()
     };
-    let _ = plugin;
     call.stdin(stdin)
 }
 
@@ -346,7 +345,7 @@ fn check_output(case: &Case, run: &PluginRun) -> Option<String> {
             case.expect_code, doc["msg"], doc["details"]
         ));
     }
-    if !doc["msg"].as_str().is_some_and(|m| !m.trim().is_empty()) {
+    if doc["msg"].as_str().is_none_or(|m| m.trim().is_empty()) {
         return Some(format!("no msg in {doc}"));
     }
     None
@@ -405,7 +404,7 @@ fn run_cases(plugin: &str, cases: &[Case], places: &Places, world: &World<'_>) -
     let base = base_config(plugin);
     let mut failures = Vec::new();
     for case in cases {
-        let call = build_call(case, plugin, &base, places);
+        let call = build_call(case, &base, places);
         let before = world.snapshot();
         let run = run_with_deadline(&bin(plugin), &call, CASE_DEADLINE);
         let after = world.snapshot();
