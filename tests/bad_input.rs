@@ -454,6 +454,13 @@ fn baseline_add(plugin: &str, places: &Places, netns: &str) {
     );
 }
 
+fn baseline_del(plugin: &str, places: &Places, netns: &str) {
+    let base = base_config(plugin);
+    let call = PluginCall::new("DEL", "baseline", netns, "eth0", &our_cni_path())
+        .stdin(places.substitute(&base.to_string()));
+    run_plugin(&bin(plugin), &call).expect_ok();
+}
+
 fn report(failures: Vec<String>, total: usize) {
     assert!(
         failures.is_empty(),
@@ -496,6 +503,8 @@ fn host_local_rejects_every_bad_input_and_changes_nothing() {
     report(failures, cases.len());
     let l = leases(&p.data_dir, "badnet");
     assert_eq!(l.len(), 1, "only the baseline lease remains: {l:?}");
+    baseline_del("host-local", &p, "/run/netns/cni-rs-bad-input-none");
+    assert_no_leases(&p.data_dir, "badnet");
 }
 
 #[test]
@@ -517,6 +526,12 @@ fn bridge_rejects_every_bad_input_and_changes_nothing() {
     cases.extend(cases_in("bridge"));
     let failures = run_cases("bridge", &cases, &p, &world);
     report(failures, cases.len());
+    baseline_del("bridge", &p, &baseline_pod.path.display().to_string());
+    assert_no_leaks(&LeakScope {
+        data_dir: &p.data_dir,
+        networks: &["badnet"],
+        allowed_veths: &[],
+    });
 }
 
 /// The same corpus on a pristine node (no bridge, no store yet): bad input
@@ -538,4 +553,9 @@ fn bridge_bad_input_on_a_pristine_node_creates_nothing() {
     cases.extend(cases_in("bridge"));
     let failures = run_cases("bridge", &cases, &p, &world);
     report(failures, cases.len());
+    assert_no_leaks(&LeakScope {
+        data_dir: &p.data_dir,
+        networks: &["badnet"],
+        allowed_veths: &[],
+    });
 }

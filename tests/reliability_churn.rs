@@ -122,7 +122,7 @@ impl Churn<'_> {
         let mut to_add = self.to_add.lock().expect("lock");
         let mut live = self.live.lock().expect("lock");
         let mut rng = self.rng.lock().expect("lock");
-        let del = !live.is_empty() && (to_add.is_empty() || rng.below(5) < 2);
+        let del = !live.is_empty() && (to_add.is_empty() || rng.below(3) == 0);
         if del {
             let i = rng.below(live.len());
             return Action::Del(live.swap_remove(i));

@@ -188,7 +188,9 @@ pub fn cni_firewall_rules() -> Vec<String> {
     }
     for l in capture(&["nft", "list", "ruleset"]).lines() {
         let t = l.trim();
-        if t.contains("masquerade") || t.contains("cni-br-iface-") || t.contains("macspoofchk") {
+        // Rules, not the (possibly empty) `cni_plugins_masquerade` table.
+        let masq_rule = t.contains("masquerade") && !t.starts_with("table ");
+        if masq_rule || t.contains("cni-br-iface-") || t.contains("macspoofchk") {
             found.push(format!("nft: {t}"));
         }
     }
