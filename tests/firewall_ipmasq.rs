@@ -407,3 +407,94 @@ fn reference_rules_are_removed_by_our_teardown() {
     run_plugin(&bridge, &reference_call("DEL", &pod, &conf)).expect_ok();
     assert_nat_clean();
 }
+
+/// Twenty pods set up and torn down at once on one node (as parallel ADDs
+/// and DELs do, DEL even twice per pod): every chain complete, then nothing left.
+#[test]
+fn parallel_setup_and_teardown() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let ids: Vec<String> = (0..20).map(|i| format!("pod{i}")).collect();
+    // Threads start in the creating thread's netns (the node).
+    std::thread::scope(|s| {
+        for (i, id) in ids.iter().enumerate() {
+            s.spawn(move || {
+                let ips = nets(&[
+                    &format!("10.22.1.{}/16", i + 2),
+                    &format!("fd10:22::1:{:x}/64", i + 2),
+                ]);
+                setup_ipmasq(MasqBackend::Iptables, &target(NET, id), &ips)
+                    .expect("parallel setup");
+                setup_ipmasq(MasqBackend::Nftables, &target(NET, id), &ips)
+                    .expect("parallel nft setup");
+            });
+        }
+    });
+    for save in ["iptables-save", "ip6tables-save"] {
+        let lines = nat_lines(save);
+        for id in &ids {
+            let chain = naming::chain_name(NET, id);
+            assert_eq!(
+                lines.iter().filter(|l| l.contains(&chain)).count(),
+                4,
+                "{save} {id}: {lines:#?}"
+            );
+        }
+    }
+    assert_eq!(nft_masq_rules().len(), 40);
+    // Each pod is deleted twice at once (a runtime retrying DEL): both succeed.
+    std::thread::scope(|s| {
+        for id in ids.iter().chain(ids.iter()) {
+            s.spawn(move || teardown_ipmasq(&target(NET, id), &[]).expect("parallel teardown"));
+        }
+    });
+    assert_nat_clean();
+    assert!(nft_masq_rules().is_empty());
+}
+
+/// A node that already has other software's nat rules (kube-proxy-like
+/// matches, comments with spaces, a portmap-style chain with our comment
+/// format): our setup and teardown leave all of them untouched.
+#[test]
+fn foreign_rules_are_left_alone() {
+    require_root!();
+    let _node = NodeNs::enter();
+    let comment = naming::iptables_comment(NET, CID);
+    let foreign = format!(
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SEP-1 - [0:0]\n:CNI-DN-0123456789abcdef01234 - [0:0]\n\
+         -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment \"default/kubernetes:https cluster IP\" -m tcp --dport 443 -j KUBE-SEP-1\n\
+         -A KUBE-SEP-1 -p tcp -m statistic --mode random --probability 0.5 -j DNAT --to-destination 10.0.0.5:6443\n\
+         -A POSTROUTING -s 10.22.0.0/16 ! -o cni0 -j MASQUERADE\n\
+         -A CNI-DN-0123456789abcdef01234 -p tcp -m comment --comment \"{}\" -m tcp --dport 8080 -j DNAT --to-destination 10.22.0.2:80\n\
+         COMMIT\n",
+        comment.replace('"', "\\\"")
+    );
+    let mut child = Command::new("iptables-restore")
+        .args(["--noflush", "-w"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn iptables-restore");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), foreign.as_bytes())
+        .expect("write");
+    assert!(
+        child.wait().expect("wait").success(),
+        "preload foreign rules"
+    );
+    let before = nat_lines("iptables-save");
+
+    let t = target(NET, CID);
+    let ips = nets(&["10.22.0.2/16"]);
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("setup");
+    check_ipmasq(&t, &ips).expect("check");
+    let with_ours = nat_lines("iptables-save");
+    assert_eq!(with_ours.len(), before.len() + 4, "{with_ours:#?}");
+    teardown_ipmasq(&t, &[]).expect("teardown");
+    assert_eq!(nat_lines("iptables-save"), before);
+    gc_ipmasq(NET, &[]).expect("gc");
+    assert_eq!(
+        nat_lines("iptables-save"),
+        before,
+        "gc must not touch the portmap-style chain"
+    );
+}

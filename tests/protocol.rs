@@ -2,9 +2,8 @@
 //! through the real binaries (`bridge`, `host-local`) via env + stdin.
 //!
 //! Everything here is decided by `cni::skel` before a plugin's own code
-//! runs, so it holds for the placeholder binaries as well as the real
-//! plugins. Tests at the end marked `#[ignore]` need the real `host-local`
-//! (they exercise ADD/DEL/GC/STATUS output); run them with `--ignored`.
+//! runs, so it holds for every plugin binary. The tests at the end drive the
+//! real `host-local` through ADD/DEL/GC/STATUS output.
 mod common;
 
 use common::*;
@@ -357,7 +356,6 @@ fn host_local_conf(version: &str, data_dir: &std::path::Path) -> String {
 }
 
 #[test]
-#[ignore = "needs the real host-local plugin (placeholder until the ipam branch lands)"]
 fn host_local_add_prints_one_result_in_each_version() {
     let dir = TempDir::new("proto-hl");
     for (i, v) in ALL_VERSIONS.iter().enumerate() {
@@ -394,7 +392,6 @@ fn host_local_add_prints_one_result_in_each_version() {
 }
 
 #[test]
-#[ignore = "needs the real host-local plugin (placeholder until the ipam branch lands)"]
 fn host_local_gc_and_status_print_nothing() {
     let dir = TempDir::new("proto-hl-gc");
     let mut conf: Value = serde_json::from_str(&host_local_conf("1.1.0", dir.path())).unwrap();

@@ -1,38 +1,52 @@
-//! Placeholder until the bridge owner lands the real plugin: answers the
-//! protocol (VERSION, validation, errors) through cni::skel, and fails
-//! every verb that would need the real implementation.
+//! The `bridge` CNI plugin: a drop-in replacement for the reference
+//! `containernetworking/plugins` bridge. This file only wires the verbs;
+//! each verb is a short list of steps in its own module.
 
-use cni::error::{CniError, Result};
+mod add;
+mod bridge_dev;
+mod check;
+mod conf;
+mod container;
+mod del;
+mod gateway;
+mod lifecycle;
+mod names;
+mod port;
+mod rollback;
+
+use cni::error::Result;
 use cni::skel::{CmdArgs, Plugin};
 use cni::spec::CniResult;
 
-struct Placeholder;
-
-fn unimplemented_verb(a: &CmdArgs) -> CniError {
-    CniError::internal(format!("bridge: {} is not implemented yet", a.command))
+/// Firewall failures as CNI errors, with the codes the firewall layer
+/// chooses (7 bad config, 11 xtables lock busy, 999 otherwise).
+pub(crate) fn fw<T>(r: std::result::Result<T, cni::firewall::FirewallError>) -> Result<T> {
+    r.map_err(cni::error::CniError::from)
 }
 
-impl Plugin for Placeholder {
+struct Bridge;
+
+impl Plugin for Bridge {
     fn name(&self) -> &'static str {
         "bridge"
     }
     fn add(&self, a: &CmdArgs) -> Result<CniResult> {
-        Err(unimplemented_verb(a))
+        add::add(a)
     }
     fn del(&self, a: &CmdArgs) -> Result<()> {
-        Err(unimplemented_verb(a))
+        del::del(a)
     }
     fn check(&self, a: &CmdArgs) -> Result<()> {
-        Err(unimplemented_verb(a))
+        check::check(a)
     }
     fn gc(&self, a: &CmdArgs) -> Result<()> {
-        Err(unimplemented_verb(a))
+        lifecycle::gc(a)
     }
     fn status(&self, a: &CmdArgs) -> Result<()> {
-        Err(unimplemented_verb(a))
+        lifecycle::status(a)
     }
 }
 
 fn main() {
-    cni::skel::run(&Placeholder)
+    cni::skel::run(&Bridge)
 }

@@ -1,38 +1,65 @@
-//! Placeholder until the host-local owner lands the real plugin: answers the
-//! protocol (VERSION, validation, errors) through cni::skel, and fails
-//! every verb that would need the real implementation.
+//! `host-local`: drop-in replacement for the reference host-local IPAM plugin.
+//!
+//! All logic lives in `cni::ipam`; this file maps CNI verbs onto
+//! `cni::ipam::ops` and converts results and errors.
 
-use cni::error::{CniError, Result};
-use cni::skel::{CmdArgs, Plugin};
+use cni::error::Result;
+use cni::ipam::config::IpamConfig;
+use cni::ipam::{ops, wire};
+use cni::skel::{self, CmdArgs, Plugin};
 use cni::spec::CniResult;
 
-struct Placeholder;
+/// `CNI_ARGS` keys host-local understands (Go `IPAMEnvArgs`).
+const KNOWN_ARGS: &[&str] = &["IP"];
 
-fn unimplemented_verb(a: &CmdArgs) -> CniError {
-    CniError::internal(format!("host-local: {} is not implemented yet", a.command))
+struct HostLocal;
+
+/// Parses the config the way the reference's `LoadIPAMConfig` does,
+/// including the `CNI_ARGS` check (unknown keys fail unless `IgnoreUnknown`).
+fn load(a: &CmdArgs) -> Result<IpamConfig> {
+    a.args.check_known(KNOWN_ARGS)?;
+    Ok(IpamConfig::parse(&a.conf.raw, a.args.get("IP"))?)
 }
 
-impl Plugin for Placeholder {
+/// GC and STATUS carry no per-container `CNI_ARGS`.
+fn load_without_args(a: &CmdArgs) -> Result<IpamConfig> {
+    Ok(IpamConfig::parse(&a.conf.raw, None)?)
+}
+
+impl Plugin for HostLocal {
     fn name(&self) -> &'static str {
         "host-local"
     }
+
     fn add(&self, a: &CmdArgs) -> Result<CniResult> {
-        Err(unimplemented_verb(a))
+        let conf = load(a)?;
+        let outcome = ops::add(&conf, &a.container_id, &a.ifname)?;
+        Ok(wire::add_result(&outcome, &conf.cni_version))
     }
+
     fn del(&self, a: &CmdArgs) -> Result<()> {
-        Err(unimplemented_verb(a))
+        let conf = load(a)?;
+        Ok(ops::del(&conf, &a.container_id, &a.ifname)?)
     }
+
     fn check(&self, a: &CmdArgs) -> Result<()> {
-        Err(unimplemented_verb(a))
+        let conf = load(a)?;
+        Ok(ops::check(&conf, &a.container_id, &a.ifname)?)
     }
+
     fn gc(&self, a: &CmdArgs) -> Result<()> {
-        Err(unimplemented_verb(a))
+        let conf = load_without_args(a)?;
+        let valid: Option<Vec<(String, String)>> = skel::valid_attachments(&a.conf)?
+            .map(|v| v.into_iter().map(|x| (x.container_id, x.ifname)).collect());
+        Ok(ops::gc(&conf, valid.as_deref())?)
     }
+
     fn status(&self, a: &CmdArgs) -> Result<()> {
-        Err(unimplemented_verb(a))
+        let conf = load_without_args(a)?;
+        Ok(ops::status(&conf)?)
     }
 }
 
 fn main() {
-    cni::skel::run(&Placeholder)
+    skel::run(&HostLocal)
 }

@@ -78,3 +78,57 @@ impl FirewallError {
         }
     }
 }
+
+impl From<FirewallError> for crate::error::CniError {
+    /// Bad config values (backend name, MAC, interface name) are code 7;
+    /// xtables lock contention is transient (11); anything else is 999.
+    fn from(e: FirewallError) -> Self {
+        use crate::error::codes;
+        let code = match &e {
+            FirewallError::UnknownBackend(_) | FirewallError::InvalidInput { .. } => {
+                codes::INVALID_CONFIG
+            }
+            FirewallError::Command { stderr, .. } if is_lock_contention(stderr) => {
+                codes::TRY_AGAIN_LATER
+            }
+            _ => codes::INTERNAL,
+        };
+        crate::error::CniError::new(code, e.to_string())
+    }
+}
+
+/// iptables gave up waiting for the xtables lock (another writer held it).
+fn is_lock_contention(stderr: &str) -> bool {
+    stderr.contains("xtables lock") || stderr.contains("Resource temporarily unavailable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::CniError;
+
+    #[test]
+    fn cni_codes() {
+        let e: CniError = FirewallError::UnknownBackend("ebtables".into()).into();
+        assert_eq!(e.code(), 7);
+        assert!(e.msg().contains("\"ebtables\""), "{}", e.msg());
+        let e: CniError = FirewallError::invalid("MAC address", "zz", "bad").into();
+        assert_eq!(e.code(), 7);
+        let cmd = |stderr: &str| FirewallError::Command {
+            cmd: "iptables-restore --noflush -w".into(),
+            status: "exit status: 4".into(),
+            stderr: stderr.into(),
+        };
+        let e: CniError = cmd("Another app is currently holding the xtables lock.").into();
+        assert_eq!(e.code(), 11);
+        let e: CniError = cmd("iptables-restore: line 2 failed").into();
+        assert_eq!(e.code(), 999);
+        assert!(
+            e.msg().contains("iptables-restore --noflush -w"),
+            "{}",
+            e.msg()
+        );
+        assert!(e.msg().contains("exit status: 4"), "{}", e.msg());
+        assert!(e.msg().contains("line 2 failed"), "{}", e.msg());
+    }
+}

@@ -40,7 +40,7 @@ pub(crate) struct SavedRule {
 
 impl NatTable {
     /// Parses the `*nat` section of an `iptables-save` dump.
-    pub(crate) fn parse(dump: &str) -> Result<NatTable, String> {
+    pub(crate) fn parse(dump: &str) -> NatTable {
         let mut table = NatTable::default();
         let mut in_nat = false;
         for line in dump.lines().map(str::trim) {
@@ -52,10 +52,10 @@ impl NatTable {
                 let name = decl.split_whitespace().next().unwrap_or_default();
                 table.chains.insert(name.to_string());
             } else if line.starts_with("-A ") {
-                table.rules.push(SavedRule::parse(line)?);
+                table.rules.extend(SavedRule::parse(line));
             }
         }
-        Ok(table)
+        table
     }
 
     /// Rules (in any chain) that jump to `chain`.
@@ -72,8 +72,10 @@ impl NatTable {
 }
 
 impl SavedRule {
-    fn parse(line: &str) -> Result<SavedRule, String> {
-        let tokens = split_words(line).ok_or_else(|| format!("unbalanced quotes in {line:?}"))?;
+    /// Never fails on content it does not understand: such rules are
+    /// marked foreign (they cannot be ours), so someone else's odd rule can
+    /// never make our DEL fail. `None` only for a line without a chain.
+    fn parse(line: &str) -> Option<SavedRule> {
         let mut rule = SavedRule {
             line: line.to_string(),
             chain: String::new(),
@@ -84,36 +86,43 @@ impl SavedRule {
             target: None,
             foreign: false,
         };
+        let Some(tokens) = split_words(line) else {
+            rule.chain = line.split_whitespace().nth(1)?.to_string();
+            rule.foreign = true;
+            return Some(rule);
+        };
         let mut it = tokens.into_iter();
         let mut negate_next = false;
         while let Some(tok) = it.next() {
-            let negate = std::mem::take(&mut negate_next);
-            let mut value = || {
-                it.next()
-                    .ok_or_else(|| format!("{tok} without value in {line:?}"))
-            };
-            match tok.as_str() {
-                "-A" => rule.chain = value()?,
-                "!" => negate_next = true,
-                "-s" if !negate => rule.source = Some(parse_net(&value()?)?),
-                "-d" => {
-                    rule.dest = Some(parse_net(&value()?)?);
-                    rule.dest_negated = negate;
-                }
-                "-m" => {
-                    if value()? != "comment" {
-                        rule.foreign = true;
-                    }
-                }
-                "--comment" => rule.comment = Some(value()?),
-                "-j" => rule.target = Some(value()?),
-                _ => rule.foreign = true,
+            if tok == "!" {
+                negate_next = true;
+                continue;
             }
+            let negate = std::mem::take(&mut negate_next);
+            let known = match (tok.as_str(), it.next()) {
+                ("-A", Some(v)) => {
+                    rule.chain = v;
+                    true
+                }
+                ("-s", Some(v)) if !negate => parse_net(&v).map(|n| rule.source = Some(n)).is_ok(),
+                ("-d", Some(v)) => {
+                    rule.dest_negated = negate;
+                    parse_net(&v).map(|n| rule.dest = Some(n)).is_ok()
+                }
+                ("-m", Some(v)) => v == "comment",
+                ("--comment", Some(v)) => {
+                    rule.comment = Some(v);
+                    true
+                }
+                ("-j", Some(v)) => {
+                    rule.target = Some(v);
+                    true
+                }
+                _ => false,
+            };
+            rule.foreign |= !known;
         }
-        if rule.chain.is_empty() {
-            return Err(format!("rule without chain: {line:?}"));
-        }
-        Ok(rule)
+        (!rule.chain.is_empty()).then_some(rule)
     }
 }
 
@@ -201,7 +210,7 @@ COMMIT
 
     #[test]
     fn parses_reference_dump() {
-        let t = NatTable::parse(REFERENCE_DUMP).unwrap();
+        let t = NatTable::parse(REFERENCE_DUMP);
         assert!(t.chains.contains("CNI-70a29d9dc18bc4d652ea5d59"));
         assert!(t.chains.contains("POSTROUTING"));
         assert_eq!(t.rules.len(), 3);
@@ -223,16 +232,24 @@ COMMIT
 
     #[test]
     fn other_options_are_foreign() {
-        let t = NatTable::parse("*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n").unwrap();
+        let t = NatTable::parse("*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n");
         assert!(t.rules[0].foreign);
-        let t = NatTable::parse("*nat\n-A POSTROUTING ! -s 10.0.0.0/8 -j X\nCOMMIT\n").unwrap();
+        let t = NatTable::parse("*nat\n-A POSTROUTING ! -s 10.0.0.0/8 -j X\nCOMMIT\n");
         assert!(t.rules[0].foreign);
     }
 
     #[test]
+    fn odd_rules_are_foreign_not_errors() {
+        let t = NatTable::parse(
+            "*nat\n-A X -s not-an-ip -j Y\n-A X -m comment --comment \"unbalanced\n-A X -d\nCOMMIT\n",
+        );
+        assert_eq!(t.rules.len(), 3);
+        assert!(t.rules.iter().all(|r| r.foreign && r.chain == "X"));
+    }
+
+    #[test]
     fn ignores_other_tables() {
-        let t =
-            NatTable::parse("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j DROP\nCOMMIT\n").unwrap();
+        let t = NatTable::parse("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j DROP\nCOMMIT\n");
         assert!(t.chains.is_empty() && t.rules.is_empty());
     }
 

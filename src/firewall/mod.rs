@@ -66,10 +66,7 @@ pub fn default_backend() -> MasqBackend {
 
 /// True if `iptables` works here (reference `utils.SupportsIPTables`).
 pub fn supports_iptables() -> bool {
-    iptables::Family::V4
-        .iptables_cmd(&["-w", "-t", "filter", "-S", "INPUT", "1"])
-        .run()
-        .is_ok()
+    iptables::Family::V4.usable()
 }
 
 /// True if `nft` works here (reference `utils.SupportsNFTables`).
@@ -149,11 +146,10 @@ pub fn check_ipmasq(t: &MasqTarget<'_>, ips: &[IpNet]) -> Result<(), FirewallErr
     if ips.is_empty() {
         return Ok(());
     }
-    let ipt = iptables::check(t.network, t.container_id, ips);
-    if ipt.is_ok() {
-        return Ok(());
+    match iptables::check(t.network, t.container_id, ips) {
+        Ok(()) => Ok(()),
+        Err(ipt) => nftables::check(t, ips).map_err(|nft| FirewallError::Multiple(vec![ipt, nft])),
     }
-    nftables::check(t, ips).map_err(|nft| FirewallError::Multiple(vec![ipt.unwrap_err(), nft]))
 }
 
 /// Removes masquerade rules of `network` whose attachment is not in `valid`

@@ -78,14 +78,19 @@ pub(crate) fn setup(t: &MasqTarget<'_>, ips: &[IpNet]) -> Result<(), FirewallErr
 }
 
 /// Deletes the instance's rules, found by comment hash (no addresses needed).
+/// Retried once, like the iptables sweep: a concurrent DEL may delete a
+/// handle between our listing and our transaction.
 pub(crate) fn teardown(t: &MasqTarget<'_>) -> Result<(), FirewallError> {
-    let rules = masq_rules()?;
     let prefix = nft_instance_hash(t.network, t.ifname, t.container_id);
-    let script: String = with_prefix(&rules, &prefix).map(delete_line).collect();
-    if script.is_empty() {
-        return Ok(());
-    }
-    nft::apply_text(&script)
+    let attempt = || {
+        let rules = masq_rules()?;
+        let script: String = with_prefix(&rules, &prefix).map(delete_line).collect();
+        if script.is_empty() {
+            return Ok(());
+        }
+        nft::apply_text(&script)
+    };
+    attempt().or_else(|_| attempt())
 }
 
 /// Verifies that a rule with the instance comment exists for every address.

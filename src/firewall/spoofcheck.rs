@@ -157,13 +157,17 @@ fn teardown_cmds(listing: &Listing, ref_id: &str) -> Vec<Value> {
 
 /// Removes the spoof check of one attachment; absent rules are not an error.
 /// The table and base chain stay (shared by all attachments), as in the reference.
+/// Retried once in case a concurrent teardown removed something in between.
 pub fn teardown(container_id: &str, ifname: &str) -> Result<(), FirewallError> {
-    let listing = table_listing()?;
-    let cmds = teardown_cmds(&listing, &spoofcheck_ref_id(container_id, ifname));
-    if cmds.is_empty() {
-        return Ok(());
-    }
-    nft::apply_json(cmds)
+    let ref_id = spoofcheck_ref_id(container_id, ifname);
+    let attempt = || {
+        let cmds = teardown_cmds(&table_listing()?, &ref_id);
+        if cmds.is_empty() {
+            return Ok(());
+        }
+        nft::apply_json(cmds)
+    };
+    attempt().or_else(|_| attempt())
 }
 
 /// Verifies that the rules [`setup`] creates are all present.

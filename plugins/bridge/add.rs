@@ -1,0 +1,219 @@
+//! ADD as a list of steps (cni-reference.md §2.2). Everything that can be
+//! rejected (config, netns, IPAM plugin lookup) is checked before the first
+//! kernel change; after that every side effect is undone on failure.
+
+use cni::delegate;
+use cni::error::{codes, CniError, Result};
+use cni::firewall::{self, spoofcheck, MasqTarget};
+use cni::netlink::{Link, Netlink};
+use cni::netns::NetNs;
+use cni::skel::CmdArgs;
+use cni::spec::{version_at_least, CniResult, Interface};
+use ipnet::IpNet;
+
+use crate::bridge_dev;
+use crate::conf::BridgeConf;
+use crate::container;
+use crate::fw;
+use crate::gateway::calc_gateways;
+use crate::port::{self, Container};
+use crate::rollback::Rollback;
+
+/// `CNI_NETNS` opened and checked (ADD and CHECK need it).
+pub fn open_netns(a: &CmdArgs) -> Result<NetNs> {
+    let path = a
+        .netns
+        .as_ref()
+        .ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_NETNS is required"))?;
+    Ok(NetNs::open(path)?)
+}
+
+/// Deletes the host veth by name (the pair goes with it).
+fn delete_veth(name: &str) -> Result<()> {
+    let mut nl = Netlink::open()?;
+    if let Some(link) = nl.link_by_name(name)? {
+        nl.del_link(link.index)?;
+    }
+    Ok(())
+}
+
+/// Everything an ADD works with once the input has been validated.
+struct Ctx<'a> {
+    a: &'a CmdArgs,
+    conf: &'a BridgeConf,
+    netns: &'a NetNs,
+    /// Host netns connection.
+    nl: Netlink,
+    /// Container netns connection.
+    cnl: Netlink,
+}
+
+/// The bridge ADD, step by step.
+pub fn add(a: &CmdArgs) -> Result<CniResult> {
+    let conf = BridgeConf::load(&a.conf, &a.args)?;
+    preflight(a, &conf)?;
+    let netns = open_netns(a)?;
+    let mut cx = Ctx {
+        a,
+        conf: &conf,
+        netns: &netns,
+        nl: Netlink::open()?,
+        cnl: Netlink::open_in(&netns)?,
+    };
+    let bridge = bridge_dev::ensure_bridge(&mut cx.nl, &conf)?;
+    let mut undo = Rollback::default();
+    let (host, cont) = cx.attach(&bridge, &mut undo)?;
+    let mut result = cx.base_result(&bridge, &host, &cont);
+    match &conf.ipam_type {
+        Some(ipam) => cx.configure_ip(ipam, &bridge, &mut result, &mut undo)?,
+        None if !conf.disable_container_interface => container::up_l2(&mut cx.cnl, &a.ifname)?,
+        None => {}
+    }
+    cx.finish(&bridge, host, &mut result)?;
+    undo.commit();
+    Ok(result)
+}
+
+/// Checks that need no kernel change, so bad input leaves nothing behind.
+fn preflight(a: &CmdArgs, conf: &BridgeConf) -> Result<()> {
+    if !conf.is_layer3() && !version_at_least(&conf.cni_version, "0.3.0") {
+        // The 0.1/0.2 result has no interfaces list, only IPs: an L2-only
+        // attachment cannot be reported. The reference finds out after
+        // creating everything (plugins#997); refuse before touching anything.
+        return Err(CniError::new(
+            codes::INVALID_CONFIG,
+            format!(
+                "cniVersion {} cannot describe an L2-only (no ipam) attachment; use 0.3.0 or later",
+                conf.cni_version
+            ),
+        ));
+    }
+    if let Some(ipam) = &conf.ipam_type {
+        delegate::find_plugin(ipam, &a.path)?;
+    }
+    Ok(())
+}
+
+impl<'a> Ctx<'a> {
+    /// Veth pair, port settings, bridge MAC pin and spoof check.
+    /// Returns (host end, container end).
+    fn attach(&mut self, bridge: &Link, undo: &mut Rollback<'a>) -> Result<(Link, Link)> {
+        let (a, conf) = (self.a, self.conf);
+        let mut c = Container {
+            netns: self.netns,
+            nl: &mut self.cnl,
+            id: &a.container_id,
+            ifname: &a.ifname,
+        };
+        let host = port::create_veth(&mut self.nl, &mut c, conf, bridge.index)?;
+        let host_name = host.name.clone();
+        undo.push("delete veth", move || delete_veth(&host_name));
+        port::configure_port(&mut self.nl, &host, conf)?;
+        bridge_dev::pin_mac(&mut self.nl, bridge.index)?;
+        let cont = container::link(&mut self.cnl, &a.ifname)?;
+        if conf.macspoofchk {
+            let mac = cont.mac_string();
+            fw(spoofcheck::setup(
+                &a.container_id,
+                &a.ifname,
+                &host.name,
+                &mac,
+            ))?;
+            undo.push("spoofcheck teardown", || {
+                fw(spoofcheck::teardown(&a.container_id, &a.ifname))
+            });
+        }
+        Ok((host, cont))
+    }
+
+    /// `[bridge, host veth, container]`; MACs of the first two come later.
+    fn base_result(&self, bridge: &Link, host: &Link, cont: &Link) -> CniResult {
+        let named = |name: &str| Interface {
+            name: name.to_string(),
+            ..Interface::default()
+        };
+        CniResult {
+            cni_version: self.conf.cni_version.clone(),
+            interfaces: vec![
+                named(&bridge.name),
+                named(&host.name),
+                Interface {
+                    mac: Some(cont.mac_string()),
+                    sandbox: Some(self.netns.path().display().to_string()),
+                    ..named(&self.a.ifname)
+                },
+            ],
+            ips: Vec::new(),
+            routes: Vec::new(),
+            dns: Default::default(),
+        }
+    }
+
+    /// IPAM, container addresses and routes, gateways, masquerading.
+    fn configure_ip(
+        &mut self,
+        ipam: &'a str,
+        bridge: &Link,
+        result: &mut CniResult,
+        undo: &mut Rollback<'a>,
+    ) -> Result<()> {
+        let (a, conf) = (self.a, self.conf);
+        // Registered before the call: a failed IPAM ADD is cleaned up too (SPEC §4).
+        undo.push("ipam del", move || delegate::del(ipam, a));
+        let ipam_result = delegate::add(ipam, a)?;
+        if ipam_result.ips.is_empty() {
+            return Err(CniError::internal("IPAM plugin returned missing IP config"));
+        }
+        result.ips = ipam_result.ips;
+        result.routes = ipam_result.routes;
+        result.dns = ipam_result.dns;
+        let gws = calc_gateways(result, conf);
+        container::configure_l3(
+            &mut self.cnl,
+            self.netns,
+            &a.ifname,
+            result,
+            conf.enable_dad,
+        )?;
+        if conf.is_gateway {
+            bridge_dev::apply_gateways(&mut self.nl, conf, bridge, &gws, &mut result.interfaces)?;
+        }
+        if conf.ip_masq {
+            let ips: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
+            let backend = conf
+                .ip_masq_backend
+                .unwrap_or_else(firewall::default_backend);
+            fw(firewall::setup_ipmasq(backend, &masq_target(conf, a), &ips))?;
+            undo.push("ipmasq teardown", move || {
+                fw(firewall::teardown_ipmasq(&masq_target(conf, a), &ips))
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for the port, re-reads both MACs (they change when ports are
+    /// enslaved: plugins#805/#809) and applies the config's DNS.
+    fn finish(&mut self, bridge: &Link, host: Link, result: &mut CniResult) -> Result<()> {
+        let host = if self.conf.disable_container_interface {
+            self.nl.link_by_index(host.index)?.unwrap_or(host)
+        } else {
+            port::wait_port_up(&mut self.nl, host.index)?
+        };
+        result.interfaces[1].mac = Some(host.mac_string());
+        let bridge_now = self.nl.link_by_index(bridge.index)?;
+        result.interfaces[0].mac = Some(bridge_now.as_ref().unwrap_or(bridge).mac_string());
+        if let Some(dns) = &self.conf.dns {
+            result.dns = dns.clone();
+        }
+        Ok(())
+    }
+}
+
+/// The masquerade rule owner: (network, container id, ifname).
+pub fn masq_target<'a>(conf: &'a BridgeConf, a: &'a CmdArgs) -> MasqTarget<'a> {
+    MasqTarget {
+        network: &conf.network,
+        container_id: &a.container_id,
+        ifname: &a.ifname,
+    }
+}

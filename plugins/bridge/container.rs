@@ -1,0 +1,163 @@
+//! Configuring the container interface inside the sandbox (reference
+//! `ConfigureIface` plus the DAD sysctls of `cmdAdd`).
+//!
+//! DAD: with `enabledad` false (the default) `accept_dad=0` is written before
+//! any address exists, so IPv6 addresses are usable at once and ADD does not
+//! poll for ~2 s (plugins#680). Only with `enabledad` do we wait, bounded,
+//! for the addresses to leave the tentative state.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use cni::error::{CniError, Result};
+use cni::netlink::{Link, Netlink, OperState, RouteSpec};
+use cni::netns::NetNs;
+use cni::spec::CniResult;
+use cni::sysctl;
+
+use crate::gateway::CONTAINER_IFACE;
+
+/// How long `enabledad` may wait for DAD (the reference's 5 s).
+const DAD_TIMEOUT: Duration = Duration::from_secs(5);
+const DAD_POLL: Duration = Duration::from_millis(50);
+
+/// Looks up the container interface.
+pub fn link(nl: &mut Netlink, ifname: &str) -> Result<Link> {
+    nl.link_by_name(ifname)?
+        .ok_or_else(|| CniError::internal(format!("failed to lookup {ifname:?} in the container")))
+}
+
+/// Per-interface knobs, written from a thread inside the container netns.
+/// Best effort like the reference (plugins#102) except the IPv6 enablement,
+/// which addresses depend on.
+fn write_sysctls(ifname: &str, enable_dad: bool, has_v6: bool) -> Result<()> {
+    let v6 = |key: &str| format!("net/ipv6/conf/{ifname}/{key}");
+    if enable_dad {
+        let _ = sysctl::set_if_present(&v6("enhanced_dad"), "1");
+        let _ = sysctl::set_if_present(&v6("accept_dad"), "1");
+    } else {
+        let _ = sysctl::set_if_present(&v6("accept_dad"), "0");
+    }
+    let _ = sysctl::set_if_present(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
+    if has_v6 {
+        for dev in ["lo", ifname] {
+            let key = format!("net/ipv6/conf/{dev}/disable_ipv6");
+            sysctl::set_if_present(&key, "0").map_err(|e| {
+                CniError::internal(format!(
+                    "failed to enable IPv6 for interface {dev:?} ({key}): {e}"
+                ))
+            })?;
+        }
+        // Keep addresses when the link goes down (reference v1.7+).
+        sysctl::set_if_present(&v6("keep_addr_on_down"), "1").map_err(|e| {
+            CniError::internal(format!(
+                "failed to enable keep_addr_on_down for interface {ifname:?}: {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Applies the result's addresses and routes to `ifname` and brings it and
+/// `lo` up.
+pub fn configure_l3(
+    nl: &mut Netlink,
+    netns: &NetNs,
+    ifname: &str,
+    result: &CniResult,
+    enable_dad: bool,
+) -> Result<()> {
+    let iface = link(nl, ifname)?;
+    let has_v6 = result.ips.iter().any(|ip| ip.address.addr().is_ipv6());
+    netns.run(|| write_sysctls(ifname, enable_dad, has_v6))??;
+    let (mut v4gw, mut v6gw) = (None, None);
+    for ip in &result.ips {
+        if ip.interface != Some(CONTAINER_IFACE) {
+            continue;
+        }
+        nl.add_address(iface.index, ip.address).map_err(|e| {
+            CniError::from(e).context(format!(
+                "failed to add IP addr {} to {ifname:?}",
+                ip.address
+            ))
+        })?;
+        match ip.gateway {
+            Some(gw @ IpAddr::V4(_)) if v4gw.is_none() => v4gw = Some(gw),
+            Some(gw @ IpAddr::V6(_)) if v6gw.is_none() => v6gw = Some(gw),
+            _ => {}
+        }
+    }
+    nl.set_up(iface.index)
+        .map_err(|e| CniError::from(e).context(format!("failed to set {ifname:?} UP")))?;
+    lo_up(nl)?;
+    if enable_dad && v6gw.is_some() {
+        settle_addresses(nl, &iface)?;
+    }
+    for r in &result.routes {
+        let family_gw = if r.dst.addr().is_ipv6() { v6gw } else { v4gw };
+        let spec = RouteSpec {
+            dst: Some(r.dst),
+            gw: r.gw.or(family_gw),
+            oif: Some(iface.index),
+            table: r.table,
+            scope: r.scope.and_then(|s| u8::try_from(s).ok()),
+            priority: r.priority,
+            mtu: r.mtu,
+            advmss: r.advmss,
+        };
+        nl.add_route(&spec).map_err(|e| {
+            CniError::from(e).context(format!(
+                "failed to add route {} via {:?} dev {ifname}",
+                r.dst, spec.gw
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// L2-only: the container interface and `lo` just go up.
+pub fn up_l2(nl: &mut Netlink, ifname: &str) -> Result<()> {
+    let iface = link(nl, ifname)?;
+    nl.set_up(iface.index)
+        .map_err(|e| CniError::from(e).context(format!("failed to set {ifname:?} up")))?;
+    lo_up(nl)
+}
+
+fn lo_up(nl: &mut Netlink) -> Result<()> {
+    match nl.link_by_name("lo")? {
+        Some(lo) if !lo.is_up() => Ok(nl.set_up(lo.index)?),
+        _ => Ok(()),
+    }
+}
+
+/// Waits (bounded) for IPv6 DAD to finish when `enabledad` asked for it.
+fn settle_addresses(nl: &mut Netlink, iface: &Link) -> Result<()> {
+    let deadline = Instant::now() + DAD_TIMEOUT;
+    loop {
+        let addrs = nl.addresses(Some(iface.index), Some(true))?;
+        if let Some(bad) = addrs.iter().find(|a| a.dad_failed) {
+            return Err(CniError::internal(format!(
+                "link {} has address {} in DADFAILED state",
+                iface.name, bad.net
+            )));
+        }
+        if !addrs.iter().any(|a| a.tentative) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            // A link that is not oper-up never finishes DAD: not an error.
+            let up = nl
+                .link_by_index(iface.index)?
+                .is_some_and(|l| l.oper_state == OperState::Up);
+            if up {
+                return Err(CniError::internal(format!(
+                    "link {} still has tentative addresses after {} seconds",
+                    iface.name,
+                    DAD_TIMEOUT.as_secs()
+                )));
+            }
+            return Ok(());
+        }
+        std::thread::sleep(DAD_POLL);
+    }
+}

@@ -1,0 +1,339 @@
+//! `up` and `down`: the underlay netns, the node netns with their CNI dirs,
+//! addresses and routes, and the crash-proof teardown of everything.
+
+use std::path::PathBuf;
+
+use super::error::{HarnessError, Result};
+use super::nodeconf::{self, Template, NODE_CONFLIST};
+use super::nsutil::Netns;
+use super::procs::ProcRecord;
+use super::state::{NodeState, State};
+use super::Harness;
+use crate::runtime::{CniConfig, NetworkConfigList};
+
+/// Underlay bridge name inside the underlay netns.
+const UNDERLAY_BRIDGE: &str = "ul-br0";
+/// Node-side underlay interface name.
+const NODE_UPLINK: &str = "ul0";
+/// Largest supported cluster (node index goes into IPs).
+pub const MAX_NODES: u8 = 50;
+
+/// Options of `up`.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Number of nodes (1..=MAX_NODES).
+    pub nodes: u8,
+    /// Plugin directory (`CNI_PATH`).
+    pub cni_bin_dir: PathBuf,
+    /// Conflist template (default: built-in `10-bridge.conflist`, no masquerade, so
+    /// pod-to-pod traffic keeps pod source IPs as Kubernetes requires).
+    pub conflist: Option<PathBuf>,
+    /// Force the network's cniVersion (e.g. `1.0.0` for older plugins).
+    pub cni_version: Option<String>,
+}
+
+/// Creates the cluster. On failure everything created so far is removed.
+pub fn up(h: &Harness, opts: &UpOptions) -> Result<State> {
+    let _lock = h.dir.lock()?;
+    if let Some(existing) = h.dir.load()? {
+        if !existing.nodes.is_empty() || existing.underlay.is_some() {
+            return Err(HarnessError::Usage(format!(
+                "a cluster already exists in {} ({} nodes); run `kubesim down` first",
+                h.dir.root.display(),
+                existing.nodes.len()
+            )));
+        }
+    }
+    let template = prepare_template(opts)?;
+    let mut state = State {
+        cni_bin_dir: opts.cni_bin_dir.clone(),
+        network: template.list.name.clone(),
+        ..State::default()
+    };
+    h.dir.save(&state)?;
+    match build(h, opts, &template, &mut state) {
+        Ok(()) => Ok(state),
+        Err(e) => {
+            h.say("  up failed; removing what was created");
+            // The file also knows about a holder that was started but not
+            // yet added to `state` (recorded before wiring it).
+            let recorded = h.dir.load().ok().flatten().unwrap_or(state);
+            super::teardown::teardown(h, &recorded);
+            let _ = std::fs::remove_dir_all(h.dir.root.join("nodes"));
+            let _ = std::fs::remove_file(h.dir.file());
+            Err(e)
+        }
+    }
+}
+
+/// Validates the template against the plugin dir before anything is created.
+fn prepare_template(opts: &UpOptions) -> Result<Template> {
+    if opts.nodes == 0 || opts.nodes > MAX_NODES {
+        return Err(HarnessError::Usage(format!(
+            "--nodes must be 1..={MAX_NODES}"
+        )));
+    }
+    if !opts.cni_bin_dir.is_dir() {
+        return Err(HarnessError::Usage(format!(
+            "CNI bin dir {} does not exist",
+            opts.cni_bin_dir.display()
+        )));
+    }
+    let mut template = Template::load(opts.conflist.as_deref())?;
+    if let Some(v) = &opts.cni_version {
+        if let Some(obj) = template.json.as_object_mut() {
+            obj.insert("cniVersion".into(), v.clone().into());
+            obj.remove("cniVersions");
+        }
+        let bytes =
+            serde_json::to_vec(&template.json).map_err(|e| HarnessError::Usage(e.to_string()))?;
+        template = Template::parse(&bytes, "conflist with --cni-version")?;
+    }
+    template.check_plugins(&opts.cni_bin_dir)?;
+    let probe = CniConfig::new(vec![opts.cni_bin_dir.clone()], std::env::temp_dir());
+    probe.validate_network_list(&template.list).map_err(|e| {
+        HarnessError::Usage(format!("{e}; pick another --cni-version or --cni-bin-dir"))
+    })?;
+    Ok(template)
+}
+
+fn build(h: &Harness, opts: &UpOptions, template: &Template, state: &mut State) -> Result<()> {
+    let underlay = h.step("starting underlay netns", || {
+        let (rec, _) = h.launcher.start(
+            "__pause",
+            &["underlay".into()],
+            None,
+            &h.dir.logs().join("underlay.log"),
+        )?;
+        Ok(rec)
+    })?;
+    state.underlay = Some(underlay.clone());
+    h.dir.save(state)?;
+    let ul = Netns::of_pid(underlay.pid)?;
+    ul.run("ip", &["link", "add", UNDERLAY_BRIDGE, "type", "bridge"])?;
+    ul.run("ip", &["link", "set", UNDERLAY_BRIDGE, "up"])?;
+    for i in 1..=opts.nodes {
+        let node = h.step(&format!("creating node node-{i}"), || {
+            add_node(h, template, &ul, i, state)
+        })?;
+        state.nodes.push(node);
+        h.dir.save(state)?;
+    }
+    h.step("installing routes between nodes", || {
+        install_routes(state, template.dual_stack)
+    })
+}
+
+fn add_node(
+    h: &Harness,
+    template: &Template,
+    ul: &Netns,
+    i: u8,
+    state: &State,
+) -> Result<NodeState> {
+    let name = format!("node-{i}");
+    let (holder, _) = h.launcher.start(
+        "__pause",
+        &["node".into(), name.clone()],
+        None,
+        &h.dir.logs().join(format!("{name}.log")),
+    )?;
+    // Record the holder before anything else can fail, so `down` finds it.
+    let mut pending = state.clone();
+    pending
+        .nodes
+        .push(node_state(h, template, &name, i, holder.clone(), 0));
+    h.dir.save(&pending)?;
+    let ns = Netns::of_pid(holder.pid)?;
+    if state.nodes.iter().any(|n| n.netns_inode == ns.inode) || ns.inode == ul.inode {
+        return Err(HarnessError::Safety(format!(
+            "node {name} got a netns that is already in use"
+        )));
+    }
+    let node = node_state(h, template, &name, i, holder, ns.inode);
+    wire_node(ul, &ns, &node, template.dual_stack)?;
+    write_node_dirs(template, &node)?;
+    Ok(node)
+}
+
+fn node_state(
+    h: &Harness,
+    template: &Template,
+    name: &str,
+    i: u8,
+    holder: ProcRecord,
+    inode: u64,
+) -> NodeState {
+    let dir = h.dir.node_dir(name);
+    let mut pod_cidrs = vec![nodeconf::pod_cidr_v4(i)];
+    if template.dual_stack {
+        pod_cidrs.push(nodeconf::pod_cidr_v6(i));
+    }
+    NodeState {
+        name: name.to_string(),
+        index: i,
+        holder,
+        netns_inode: inode,
+        underlay_ip: nodeconf::underlay_v4(i),
+        pod_cidrs,
+        bridge: template.bridge_name(),
+        conf_dir: dir.join("net.d"),
+        cache_dir: dir.join("cache"),
+        data_dir: dir.join("data"),
+    }
+}
+
+/// One veth from the underlay bridge into the node, the node's underlay
+/// address, and forwarding on (the node routes for its pods).
+fn wire_node(ul: &Netns, ns: &Netns, node: &NodeState, dual: bool) -> Result<()> {
+    let host_end = format!("ul-{}", node.name);
+    let holder = node.holder.pid.to_string();
+    ul.run(
+        "ip",
+        &[
+            "link",
+            "add",
+            &host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            NODE_UPLINK,
+            "netns",
+            &holder,
+        ],
+    )?;
+    ul.run(
+        "ip",
+        &["link", "set", &host_end, "master", UNDERLAY_BRIDGE, "up"],
+    )?;
+    ns.run(
+        "ip",
+        &[
+            "addr",
+            "add",
+            &format!("{}/24", node.underlay_ip),
+            "dev",
+            NODE_UPLINK,
+        ],
+    )?;
+    if dual {
+        let v6 = format!("{}/64", nodeconf::underlay_v6(node.index));
+        ns.run(
+            "ip",
+            &["-6", "addr", "add", &v6, "dev", NODE_UPLINK, "nodad"],
+        )?;
+    }
+    ns.run("ip", &["link", "set", NODE_UPLINK, "up"])?;
+    ns.sysctl("net.ipv4.ip_forward", "1")?;
+    if dual {
+        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    }
+    Ok(())
+}
+
+fn write_node_dirs(template: &Template, node: &NodeState) -> Result<()> {
+    for dir in [&node.conf_dir, &node.cache_dir, &node.data_dir] {
+        std::fs::create_dir_all(dir)
+            .map_err(HarnessError::io(format!("create {}", dir.display())))?;
+    }
+    let conf = template.for_node(&node.pod_cidrs, &node.data_dir);
+    let text =
+        serde_json::to_string_pretty(&conf).map_err(|e| HarnessError::Usage(e.to_string()))?;
+    let path = node.conf_dir.join(NODE_CONFLIST);
+    std::fs::write(&path, text + "\n")
+        .map_err(HarnessError::io(format!("write {}", path.display())))
+}
+
+/// On every node, `<remote pod CIDR> via <remote underlay IP>` (host-gw style).
+fn install_routes(state: &State, dual: bool) -> Result<()> {
+    for node in &state.nodes {
+        let ns = Netns::of_pid(node.holder.pid)?;
+        for other in state.nodes.iter().filter(|o| o.name != node.name) {
+            ns.run(
+                "ip",
+                &[
+                    "route",
+                    "add",
+                    &other.pod_cidrs[0],
+                    "via",
+                    &other.underlay_ip,
+                    "dev",
+                    NODE_UPLINK,
+                ],
+            )?;
+            if dual {
+                let via = nodeconf::underlay_v6(other.index);
+                ns.run(
+                    "ip",
+                    &[
+                        "-6",
+                        "route",
+                        "add",
+                        &other.pod_cidrs[1],
+                        "via",
+                        &via,
+                        "dev",
+                        NODE_UPLINK,
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The runtime for `node`: plugins from the state's bin dir, run inside the
+/// node netns, cache in the node's cache dir; plus the node's network config
+/// loaded from its conf dir like a kubelet would.
+pub fn node_runtime(
+    h: &Harness,
+    state: &State,
+    node: &NodeState,
+) -> Result<(CniConfig, NetworkConfigList)> {
+    if !node.holder.is_ours(&h.dir.root) {
+        return Err(HarnessError::State {
+            path: h.dir.file(),
+            reason: format!(
+                "node {} is not running (its netns holder pid {} is gone)",
+                node.name, node.holder.pid
+            ),
+        });
+    }
+    let ns = Netns::of_pid(node.holder.pid)?;
+    let list = crate::runtime::load_dir(&node.conf_dir).map_err(HarnessError::cni(format!(
+        "load CNI config of {}",
+        node.name
+    )))?;
+    let rt = CniConfig::new(vec![state.cni_bin_dir.clone()], &node.cache_dir)
+        .in_netns(ns.path)
+        .with_call_log(h.dir.cni_log());
+    Ok((rt, list))
+}
+
+/// Finds a node by name.
+pub fn find_node<'a>(state: &'a State, name: &str) -> Result<&'a NodeState> {
+    state.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+        HarnessError::Usage(format!("no node {name:?} (nodes: {})", node_names(state)))
+    })
+}
+
+fn node_names(state: &State) -> String {
+    state
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Loads the state or explains that there is no cluster.
+pub fn require_state(h: &Harness) -> Result<State> {
+    match h.dir.load()? {
+        Some(s) if !s.nodes.is_empty() => Ok(s),
+        _ => Err(HarnessError::Usage(format!(
+            "no cluster in {}; run `kubesim up` first",
+            h.dir.root.display()
+        ))),
+    }
+}

@@ -1,0 +1,128 @@
+//! Reading kernel and disk state back, to prove what the CNI calls did:
+//! the pod's address on eth0, and leftovers on a node after all pods are
+//! gone (leases, veths, masquerade rules, cache entries).
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use super::error::Result;
+use super::nsutil::Netns;
+use super::state::NodeState;
+
+/// IPs configured on `ifname` in a netns (`ip -j addr show dev IF`), global scope only.
+pub fn iface_ips(ns: &Netns, ifname: &str) -> Result<Vec<IpAddr>> {
+    let out = ns.run("ip", &["-j", "addr", "show", "dev", ifname])?;
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|link| link.get("addr_info")?.as_array())
+        .flatten()
+        .filter(|a| a.get("scope").and_then(Value::as_str) == Some("global"))
+        .filter_map(|a| a.get("local")?.as_str()?.parse().ok())
+        .collect())
+}
+
+/// Everything found on one node that a deleted pod could have left behind.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Leftovers {
+    /// Lease files in the host-local dataDir (not `lock`/`last_reserved_ip.*`).
+    pub leases: Vec<String>,
+    /// veth interfaces in the node netns (except the underlay uplink).
+    pub veths: Vec<String>,
+    /// iptables nat rules / nft rules that masquerade for pods.
+    pub masq_rules: Vec<String>,
+    /// Entries in the libcni result cache.
+    pub cache_entries: Vec<String>,
+}
+
+impl Leftovers {
+    /// True when nothing is left.
+    pub fn is_clean(&self) -> bool {
+        self.leases.is_empty()
+            && self.veths.is_empty()
+            && self.masq_rules.is_empty()
+            && self.cache_entries.is_empty()
+    }
+
+    /// One-line summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} leases, {} veths, {} masquerade rules, {} cache entries",
+            self.leases.len(),
+            self.veths.len(),
+            self.masq_rules.len(),
+            self.cache_entries.len()
+        )
+    }
+}
+
+/// Collects leftovers on `node` (netns `ns`).
+pub fn leftovers(node: &NodeState, ns: &Netns) -> Result<Leftovers> {
+    Ok(Leftovers {
+        leases: leases(node),
+        veths: veths(ns)?,
+        masq_rules: masq_rules(ns),
+        cache_entries: list_names(&node.cache_dir.join("results")),
+    })
+}
+
+/// Lease files: every file under `<dataDir>/<network>/` except the lock and
+/// the round-robin cursors host-local keeps forever.
+pub fn leases(node: &NodeState) -> Vec<String> {
+    let mut out = Vec::new();
+    for net in list_names(&node.data_dir) {
+        for f in list_names(&node.data_dir.join(&net)) {
+            if f != "lock" && !f.starts_with("last_reserved_ip") {
+                out.push(format!("{net}/{f}"));
+            }
+        }
+    }
+    out
+}
+
+fn list_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn veths(ns: &Netns) -> Result<Vec<String>> {
+    let out = ns.run("ip", &["-j", "link", "show", "type", "veth"])?;
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.get("ifname")?.as_str())
+        .filter(|n| *n != "ul0")
+        .map(String::from)
+        .collect())
+}
+
+/// Pod masquerade rules of both reference backends: iptables `CNI-…`
+/// chains/jumps in nat, and nft `… saddr … masquerade` rules.
+fn masq_rules(ns: &Netns) -> Vec<String> {
+    let mut rules: Vec<String> = ns
+        .run("iptables", &["-w", "-t", "nat", "-S"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("CNI-") || l.contains("MASQUERADE"))
+        .map(String::from)
+        .collect();
+    rules.extend(
+        ns.run("nft", &["list", "ruleset"])
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.contains("saddr") && l.contains("masquerade"))
+            .map(String::from),
+    );
+    rules
+}

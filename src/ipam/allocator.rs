@@ -1,0 +1,498 @@
+//! Address allocation over a [`Store`] (reference `allocator.go`, rewritten).
+//!
+//! The reference walks the whole lease directory for every lookup. Here the
+//! allocator works on a [`LeaseIndex`] in one of two modes:
+//! - **complete** ([`Allocator::new`]): every lease is read once; candidates
+//!   are checked in memory and only the chosen address touches the store
+//!   (still with an exclusive create, in case a writer raced us outside the
+//!   lock: that is reported as a "surprise");
+//! - **partial** ([`Allocator::with_leases`]): the index holds only the
+//!   command's own attachment's leases (from the attachment index). Every
+//!   other address is "maybe free": the exclusive create decides, so a taken
+//!   address costs one failed `open(O_EXCL)` and the directory is never listed.
+//!
+//! Every decision that hands out an address goes through the exclusive
+//! create, so both modes give the same results and errors.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::error::IpamError;
+use super::range::{canonical, from_u128, to_u128, Range, RangeSet};
+use super::store::{Lease, Owner, Store};
+
+/// One address handed out for one range set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// Index of the range set in the final range-set list.
+    pub set: usize,
+    /// `ip/prefix` of the range's subnet.
+    pub address: IpNet,
+    /// The range's gateway.
+    pub gateway: IpAddr,
+}
+
+/// All leases of a network, indexed for O(1) lookups.
+#[derive(Debug, Default)]
+pub struct LeaseIndex {
+    by_ip: HashMap<IpAddr, Lease>,
+}
+
+impl LeaseIndex {
+    /// Builds the index from a store listing. When two keys name the same
+    /// address (a non-canonical name written by another tool), both block it;
+    /// the first listed is kept as the representative.
+    pub fn new(leases: Vec<Lease>) -> Self {
+        let mut by_ip = HashMap::with_capacity(leases.len());
+        for l in leases {
+            by_ip.entry(l.ip).or_insert(l);
+        }
+        LeaseIndex { by_ip }
+    }
+
+    /// Whether `ip` is leased (orphans included until reclaimed).
+    pub fn is_leased(&self, ip: IpAddr) -> bool {
+        self.by_ip.contains_key(&ip)
+    }
+
+    /// Every lease, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.by_ip.values()
+    }
+
+    /// Number of leases.
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    /// True when there are no leases.
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
+
+    /// Leases owned by `(id, ifname)`; if there are none, the legacy id-only
+    /// leases of `id` (the reference's `ReleaseByID` fallback). Sorted by address.
+    pub fn owned_by(&self, id: &str, ifname: &str) -> Vec<&Lease> {
+        let mut exact: Vec<&Lease> = self
+            .by_ip
+            .values()
+            .filter(|l| l.owner.is_attachment(id, ifname))
+            .collect();
+        if exact.is_empty() {
+            exact = self
+                .by_ip
+                .values()
+                .filter(|l| l.owner.is_legacy_of(id))
+                .collect();
+        }
+        exact.sort_by_key(|l| to_u128(l.ip));
+        exact
+    }
+
+    fn insert(&mut self, lease: Lease) {
+        self.by_ip.insert(lease.ip, lease);
+    }
+
+    fn remove(&mut self, ip: IpAddr) -> Option<Lease> {
+        self.by_ip.remove(&ip)
+    }
+}
+
+/// Works on one network's store for the duration of one command.
+pub struct Allocator<'s, S: Store> {
+    store: &'s mut S,
+    index: LeaseIndex,
+    /// The index holds every lease (complete mode).
+    complete: bool,
+    /// Complete mode met an address that the listing did not have.
+    surprised: bool,
+}
+
+impl<'s, S: Store> Allocator<'s, S> {
+    /// Complete mode: reads the store once.
+    pub fn new(store: &'s mut S) -> Result<Self, IpamError> {
+        let index = LeaseIndex::new(store.leases()?);
+        Ok(Allocator {
+            store,
+            index,
+            complete: true,
+            surprised: false,
+        })
+    }
+
+    /// Partial mode: `own` must be **all** leases of the attachment the
+    /// command is about (and nothing is known about the others). Only valid
+    /// for allocate/release/holds of that attachment; not for GC or
+    /// [`has_free`](Self::has_free).
+    pub fn with_leases(store: &'s mut S, own: Vec<Lease>) -> Self {
+        Allocator {
+            store,
+            index: LeaseIndex::new(own),
+            complete: false,
+            surprised: false,
+        }
+    }
+
+    /// The in-memory view of the leases.
+    pub fn index(&self) -> &LeaseIndex {
+        &self.index
+    }
+
+    /// The final view and whether a lease appeared outside the lock (then
+    /// the view cannot be trusted to describe the store).
+    pub fn into_parts(self) -> (LeaseIndex, bool) {
+        (self.index, self.surprised)
+    }
+
+    /// The addresses `(id, ifname)` holds now (exact owner, no legacy), sorted.
+    pub fn held_by(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = self
+            .index
+            .iter()
+            .filter(|l| l.owner.is_attachment(id, ifname))
+            .map(|l| l.ip)
+            .collect();
+        ips.sort_by_key(|ip| to_u128(*ip));
+        ips
+    }
+
+    /// Removes orphaned (empty) lease files left by a writer killed between
+    /// create and write. Only call with the store lock held (always true for
+    /// [`DiskStore`](super::disk::DiskStore)): then no live writer can own them.
+    pub fn reclaim_orphans(&mut self) -> Result<Vec<IpAddr>, IpamError> {
+        let orphans: Vec<Lease> = self
+            .index
+            .iter()
+            .filter(|l| l.owner == Owner::Orphan)
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(orphans.len());
+        for l in orphans {
+            self.store.remove(&l.key)?;
+            self.index.remove(l.ip);
+            out.push(l.ip);
+        }
+        out.sort_by_key(|ip| to_u128(*ip));
+        Ok(out)
+    }
+
+    /// ADD: one address per range set for `(id, ifname)`.
+    ///
+    /// `requested` are the wanted addresses (CNI_ARGS, args, runtimeConfig, in
+    /// that order); the first one inside a set is used for that set, and any
+    /// left over fails the whole call. On any failure, everything reserved by
+    /// this call is released again, so the store is as before.
+    pub fn allocate(
+        &mut self,
+        sets: &[RangeSet],
+        id: &str,
+        ifname: &str,
+        requested: &[IpAddr],
+    ) -> Result<Vec<Allocation>, IpamError> {
+        self.reject_duplicate(sets, id, ifname)?;
+        let mut pending: Vec<IpAddr> = Vec::new();
+        for ip in requested.iter().map(|ip| canonical(*ip)) {
+            if !pending.contains(&ip) {
+                pending.push(ip);
+            }
+        }
+        let mut done: Vec<Allocation> = Vec::with_capacity(sets.len());
+        for (idx, set) in sets.iter().enumerate() {
+            let wanted = pending.iter().position(|ip| set.contains(*ip));
+            let wanted = wanted.map(|pos| pending.remove(pos));
+            let got = match wanted {
+                Some(ip) => self.reserve_requested(set, idx, ip, id, ifname),
+                None => self.reserve_next(set, idx, id, ifname),
+            };
+            match got {
+                Ok(a) => done.push(a),
+                Err(e) => {
+                    self.rollback(&done);
+                    return Err(e.context(format_args!("failed to allocate for range {idx}")));
+                }
+            }
+        }
+        if !pending.is_empty() {
+            self.rollback(&done);
+            let list: Vec<String> = pending.iter().map(IpAddr::to_string).collect();
+            return Err(IpamError::Request(format!(
+                "failed to allocate all requested IPs: {}",
+                list.join(" ")
+            )));
+        }
+        Ok(done)
+    }
+
+    /// The same attachment must not get a second lease (the runtime skipped
+    /// DEL). Legacy id-only leases count too, as in the reference.
+    fn reject_duplicate(&self, sets: &[RangeSet], id: &str, ifname: &str) -> Result<(), IpamError> {
+        let Some(held) = self.index.owned_by(id, ifname).first().map(|l| l.ip) else {
+            return Ok(());
+        };
+        let msg = format!(
+            "{held} has been allocated to {}, duplicate allocation is not allowed",
+            id.trim()
+        );
+        Err(match sets.iter().position(|s| s.contains(held)) {
+            Some(idx) => IpamError::Duplicate(format!("failed to allocate for range {idx}: {msg}")),
+            None => IpamError::Duplicate(msg),
+        })
+    }
+
+    fn reserve_requested(
+        &mut self,
+        set: &RangeSet,
+        idx: usize,
+        ip: IpAddr,
+        id: &str,
+        ifname: &str,
+    ) -> Result<Allocation, IpamError> {
+        let range = set
+            .range_for(ip)
+            .ok_or_else(|| IpamError::Request(format!("{ip} not in range set {set}")))?;
+        if ip == range.gateway {
+            return Err(IpamError::Request(format!(
+                "requested ip {ip} is subnet's gateway"
+            )));
+        }
+        if range.is_reserved(ip) {
+            return Err(IpamError::Request(format!(
+                "requested ip {ip} is the network or broadcast address of {}",
+                range.subnet
+            )));
+        }
+        let unavailable = || {
+            IpamError::Exhausted(format!(
+                "requested IP address {ip} is not available in range set {set}"
+            ))
+        };
+        if self.index.is_leased(ip) {
+            return Err(unavailable());
+        }
+        let range = range.clone();
+        if !self.commit(idx, ip, id, ifname)? {
+            return Err(unavailable());
+        }
+        Ok(allocation(&range, idx, ip))
+    }
+
+    fn reserve_next(
+        &mut self,
+        set: &RangeSet,
+        idx: usize,
+        id: &str,
+        ifname: &str,
+    ) -> Result<Allocation, IpamError> {
+        let exhausted =
+            || IpamError::Exhausted(format!("no IP addresses available in range set: {set}"));
+        if !self.has_free(set) {
+            return Err(exhausted());
+        }
+        let last = self.store.last_reserved(idx).map(canonical);
+        let mut iter = Candidates::new(set, last.filter(|ip| set.contains(*ip)));
+        while let Some((range, ip)) = iter.next_candidate() {
+            if self.index.is_leased(ip) {
+                continue;
+            }
+            if self.commit(idx, ip, id, ifname)? {
+                return Ok(allocation(range, idx, ip));
+            }
+        }
+        Err(exhausted())
+    }
+
+    /// Exclusive create plus bookkeeping. `Ok(false)` when the store already
+    /// had the address (a writer outside our lock); it is then indexed as taken.
+    fn commit(
+        &mut self,
+        idx: usize,
+        ip: IpAddr,
+        id: &str,
+        ifname: &str,
+    ) -> Result<bool, IpamError> {
+        let owner = Owner::Attachment {
+            id: id.trim().to_string(),
+            ifname: ifname.to_string(),
+        };
+        let lease = Lease {
+            ip,
+            key: ip.to_string(),
+            owner,
+        };
+        if !self.store.reserve(ip, id, ifname)? {
+            self.surprised |= self.complete;
+            self.index.insert(Lease {
+                owner: Owner::Unknown,
+                ..lease
+            });
+            return Ok(false);
+        }
+        self.index.insert(lease);
+        // Round-robin is best effort: the lease is already durable, so a failure
+        // to remember the position must not fail (and leak) the allocation.
+        let _ = self.store.set_last_reserved(idx, ip);
+        Ok(true)
+    }
+
+    fn rollback(&mut self, done: &[Allocation]) {
+        for a in done {
+            let ip = a.address.addr();
+            if let Some(l) = self.index.remove(ip) {
+                // Best effort: the caller reports the original error.
+                let _ = self.store.remove(&l.key);
+            }
+        }
+    }
+
+    /// DEL: removes every lease of `(id, ifname)` (or, if none, the legacy
+    /// id-only leases of `id`). Releasing nothing is success.
+    pub fn release(&mut self, id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
+        let victims: Vec<Lease> = self
+            .index
+            .owned_by(id, ifname)
+            .into_iter()
+            .cloned()
+            .collect();
+        self.remove_all(victims)
+    }
+
+    /// CHECK: whether `(id, ifname)` (or legacy `id`) holds any lease.
+    pub fn holds(&self, id: &str, ifname: &str) -> bool {
+        !self.index.owned_by(id, ifname).is_empty()
+    }
+
+    /// GC: removes every lease not owned by one of `valid` `(id, ifname)`
+    /// attachments. Legacy id-only leases survive if their container id has any
+    /// valid attachment. Orphans and unreadable leases are removed.
+    pub fn gc(&mut self, valid: &[(String, String)]) -> Result<Vec<IpAddr>, IpamError> {
+        let pairs: HashSet<(&str, &str)> =
+            valid.iter().map(|(i, n)| (i.trim(), n.as_str())).collect();
+        let ids: HashSet<&str> = valid.iter().map(|(i, _)| i.trim()).collect();
+        let victims: Vec<Lease> = self
+            .index
+            .iter()
+            .filter(|l| match &l.owner {
+                Owner::Attachment { id, ifname } => {
+                    !pairs.contains(&(id.as_str(), ifname.as_str()))
+                }
+                Owner::Legacy { id } => !ids.contains(id.as_str()),
+                Owner::Orphan | Owner::Unknown => true,
+            })
+            .cloned()
+            .collect();
+        self.remove_all(victims)
+    }
+
+    /// Removes all `victims`, continuing past errors; reports the first error
+    /// with the number of failures after trying them all.
+    fn remove_all(&mut self, mut victims: Vec<Lease>) -> Result<Vec<IpAddr>, IpamError> {
+        victims.sort_by_key(|l| to_u128(l.ip));
+        let mut removed = Vec::with_capacity(victims.len());
+        let mut errors: Vec<IpamError> = Vec::new();
+        for l in victims {
+            match self.store.remove(&l.key) {
+                Ok(()) => {
+                    self.index.remove(l.ip);
+                    removed.push(l.ip);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let failed = errors.len();
+        match errors.into_iter().next() {
+            None => Ok(removed),
+            Some(first) if failed == 1 => Err(first),
+            Some(first) => {
+                Err(first.context(format_args!("{failed} leases could not be released")))
+            }
+        }
+    }
+
+    /// Whether the set has at least one address that ADD could hand out.
+    /// Counts instead of iterating, so huge IPv6 ranges cost O(leases).
+    /// Orphans count as free, since ADD reclaims them first.
+    pub fn has_free(&self, set: &RangeSet) -> bool {
+        set.ranges().iter().any(|r| {
+            let taken = self
+                .index
+                .iter()
+                .filter(|l| l.owner != Owner::Orphan && r.contains(l.ip) && !r.is_reserved(l.ip))
+                .count() as u128;
+            r.window_len() > r.reserved_in_window() + taken
+        })
+    }
+}
+
+fn allocation(range: &Range, set: usize, ip: IpAddr) -> Allocation {
+    let address = IpNet::new(ip, range.subnet.prefix_len()).unwrap_or_else(|_| IpNet::from(ip));
+    Allocation {
+        set,
+        address,
+        gateway: range.gateway,
+    }
+}
+
+/// Round-robin candidate walk over a range set (reference `RangeIter`): start
+/// right after the last reserved address (or at the first range's start), run
+/// to each range's end, continue with the next range, wrap around, and stop
+/// when the start comes round again. Reserved addresses are skipped.
+pub struct Candidates<'a> {
+    set: &'a RangeSet,
+    range: usize,
+    cur: u128,
+    remaining: u128,
+}
+
+impl<'a> Candidates<'a> {
+    /// `last` must lie inside `set` (callers filter it); `None` starts at the
+    /// first range's start.
+    pub fn new(set: &'a RangeSet, last: Option<IpAddr>) -> Self {
+        let total: u128 = set
+            .ranges()
+            .iter()
+            .map(Range::window_len)
+            .fold(0u128, u128::saturating_add);
+        let start = last.and_then(|ip| {
+            let idx = set.ranges().iter().position(|r| r.contains(ip))?;
+            Some(advance(set, idx, to_u128(ip)))
+        });
+        let (range, cur) = start.unwrap_or((0, to_u128(set.ranges()[0].range_start)));
+        Candidates {
+            set,
+            range,
+            cur,
+            remaining: total,
+        }
+    }
+
+    /// The next candidate and its range, or `None` once every address was offered.
+    pub fn next_candidate(&mut self) -> Option<(&'a Range, IpAddr)> {
+        while self.remaining > 0 {
+            self.remaining -= 1;
+            let r = &self.set.ranges()[self.range];
+            let ip = from_u128(self.cur, r.is_v4());
+            (self.range, self.cur) = advance(self.set, self.range, self.cur);
+            if !r.is_reserved(ip) {
+                return Some((r, ip));
+            }
+        }
+        None
+    }
+}
+
+/// The position after `cur` in range `idx`, moving to the next range (with
+/// wrap-around) past a range's end.
+fn advance(set: &RangeSet, idx: usize, cur: u128) -> (usize, u128) {
+    let r = &set.ranges()[idx];
+    if cur >= to_u128(r.range_end) {
+        let next = (idx + 1) % set.ranges().len();
+        (next, to_u128(set.ranges()[next].range_start))
+    } else {
+        (idx, cur + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;

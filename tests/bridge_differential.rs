@@ -1,0 +1,328 @@
+//! Differential test against Debian's reference `bridge`
+//! (`/usr/lib/cni/bridge`, containernetworking-plugins 1.1.1): the same
+//! configs in two fresh nodes, comparing the result JSON (modulo MACs, host
+//! veth names and the netns path) and the kernel state they leave.
+//!
+//! Known, intended differences (excluded from the comparison):
+//! - we bring `lo` up in the pod (the reference leaves that to `loopback`);
+//! - we pin the bridge MAC on every ADD, the reference only with isGateway
+//!   (MACs are normalised away anyway);
+//! - `keep_addr_on_down` is set by reference v1.7+, not by Debian's 1.1.1;
+//! - Debian's 1.1.1 (cni library 1.1) prints an empty `"dns": {}` in 1.x
+//!   results, which current libraries omit (as we do): empty `dns` objects
+//!   are dropped before comparing.
+mod bridge_util;
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bridge_util::*;
+use common::*;
+use serde_json::{json, Value};
+
+const REFERENCE_BRIDGE: &str = "/usr/lib/cni/bridge";
+
+/// What one implementation produced for one config.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    result: Value,
+    pod: Value,
+    node: Value,
+    after_del: Value,
+}
+
+fn sysctl_in(pod: &PodNs, key: &str) -> String {
+    let out = pod.exec(&["cat", &format!("/proc/sys/{key}")]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Replaces MACs, veth names and the netns path with placeholders.
+fn normalise(v: &Value, netns: &str) -> Value {
+    match v {
+        Value::String(s) => {
+            let is_mac = s.len() == 17 && s.split(':').count() == 6;
+            let is_veth = s.starts_with("veth") && s.len() == 12;
+            if is_mac {
+                json!("<mac>")
+            } else if is_veth {
+                json!("<veth>")
+            } else if s == netns {
+                json!("<netns>")
+            } else {
+                v.clone()
+            }
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| normalise(x, netns)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, x)| {
+                    !(k.as_str() == "dns" && x.as_object().is_some_and(|d| d.is_empty()))
+                })
+                .map(|(k, x)| (k.clone(), normalise(x, netns)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The comparable part of `ip -j addr` entries.
+fn addr_view(addrs: &Value) -> Value {
+    let mut out: Vec<Value> = addrs[0]["addr_info"]
+        .as_array()
+        .map(|a| {
+            // Link-local addresses derive from random MACs; "tentative" only
+            // says whether the kernel's DAD work item has run yet.
+            a.iter()
+                .filter(|i| !(i["family"] == "inet6" && i["scope"] == "link"))
+                .map(|i| {
+                    json!({"family": i["family"], "local": i["local"], "prefixlen": i["prefixlen"],
+                           "scope": i["scope"], "broadcast": i["broadcast"], "nodad": i.get("nodad").is_some()})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by_key(|v| v.to_string());
+    Value::Array(out)
+}
+
+fn link_view(link: &Value) -> Value {
+    let l = &link[0];
+    let mut flags: Vec<String> = l["flags"]
+        .as_array()
+        .map(|f| f.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default();
+    flags.sort();
+    json!({
+        "mtu": l["mtu"], "operstate": l["operstate"], "flags": flags,
+        "kind": l["linkinfo"]["info_kind"], "slave_kind": l["linkinfo"]["info_slave_kind"],
+        "hairpin": l["linkinfo"]["info_slave_data"]["hairpin"],
+        "vlan_filtering": l["linkinfo"]["info_data"]["vlan_filtering"],
+        "promiscuity": l["promiscuity"],
+    })
+}
+
+fn routes_view(routes: &Value) -> Value {
+    let mut out: Vec<Value> = routes
+        .as_array()
+        .map(|a| {
+            a.iter()
+                // `lo` is ours to bring up, not the reference's: skip its routes.
+                .filter(|r| r["dev"] != "lo")
+                .map(|r| json!({"dst": r["dst"], "gateway": r["gateway"], "dev": r["dev"], "table": r["table"],
+                                "scope": r["scope"], "metric": r["metric"], "type": r["type"], "protocol": r["protocol"]}))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by_key(|v| v.to_string());
+    Value::Array(out)
+}
+
+/// `iptables-save -t nat` without comments/counters lines that vary.
+fn nat_view() -> Value {
+    let mut v = Vec::new();
+    for v6 in [false, true] {
+        for line in nat_rules(v6).lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            v.push(line.split(" [").next().unwrap_or(line).to_string());
+        }
+    }
+    json!(v)
+}
+
+/// ADD then DEL with `binary` in a fresh node; everything observed.
+fn run(binary: PathBuf, conf: Value) -> Outcome {
+    let node = Node::new();
+    let mut conf = conf;
+    conf["ipam"]["dataDir"] = json!(node.data.path().display().to_string());
+    let pod = PodNs::new();
+    let ns = pod.path.to_str().unwrap().to_string();
+    let add = node
+        .call_binary(&binary, "ADD", "diff-pod", &ns, &conf)
+        .expect_ok();
+    let result = normalise(&add.json(), &ns);
+    let v6 = conf["ipam"].to_string().contains(':');
+    let mut pod_view = json!({
+        "eth0": link_view(&pod.ip_json(&["-d", "link", "show", "eth0"])),
+        "addrs": addr_view(&pod.ip_json(&["addr", "show", "dev", "eth0"])),
+        "routes4": routes_view(&pod.ip_json(&["-4", "route", "show", "table", "all"])),
+        "accept_dad": sysctl_in(&pod, "net/ipv6/conf/eth0/accept_dad"),
+        "arp_notify": sysctl_in(&pod, "net/ipv4/conf/eth0/arp_notify"),
+    });
+    if v6 {
+        pod_view["routes6"] = routes_view(&pod.ip_json(&["-6", "route", "show", "table", "main"]));
+        pod_view["disable_ipv6"] = json!(sysctl_in(&pod, "net/ipv6/conf/eth0/disable_ipv6"));
+    }
+    // 0.1/0.2 results have no interfaces: find the host veth on the bridge.
+    let host = bridge_ports(BRIDGE).pop().expect("one port on the bridge");
+    let read = |k: &str| {
+        std::fs::read_to_string(Path::new("/proc/sys").join(k))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let node_view = json!({
+        "bridge": link_view(&ip_json(&["-d", "link", "show", BRIDGE])),
+        "bridge_addrs": addr_view(&ip_json(&["addr", "show", "dev", BRIDGE])),
+        "veth": link_view(&ip_json(&["-d", "link", "show", &host])),
+        "veth_accept_ra": read(&format!("net/ipv6/conf/{host}/accept_ra")),
+        "bridge_accept_ra": read(&format!("net/ipv6/conf/{BRIDGE}/accept_ra")),
+        "ip_forward": read("net/ipv4/ip_forward"),
+        "ip6_forward": read("net/ipv6/conf/all/forwarding"),
+        "nat": nat_view(),
+        "leases": node.leases(),
+        "routes": routes_view(&ip_json(&["route", "show", "table", "all"])),
+    });
+    let del_conf = with_prev(&conf, &add.json());
+    node.call_binary(&binary, "DEL", "diff-pod", &ns, &del_conf)
+        .expect_ok();
+    let pod_links: Vec<Value> = pod
+        .ip_json(&["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].clone())
+        .collect();
+    let after_del = json!({
+        "pod_links": pod_links,
+        "bridge_ports": bridge_ports(BRIDGE).len(),
+        "nat": nat_view(),
+        "leases": node.leases(),
+        "bridge_addrs": addr_view(&ip_json(&["addr", "show", "dev", BRIDGE])),
+    });
+    Outcome {
+        result,
+        pod: normalise(&pod_view, &ns),
+        node: normalise(&node_view, &ns),
+        after_del,
+    }
+}
+
+fn compare(name: &str, conf: Value) {
+    // Each implementation gets its own node: run them on separate threads.
+    let (conf_a, conf_b) = (conf.clone(), conf);
+    let reference = std::thread::spawn(move || run(PathBuf::from(REFERENCE_BRIDGE), conf_a))
+        .join()
+        .expect("reference run");
+    let ours = std::thread::spawn(move || run(bin("bridge"), conf_b))
+        .join()
+        .expect("our run");
+    assert_eq!(ours.result, reference.result, "{name}: result JSON differs");
+    assert_eq!(ours.pod, reference.pod, "{name}: pod state differs");
+    assert_eq!(ours.node, reference.node, "{name}: node state differs");
+    assert_eq!(
+        ours.after_del, reference.after_del,
+        "{name}: state after DEL differs"
+    );
+}
+
+fn base(extra: Value) -> Value {
+    let mut v = json!({
+        "cniVersion": "1.0.0", "name": NETWORK, "type": "bridge", "bridge": BRIDGE,
+        "ipam": {"type": "host-local", "subnet": "10.88.0.0/24"}
+    });
+    merge(&mut v, extra);
+    v
+}
+
+#[test]
+fn same_as_reference_plain() {
+    require_root!();
+    compare("plain", base(json!({})));
+}
+
+#[test]
+fn same_as_reference_gateway() {
+    require_root!();
+    compare("gateway", base(json!({"isGateway": true})));
+    compare(
+        "default gateway",
+        base(json!({"isDefaultGateway": true, "mtu": 1400, "hairpinMode": true})),
+    );
+}
+
+#[test]
+fn same_as_reference_masquerade() {
+    require_root!();
+    compare("ipMasq", base(json!({"isGateway": true, "ipMasq": true})));
+}
+
+#[test]
+fn same_as_reference_dual_stack() {
+    require_root!();
+    let ipam = json!({"ipam": {"subnet": null, "ranges": [[{"subnet": "10.89.0.0/24"}], [{"subnet": "fd10:89::/64"}]],
+                      "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}});
+    let mut conf = base(json!({"isGateway": true}));
+    merge(&mut conf, ipam);
+    compare("dual stack", conf);
+}
+
+#[test]
+fn same_as_reference_older_versions() {
+    require_root!();
+    for v in ["0.2.0", "0.3.1", "0.4.0"] {
+        compare(v, base(json!({"cniVersion": v, "isDefaultGateway": true})));
+    }
+}
+
+#[test]
+fn same_as_reference_promisc_and_dns() {
+    require_root!();
+    compare(
+        "promisc+dns",
+        base(
+            json!({"promiscMode": true, "dns": {"nameservers": ["10.88.0.53"], "search": ["svc.local"]}}),
+        ),
+    );
+}
+
+#[test]
+fn attachments_move_between_implementations() {
+    require_root!();
+    let node = Node::new();
+    let reference = PathBuf::from(REFERENCE_BRIDGE);
+    let mut conf = base(json!({"isGateway": true, "ipMasq": true}));
+    conf["ipam"]["dataDir"] = json!(node.data.path().display().to_string());
+
+    // Made by the reference, checked and deleted by us (even with an empty
+    // netns, where the reference itself would leak the nat rules).
+    let pod = PodNs::new();
+    let ns = pod.path.to_str().unwrap().to_string();
+    let r = node
+        .call_binary(&reference, "ADD", "old-pod", &ns, &conf)
+        .expect_ok()
+        .json();
+    let ip = r["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    node.call("CHECK", "old-pod", &ns, &with_prev(&conf, &r))
+        .expect_ok();
+    assert!(nat_rules(false).contains(&ip));
+    node.call("DEL", "old-pod", "", &with_prev(&conf, &r))
+        .expect_ok();
+    assert!(!nat_rules(false).contains(&ip), "{}", nat_rules(false));
+    assert!(node.leases().is_empty());
+    drop(pod);
+
+    // Made by us, checked and deleted by the reference.
+    let pod = PodNs::new();
+    let ns = pod.path.to_str().unwrap().to_string();
+    let r = node.call("ADD", "new-pod", &ns, &conf).expect_ok().json();
+    let ip = result_ip(&r, false);
+    node.call_binary(&reference, "CHECK", "new-pod", &ns, &with_prev(&conf, &r))
+        .expect_ok();
+    node.call_binary(&reference, "DEL", "new-pod", &ns, &with_prev(&conf, &r))
+        .expect_ok();
+    assert!(!nat_rules(false).contains(&ip), "{}", nat_rules(false));
+    assert!(node.leases().is_empty());
+    assert!(pod
+        .ip_json(&["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["ifname"] != "eth0"));
+}
