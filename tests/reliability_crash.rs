@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 const NET: &str = "crashnet";
 const CRASH_ENV: &str = "CNI_RS_TEST_CRASH_POINT";
+/// host-local's attachment index (a cache beside the network directories).
+const INDEX_DIR: &str = ".cni-rs-index";
 /// host-local never opens the netns; this path must just not be ours.
 const NO_NETNS: &str = "/run/netns/cni-rs-crash-test-none";
 
@@ -144,22 +146,52 @@ fn assert_store_exact_allow_tmp(data_dir: &Path, live: &BTreeSet<String>, when: 
     check_store(data_dir, live, when, true);
 }
 
+/// After a failed command: the network directory (the reference-compatible
+/// store) is byte-identical, and the attachment index gained nothing (it
+/// may have been invalidated: it is a cache that is rebuilt on demand).
+fn assert_store_unchanged(data_dir: &Path, before: &BTreeMap<String, (Vec<u8>, u32)>, when: &str) {
+    let after = tree_snapshot(data_dir);
+    let (store_before, index_before): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        before.iter().partition(|(k, _)| !k.starts_with(INDEX_DIR));
+    let (store_after, index_after): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        after.iter().partition(|(k, _)| !k.starts_with(INDEX_DIR));
+    assert_eq!(store_after, store_before, "{when}: the store changed");
+    for (k, v) in &index_after {
+        assert_eq!(
+            index_before.get(k),
+            Some(v),
+            "{when}: index file {k} added or changed"
+        );
+    }
+}
+
 fn add_ok(id: &str, data_dir: &Path) -> serde_json::Value {
     host_local(&call("ADD", id, data_dir)).expect_ok().json()
 }
 
 #[test]
 fn killed_at_every_store_crash_point_then_del_and_gc() {
+    // (verb, crash point, drop the attachment index first so the command
+    // takes the full path and rebuilds it).
     let cases = [
-        ("ADD", "after-lock"),
-        ("ADD", "after-create"),
-        ("ADD", "after-write"),
-        ("ADD", "before-rename"),
-        ("DEL", "after-remove"),
-        ("DEL", "after-lock"),
-        ("GC", "after-remove"),
+        ("ADD", "after-lock", false),
+        ("ADD", "after-create", false),
+        ("ADD", "after-write", false),
+        ("ADD", "before-rename", false),
+        ("ADD", "index-after-seal", false),
+        ("ADD", "index-after-marker", false),
+        ("ADD", "index-during-rebuild", true),
+        ("ADD", "index-after-rebuild", true),
+        ("DEL", "after-remove", false),
+        ("DEL", "after-lock", false),
+        ("DEL", "index-after-seal", false),
+        ("DEL", "index-after-marker", false),
+        ("DEL", "index-during-rebuild", true),
+        ("GC", "after-remove", false),
+        ("GC", "index-after-seal", false),
+        ("GC", "index-during-rebuild", true),
     ];
-    for (verb, point) in cases {
+    for (verb, point, drop_index) in cases {
         let tmp = TempDir::new("crash-point");
         let dd = tmp.path();
         let mut live: BTreeSet<String> = ["keep-1", "keep-2"].map(String::from).into();
@@ -169,6 +201,10 @@ fn killed_at_every_store_crash_point_then_del_and_gc() {
         let keepers = owners(dd);
         if verb != "ADD" {
             add_ok("victim", dd);
+        }
+        if drop_index {
+            // Documented as always safe: forces one full scan and rebuild.
+            std::fs::remove_dir_all(dd.join(INDEX_DIR).join(NET)).expect("drop index");
         }
         let c = match verb {
             "GC" => gc_call(&live, dd),
@@ -197,6 +233,16 @@ fn killed_at_every_store_crash_point_then_del_and_gc() {
         assert!(!ip.is_empty(), "{r}");
         live.insert("after".into());
         assert_store_exact(dd, &live, &format!("{verb} {point}: after recovery"));
+        // The (possibly rebuilt) index must agree with the leases: CHECK
+        // finds every live attachment, the victim is gone, each DEL frees
+        // exactly its own leases.
+        host_local(&call("CHECK", "victim", dd)).expect_err(999);
+        for id in live.clone() {
+            host_local(&call("CHECK", &id, dd)).expect_ok();
+            host_local(&call("DEL", &id, dd)).expect_ok();
+            live.remove(&id);
+            assert_store_exact(dd, &live, &format!("{verb} {point}: DEL {id}"));
+        }
     }
 }
 
@@ -377,7 +423,7 @@ fn full_disk_is_a_clear_error_and_recovers() {
         let err = run.expect_err(5);
         let msg = err["msg"].as_str().unwrap_or_default();
         assert!(msg.contains("No space left"), "unclear error: {err}");
-        assert_eq!(tree_snapshot(&dd), before, "a failed ADD left debris");
+        assert_store_unchanged(&dd, &before, "failed ADD on a full disk");
         // DEL still works on a full disk (it only removes files).
         host_local(&call("DEL", "early", &dd)).expect_ok();
         std::fs::remove_file(&filler).expect("free space");
@@ -413,7 +459,7 @@ fn inode_exhaustion_is_a_clear_error_and_recovers() {
                 .contains("No space left"),
             "unclear error: {err}"
         );
-        assert_eq!(tree_snapshot(&dd), before, "a failed ADD left debris");
+        assert_store_unchanged(&dd, &before, "failed ADD without inodes");
         for p in fillers {
             std::fs::remove_file(p).expect("remove filler");
         }
