@@ -293,15 +293,15 @@ fn typical_add_duration(dd: &Path) -> Duration {
 
 /// Kills a host-local ADD (and sometimes a DEL) at random moments, many
 /// times; after each round the runtime's recovery (DEL, or only GC) must
-/// leave exactly the live containers' leases. Returns kills that hit a
-/// running process.
-fn random_kills(rounds: usize, seed: u64) -> (usize, usize) {
+/// leave exactly the live containers' leases. Returns (ADDs killed while
+/// running, ADDs that finished first, DELs killed while running).
+fn random_kills(rounds: usize, seed: u64) -> (usize, usize, usize) {
     let tmp = TempDir::new("crash-random");
     let dd = tmp.path();
     let window = typical_add_duration(dd).as_micros() as u64 + 500;
     let mut rng = Rng(seed);
     let mut live: BTreeSet<String> = BTreeSet::new();
-    let (mut killed, mut completed) = (0, 0);
+    let (mut killed, mut completed, mut del_killed) = (0, 0, 0);
     for round in 0..rounds {
         let id = format!("pod-{round}");
         let mut child = spawn(&bin("host-local"), &call("ADD", &id, dd), false);
@@ -329,7 +329,9 @@ fn random_kills(rounds: usize, seed: u64) -> (usize, usize) {
             let mut child = spawn(&bin("host-local"), &call("DEL", &victim, dd), false);
             std::thread::sleep(Duration::from_micros(rng.below(window)));
             let _ = child.kill();
-            let _ = child.wait();
+            if !child.wait().expect("wait").success() {
+                del_killed += 1;
+            }
             host_local(&call("DEL", &victim, dd)).expect_ok();
             live.remove(&victim);
         }
@@ -344,13 +346,16 @@ fn random_kills(rounds: usize, seed: u64) -> (usize, usize) {
     host_local(&call("DEL", "final", dd)).expect_ok();
     assert_store_exact(dd, &live, "end of random kills");
     assert_no_leases(dd, NET);
-    (killed, completed)
+    (killed, completed, del_killed)
 }
 
 #[test]
 fn host_local_survives_hundreds_of_random_kills() {
-    let (killed, completed) = random_kills(300, 0x5eed_cafe);
-    eprintln!("random kills: {killed} killed mid-run, {completed} completed before the kill");
+    let (killed, completed, del_killed) = random_kills(300, 0x5eed_cafe);
+    eprintln!(
+        "random kills: {killed} ADDs killed mid-run, {completed} completed before the kill, \
+         {del_killed} DELs killed mid-run"
+    );
     assert!(
         killed >= 50,
         "too few kills landed ({killed}); delays are mis-scaled"
