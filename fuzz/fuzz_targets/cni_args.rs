@@ -7,7 +7,9 @@ use cni::args::CniArgs;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(args) = CniArgs::parse(s) else { return };
     assert_eq!(args.as_str(), s);
     if s.is_empty() {

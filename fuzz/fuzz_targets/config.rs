@@ -25,14 +25,20 @@ fuzz_target!(|data: &[u8]| {
     // host-local validates the raw object even when NetConf would not.
     if let Ok(ipam) = IpamConfig::parse(&value, None) {
         let dir = ipam.network_dir();
-        assert_eq!(dir.parent(), Some(ipam.data_dir.as_path()), "{dir:?} escapes dataDir");
+        assert_eq!(
+            dir.parent(),
+            Some(ipam.data_dir.as_path()),
+            "{dir:?} escapes dataDir"
+        );
         assert!(ipam.name != "." && ipam.name != ".." && !ipam.name.contains('/'));
         assert!(!ipam.range_sets.is_empty());
     }
     let _ = IpamConfig::parse(&value, Some("10.1.2.3"));
     let Ok(conf) = conf else { return };
-    assert!(cni::spec::SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str())
-        || cni::spec::check_version(&conf.cni_version).is_err());
+    assert!(
+        cni::spec::SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str())
+            || cni::spec::check_version(&conf.cni_version).is_err()
+    );
     let _ = conf.ipam_type();
     let _ = conf.prev_result();
     let _ = cni::skel::valid_attachments(&conf);

@@ -56,7 +56,10 @@ impl Name {
 fn sets() -> Vec<RangeSet> {
     let v4 = Range::new("10.77.0.0/28".parse().unwrap(), None, None, None).unwrap();
     let v6 = Range::new("fd10:77::/124".parse().unwrap(), None, None, None).unwrap();
-    vec![RangeSet::new(vec![v4]).unwrap(), RangeSet::new(vec![v6]).unwrap()]
+    vec![
+        RangeSet::new(vec![v4]).unwrap(),
+        RangeSet::new(vec![v6]).unwrap(),
+    ]
 }
 
 fn scratch() -> PathBuf {
@@ -100,7 +103,10 @@ fuzz_target!(|input: Input| {
         assert_eq!(got.len(), sets.len());
         for a in &got {
             let ip = a.address.addr();
-            assert!(!held.contains(&ip), "handed out {ip}, held by another lease");
+            assert!(
+                !held.contains(&ip),
+                "handed out {ip}, held by another lease"
+            );
             let content = std::fs::read(dir.join(ip.to_string())).expect("lease file");
             assert_eq!(content, b"fuzz-id\r\neth0");
         }
