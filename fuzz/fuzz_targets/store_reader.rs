@@ -62,6 +62,25 @@ fn sets() -> Vec<RangeSet> {
     ]
 }
 
+/// Address-named regular files with a non-empty owner line: (name, address).
+fn live_files(dir: &std::path::Path) -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(ip) = name.parse::<IpAddr>() else {
+            continue;
+        };
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let content = std::fs::read(e.path()).unwrap_or_default();
+        if !String::from_utf8_lossy(&content).trim().is_empty() {
+            out.push((name, ip.to_canonical()));
+        }
+    }
+    out
+}
+
 fn scratch() -> PathBuf {
     std::env::temp_dir().join(format!("cni-rs-fuzz-store-{}", std::process::id()))
 }
@@ -85,28 +104,30 @@ fuzz_target!(|input: Input| {
         .collect();
 
     let mut store = DiskStore::open(&root, NET).expect("open store");
-    let before = store.leases().expect("list leases");
+    let _ = store.leases().expect("list leases");
     for set in 0..3 {
         let _ = store.last_reserved(set);
     }
+    // Files holding an owner line before anything runs: (name, address).
+    let live_before = live_files(&dir);
     let mut alloc = Allocator::new(&mut store).expect("index");
-    let orphans = alloc.reclaim_orphans().expect("reclaim");
-    let held: Vec<IpAddr> = before
-        .iter()
-        .filter(|l| l.owner != Owner::Orphan)
-        .map(|l| l.ip)
-        .collect();
-    for ip in &orphans {
-        assert!(!held.contains(ip), "reclaimed {ip}, which has a live owner");
+    let _ = alloc.reclaim_orphans().expect("reclaim");
+    for (name, _) in &live_before {
+        assert!(
+            dir.join(name).exists(),
+            "reclaim removed the live lease {name:?}"
+        );
     }
     if let Ok(got) = alloc.allocate(&sets, "fuzz-id", "eth0", &requested) {
         assert_eq!(got.len(), sets.len());
         for a in &got {
             let ip = a.address.addr();
-            assert!(
-                !held.contains(&ip),
-                "handed out {ip}, held by another lease"
-            );
+            for (name, held) in &live_before {
+                assert!(
+                    *held != ip,
+                    "handed out {ip}, held by the live lease {name:?}"
+                );
+            }
             let content = std::fs::read(dir.join(ip.to_string())).expect("lease file");
             assert_eq!(content, b"fuzz-id\r\neth0");
         }
