@@ -190,6 +190,14 @@ fn generate(kind: &str, base: &Value) -> Vec<u8> {
             conf["ipam"]["ranges"] = Value::Array(sets);
             serde_json::to_vec(&conf).expect("serialize")
         }
+        "vlan-trunk-100k-full-ranges" => {
+            // 100 000 trunk entries each spanning all of 1..=4094 (2.9 MB).
+            let mut conf = base.clone();
+            let item = serde_json::json!({"minID": 1, "maxID": 4094});
+            conf["vlanTrunk"] = Value::Array(vec![item; 100_000]);
+            conf["ipam"]["type"] = Value::String("no-such-ipam".into());
+            serde_json::to_vec(&conf).expect("serialize")
+        }
         "name-10mb-slash" => {
             let mut conf = base.clone();
             let half = "a".repeat(5 * MB);
@@ -258,10 +266,30 @@ fn build_call(case: &Case, base: &Value, places: &Places) -> PluginCall {
 /// loaded machine); a plugin still running then is killed and reported.
 const CASE_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Address-space limit of a plugin run: 10 MB inputs need far less.
+const CASE_MEMORY: u64 = 1 << 30;
+
 /// Like `common::run_plugin`, but kills the plugin at `deadline` (a hang is
 /// a failure to report, not a reason to hang the suite).
 fn run_with_deadline(binary: &Path, call: &PluginCall, deadline: Duration) -> PluginRun {
-    let mut child = Command::new(binary)
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(binary);
+    // Cap the address space: an input that makes a plugin allocate without
+    // bound must fail here (abort, reported) instead of exhausting the machine.
+    // SAFETY: only async-signal-safe setrlimit(2) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = nix::libc::rlimit {
+                rlim_cur: CASE_MEMORY,
+                rlim_max: CASE_MEMORY,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(&call.env)
