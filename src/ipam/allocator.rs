@@ -34,35 +34,49 @@ pub struct Allocation {
     pub gateway: IpAddr,
 }
 
-/// All leases of a network, indexed for O(1) lookups.
+/// All leases of a network, indexed by address for O(1) lookups.
+///
+/// An address can be held by more than one key: the canonical name and a
+/// non-canonical one written by another tool (`::ffff:10.1.0.5` next to
+/// `10.1.0.5`). Every key is kept, and the address stays taken while any of
+/// them remains: removing one key (e.g. reclaiming an empty, half-written
+/// file) must not free an address another file still holds.
 #[derive(Debug, Default)]
 pub struct LeaseIndex {
-    by_ip: HashMap<IpAddr, Lease>,
+    by_ip: HashMap<IpAddr, Vec<Lease>>,
 }
 
 impl LeaseIndex {
-    /// Builds the index from a store listing. When two keys name the same
-    /// address (a non-canonical name written by another tool), both block it;
-    /// the first listed is kept as the representative.
+    /// Builds the index from a store listing (every key is kept).
     pub fn new(leases: Vec<Lease>) -> Self {
-        let mut by_ip = HashMap::with_capacity(leases.len());
+        let mut index = LeaseIndex {
+            by_ip: HashMap::with_capacity(leases.len()),
+        };
         for l in leases {
-            by_ip.entry(l.ip).or_insert(l);
+            index.insert(l);
         }
-        LeaseIndex { by_ip }
+        index
     }
 
-    /// Whether `ip` is leased (orphans included until reclaimed).
+    /// Whether `ip` is leased under any key (orphans included until reclaimed).
     pub fn is_leased(&self, ip: IpAddr) -> bool {
         self.by_ip.contains_key(&ip)
     }
 
-    /// Every lease, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
-        self.by_ip.values()
+    /// Whether `ip` is held by a lease that ADD would not reclaim (any key
+    /// that is not an orphan).
+    fn is_held(&self, ip: IpAddr) -> bool {
+        self.by_ip
+            .get(&ip)
+            .is_some_and(|ls| ls.iter().any(|l| l.owner != Owner::Orphan))
     }
 
-    /// Number of leases.
+    /// Every lease (every key), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.by_ip.values().flatten()
+    }
+
+    /// Number of leased addresses (an address with several keys counts once).
     pub fn len(&self) -> usize {
         self.by_ip.len()
     }
@@ -73,30 +87,39 @@ impl LeaseIndex {
     }
 
     /// Leases owned by `(id, ifname)`; if there are none, the legacy id-only
-    /// leases of `id` (the reference's `ReleaseByID` fallback). Sorted by address.
+    /// leases of `id` (the reference's `ReleaseByID` fallback). Sorted by
+    /// address (then key); an address held under two keys appears twice.
     pub fn owned_by(&self, id: &str, ifname: &str) -> Vec<&Lease> {
         let mut exact: Vec<&Lease> = self
-            .by_ip
-            .values()
+            .iter()
             .filter(|l| l.owner.is_attachment(id, ifname))
             .collect();
         if exact.is_empty() {
-            exact = self
-                .by_ip
-                .values()
-                .filter(|l| l.owner.is_legacy_of(id))
-                .collect();
+            exact = self.iter().filter(|l| l.owner.is_legacy_of(id)).collect();
         }
-        exact.sort_by_key(|l| to_u128(l.ip));
+        exact.sort_by(|a, b| (to_u128(a.ip), &a.key).cmp(&(to_u128(b.ip), &b.key)));
         exact
     }
 
+    /// Adds `lease`, replacing an entry with the same key.
     fn insert(&mut self, lease: Lease) {
-        self.by_ip.insert(lease.ip, lease);
+        let keys = self.by_ip.entry(lease.ip).or_default();
+        match keys.iter_mut().find(|l| l.key == lease.key) {
+            Some(l) => *l = lease,
+            None => keys.push(lease),
+        }
     }
 
-    fn remove(&mut self, ip: IpAddr) -> Option<Lease> {
-        self.by_ip.remove(&ip)
+    /// Removes the lease stored under `key` for `ip`; the address stays
+    /// leased while another key holds it.
+    fn remove_key(&mut self, ip: IpAddr, key: &str) -> Option<Lease> {
+        let keys = self.by_ip.get_mut(&ip)?;
+        let pos = keys.iter().position(|l| l.key == key)?;
+        let lease = keys.swap_remove(pos);
+        if keys.is_empty() {
+            self.by_ip.remove(&ip);
+        }
+        Some(lease)
     }
 }
 
@@ -155,6 +178,7 @@ impl<'s, S: Store> Allocator<'s, S> {
             .map(|l| l.ip)
             .collect();
         ips.sort_by_key(|ip| to_u128(*ip));
+        ips.dedup();
         ips
     }
 
@@ -171,10 +195,11 @@ impl<'s, S: Store> Allocator<'s, S> {
         let mut out = Vec::with_capacity(orphans.len());
         for l in orphans {
             self.store.remove(&l.key)?;
-            self.index.remove(l.ip);
+            self.index.remove_key(l.ip, &l.key);
             out.push(l.ip);
         }
         out.sort_by_key(|ip| to_u128(*ip));
+        out.dedup();
         Ok(out)
     }
 
@@ -339,7 +364,8 @@ impl<'s, S: Store> Allocator<'s, S> {
     fn rollback(&mut self, done: &[Allocation]) {
         for a in done {
             let ip = a.address.addr();
-            if let Some(l) = self.index.remove(ip) {
+            // Only the key this call created (the canonical name).
+            if let Some(l) = self.index.remove_key(ip, &ip.to_string()) {
                 // Best effort: the caller reports the original error.
                 let _ = self.store.remove(&l.key);
             }
@@ -394,12 +420,13 @@ impl<'s, S: Store> Allocator<'s, S> {
         for l in victims {
             match self.store.remove(&l.key) {
                 Ok(()) => {
-                    self.index.remove(l.ip);
+                    self.index.remove_key(l.ip, &l.key);
                     removed.push(l.ip);
                 }
                 Err(e) => errors.push(e),
             }
         }
+        removed.dedup();
         let failed = errors.len();
         match errors.into_iter().next() {
             None => Ok(removed),
@@ -417,8 +444,9 @@ impl<'s, S: Store> Allocator<'s, S> {
         set.ranges().iter().any(|r| {
             let taken = self
                 .index
-                .iter()
-                .filter(|l| l.owner != Owner::Orphan && r.contains(l.ip) && !r.is_reserved(l.ip))
+                .by_ip
+                .keys()
+                .filter(|ip| r.contains(**ip) && !r.is_reserved(**ip) && self.index.is_held(**ip))
                 .count() as u128;
             r.window_len() > r.reserved_in_window() + taken
         })

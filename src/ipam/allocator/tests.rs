@@ -428,6 +428,59 @@ fn orphans_block_until_reclaimed() {
 }
 
 #[test]
+fn reclaimed_orphan_keeps_address_held_under_another_key() {
+    // An empty canonical file and a live non-canonical one for the same
+    // address: reclaiming the orphan must not free the address.
+    let sets = [set(vec![range("10.1.2.0/29", None, None)])]; // .2-.6
+    let mut store = MemStore::new();
+    store.insert_raw("10.1.2.2", b"");
+    store.insert_raw("::ffff:10.1.2.2", b"other\r\neth0");
+    let mut a = Allocator::new(&mut store).expect("open");
+    assert_eq!(a.index().len(), 1, "one address, two keys");
+    assert_eq!(a.index().iter().count(), 2);
+    assert_eq!(a.reclaim_orphans().expect("reclaim"), vec![ip("10.1.2.2")]);
+    assert!(a.index().is_leased(ip("10.1.2.2")));
+    let got = a.allocate(&sets, "ctr", "eth0", &[]).expect("allocate");
+    assert_eq!(got[0].address.addr(), ip("10.1.2.3"));
+    // Requesting it explicitly is refused too.
+    let e = a
+        .allocate(&sets, "ctr2", "eth0", &[ip("10.1.2.2")])
+        .expect_err("taken under another key");
+    assert!(e.to_string().contains("not available"), "{e}");
+    // A set whose only free address is held under a non-canonical key is full.
+    let tiny = set(vec![range(
+        "10.1.2.0/29",
+        Some("10.1.2.2"),
+        Some("10.1.2.2"),
+    )]);
+    assert!(!a.has_free(&tiny));
+    // DEL of the other owner removes its non-canonical key and frees it.
+    assert_eq!(
+        a.release("other", "eth0").expect("release"),
+        vec![ip("10.1.2.2")]
+    );
+    assert!(!a.index().is_leased(ip("10.1.2.2")));
+    assert!(a.has_free(&tiny));
+    drop(a);
+    assert!(!store.files.contains_key("::ffff:10.1.2.2"));
+}
+
+#[test]
+fn gc_and_release_remove_every_key_of_an_address() {
+    let mut store = MemStore::new();
+    lease(&mut store, "10.1.2.3", "a");
+    store.insert_raw("::ffff:10.1.2.3", b"a\r\neth0");
+    lease(&mut store, "10.1.2.4", "b");
+    store.insert_raw("::ffff:10.1.2.4", b"");
+    let mut a = Allocator::new(&mut store).expect("open");
+    assert_eq!(a.held_by("a", "eth0"), vec![ip("10.1.2.3")]);
+    assert_eq!(a.gc(&[]).expect("gc"), vec![ip("10.1.2.3"), ip("10.1.2.4")]);
+    assert!(a.index().is_empty());
+    drop(a);
+    assert!(store.files.is_empty(), "{:?}", store.files.keys());
+}
+
+#[test]
 fn has_free_counts() {
     let s = set(vec![range("10.1.2.0/29", None, None)]); // usable .2-.6
     let mut store = MemStore::new();
