@@ -217,16 +217,9 @@ impl<'s, S: Store> Allocator<'s, S> {
         requested: &[IpAddr],
     ) -> Result<Vec<Allocation>, IpamError> {
         self.reject_duplicate(sets, id, ifname)?;
-        let mut pending: Vec<IpAddr> = Vec::new();
-        for ip in requested.iter().map(|ip| canonical(*ip)) {
-            if !pending.contains(&ip) {
-                pending.push(ip);
-            }
-        }
+        let plan = plan_requested(sets, requested)?;
         let mut done: Vec<Allocation> = Vec::with_capacity(sets.len());
-        for (idx, set) in sets.iter().enumerate() {
-            let wanted = pending.iter().position(|ip| set.contains(*ip));
-            let wanted = wanted.map(|pos| pending.remove(pos));
+        for (idx, (set, wanted)) in sets.iter().zip(plan).enumerate() {
             let got = match wanted {
                 Some(ip) => self.reserve_requested(set, idx, ip, id, ifname),
                 None => self.reserve_next(set, idx, id, ifname),
@@ -238,14 +231,6 @@ impl<'s, S: Store> Allocator<'s, S> {
                     return Err(e.context(format_args!("failed to allocate for range {idx}")));
                 }
             }
-        }
-        if !pending.is_empty() {
-            self.rollback(&done);
-            let list: Vec<String> = pending.iter().map(IpAddr::to_string).collect();
-            return Err(IpamError::Request(format!(
-                "failed to allocate all requested IPs: {}",
-                list.join(" ")
-            )));
         }
         Ok(done)
     }
@@ -277,17 +262,7 @@ impl<'s, S: Store> Allocator<'s, S> {
         let range = set
             .range_for(ip)
             .ok_or_else(|| IpamError::Request(format!("{ip} not in range set {set}")))?;
-        if ip == range.gateway {
-            return Err(IpamError::Request(format!(
-                "requested ip {ip} is subnet's gateway"
-            )));
-        }
-        if range.is_reserved(ip) {
-            return Err(IpamError::Request(format!(
-                "requested ip {ip} is the network or broadcast address of {}",
-                range.subnet
-            )));
-        }
+        check_requested(range, ip)?;
         let unavailable = || {
             IpamError::Exhausted(format!(
                 "requested IP address {ip} is not available in range set {set}"
@@ -451,6 +426,78 @@ impl<'s, S: Store> Allocator<'s, S> {
             r.window_len() > r.reserved_in_window() + taken
         })
     }
+}
+
+/// Assigns the requested addresses to range sets the way ADD does (the
+/// first requested address inside a set is used for that set; duplicates
+/// count once) and rejects what the configuration alone shows cannot be
+/// served: an address no set contains, a set's gateway, network or
+/// broadcast address, or a set without any allocatable address. Needs no store, so ADD runs it before creating or
+/// locking anything: a bad request leaves the disk untouched.
+///
+/// Returns one entry per set: the address requested for it, if any.
+pub fn plan_requested(
+    sets: &[RangeSet],
+    requested: &[IpAddr],
+) -> Result<Vec<Option<IpAddr>>, IpamError> {
+    let mut pending: Vec<IpAddr> = Vec::new();
+    for ip in requested.iter().map(|ip| canonical(*ip)) {
+        if !pending.contains(&ip) {
+            pending.push(ip);
+        }
+    }
+    let mut plan = Vec::with_capacity(sets.len());
+    for (idx, set) in sets.iter().enumerate() {
+        let hit = pending
+            .iter()
+            .enumerate()
+            .find_map(|(pos, ip)| set.range_for(*ip).map(|r| (pos, r)));
+        let wanted = match hit {
+            Some((pos, range)) => {
+                let ip = pending.remove(pos);
+                check_requested(range, ip)
+                    .map_err(|e| e.context(format_args!("failed to allocate for range {idx}")))?;
+                Some(ip)
+            }
+            // A set whose windows hold nothing but reserved addresses can
+            // never serve ADD, whatever the store holds.
+            None if !set
+                .ranges()
+                .iter()
+                .any(|r| r.window_len() > r.reserved_in_window()) =>
+            {
+                return Err(IpamError::Exhausted(format!(
+                    "failed to allocate for range {idx}: no IP addresses available in range set: {set}"
+                )));
+            }
+            None => None,
+        };
+        plan.push(wanted);
+    }
+    if !pending.is_empty() {
+        let list: Vec<String> = pending.iter().map(IpAddr::to_string).collect();
+        return Err(IpamError::Request(format!(
+            "failed to allocate all requested IPs: {}",
+            list.join(" ")
+        )));
+    }
+    Ok(plan)
+}
+
+/// A requested address must not be its range's gateway, network or broadcast.
+fn check_requested(range: &Range, ip: IpAddr) -> Result<(), IpamError> {
+    if ip == range.gateway {
+        return Err(IpamError::Request(format!(
+            "requested ip {ip} is subnet's gateway"
+        )));
+    }
+    if range.is_reserved(ip) {
+        return Err(IpamError::Request(format!(
+            "requested ip {ip} is the network or broadcast address of {}",
+            range.subnet
+        )));
+    }
+    Ok(())
 }
 
 fn allocation(range: &Range, set: usize, ip: IpAddr) -> Allocation {

@@ -300,6 +300,60 @@ fn requested_ips() {
 }
 
 #[test]
+fn plan_requested_needs_no_store() {
+    let sets = [
+        set(vec![range("10.1.2.0/24", None, None)]),
+        set(vec![range("fd10:1::/64", None, None)]),
+    ];
+    assert_eq!(
+        plan_requested(&sets, &[]).expect("nothing"),
+        vec![None, None]
+    );
+    assert_eq!(
+        plan_requested(
+            &sets,
+            &[ip("fd10:1::5"), ip("::ffff:10.1.2.5"), ip("10.1.2.5")]
+        )
+        .expect("one per set, duplicates once"),
+        vec![Some(ip("10.1.2.5")), Some(ip("fd10:1::5"))]
+    );
+    let msg = |r: Result<Vec<Option<IpAddr>>, IpamError>| r.expect_err("bad").to_string();
+    assert_eq!(
+        msg(plan_requested(&sets, &[ip("10.99.0.5")])),
+        "failed to allocate all requested IPs: 10.99.0.5"
+    );
+    assert_eq!(
+        msg(plan_requested(&sets, &[ip("10.1.2.1")])),
+        "failed to allocate for range 0: requested ip 10.1.2.1 is subnet's gateway"
+    );
+    // Outside the window (the default window starts after the network).
+    assert_eq!(
+        msg(plan_requested(&sets, &[ip("fd10:1::")])),
+        "failed to allocate all requested IPs: fd10:1::"
+    );
+    let wide = [set(vec![range(
+        "10.1.4.0/24",
+        Some("10.1.4.0"),
+        Some("10.1.4.255"),
+    )])];
+    assert_eq!(
+        msg(plan_requested(&wide, &[ip("10.1.4.255")])),
+        "failed to allocate for range 0: requested ip 10.1.4.255 is the network or broadcast address of 10.1.4.0/24"
+    );
+    let gw_only = set(vec![range(
+        "10.1.3.0/30",
+        Some("10.1.3.1"),
+        Some("10.1.3.1"),
+    )]);
+    let e = plan_requested(&[gw_only], &[]).expect_err("nothing allocatable");
+    assert!(matches!(e, IpamError::Exhausted(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "failed to allocate for range 0: no IP addresses available in range set: 10.1.3.1-10.1.3.1"
+    );
+}
+
+#[test]
 fn duplicate_add_is_rejected() {
     let sets = [set(vec![range("10.1.2.0/24", None, None)])];
     let mut store = MemStore::new();
