@@ -560,6 +560,9 @@ fn bad_input_gets_the_right_code_and_leaves_store_untouched() {
 
 const NETS: &str = NETNS;
 
+/// What, stdin, extra env, expected code, expected message part.
+type RefutedCase<'a> = (&'a str, Value, &'a [(&'a str, &'a str)], u64, &'a str);
+
 /// Requests that the configuration alone refutes (an address outside every
 /// range set, a gateway, a set with nothing allocatable) fail before the
 /// store is opened: an existing store (leases, `last_reserved_ip.*`, index)
@@ -588,7 +591,7 @@ fn refuted_requests_touch_nothing_on_disk() {
         gw_only["ipam"]["ranges"] = json!([[{
             "subnet": "10.77.0.0/30", "rangeStart": "10.77.0.1", "rangeEnd": "10.77.0.1"
         }]]);
-        let cases: Vec<(&str, Value, &[(&str, &str)], u64, &str)> = vec![
+        let cases: Vec<RefutedCase> = vec![
             (
                 "runtimeConfig.ips outside",
                 with_runtime_ips(&good, &["10.99.0.5"]),
