@@ -432,33 +432,41 @@ impl<'s, S: Store> Allocator<'s, S> {
 /// first requested address inside a set is used for that set; duplicates
 /// count once) and rejects what the configuration alone shows cannot be
 /// served: an address no set contains, a set's gateway, network or
-/// broadcast address, or a set without any allocatable address. Needs no store, so ADD runs it before creating or
-/// locking anything: a bad request leaves the disk untouched.
+/// broadcast address, or a set without any allocatable address. Needs no
+/// store, so ADD runs it before creating or locking anything: a bad request
+/// leaves the disk untouched.
+///
+/// `sets` must not overlap (as [`IpamConfig`](super::config::IpamConfig)
+/// guarantees): then every address lies in at most one range, found by a
+/// binary search, and the whole check is O((ranges + requests) log ranges)
+/// however many addresses a config requests.
 ///
 /// Returns one entry per set: the address requested for it, if any.
 pub fn plan_requested(
     sets: &[RangeSet],
     requested: &[IpAddr],
 ) -> Result<Vec<Option<IpAddr>>, IpamError> {
-    let mut pending: Vec<IpAddr> = Vec::new();
-    for ip in requested.iter().map(|ip| canonical(*ip)) {
-        if !pending.contains(&ip) {
-            pending.push(ip);
+    let mut seen: HashSet<IpAddr> = HashSet::with_capacity(requested.len());
+    let pending: Vec<IpAddr> = requested
+        .iter()
+        .map(|ip| canonical(*ip))
+        .filter(|ip| seen.insert(*ip))
+        .collect();
+    let mut plan: Vec<Option<(IpAddr, &Range)>> = vec![None; sets.len()];
+    let mut leftover: Vec<IpAddr> = Vec::new();
+    if !pending.is_empty() {
+        let locate = RangeLocator::new(sets);
+        for ip in pending {
+            match locate.find(ip) {
+                Some((idx, range)) if plan[idx].is_none() => plan[idx] = Some((ip, range)),
+                _ => leftover.push(ip),
+            }
         }
     }
-    let mut plan = Vec::with_capacity(sets.len());
-    for (idx, set) in sets.iter().enumerate() {
-        let hit = pending
-            .iter()
-            .enumerate()
-            .find_map(|(pos, ip)| set.range_for(*ip).map(|r| (pos, r)));
-        let wanted = match hit {
-            Some((pos, range)) => {
-                let ip = pending.remove(pos);
-                check_requested(range, ip)
-                    .map_err(|e| e.context(format_args!("failed to allocate for range {idx}")))?;
-                Some(ip)
-            }
+    for (idx, (set, wanted)) in sets.iter().zip(&plan).enumerate() {
+        let fail = |e: IpamError| e.context(format_args!("failed to allocate for range {idx}"));
+        match wanted {
+            Some((ip, range)) => check_requested(range, *ip).map_err(fail)?,
             // A set whose windows hold nothing but reserved addresses can
             // never serve ADD, whatever the store holds.
             None if !set
@@ -466,22 +474,52 @@ pub fn plan_requested(
                 .iter()
                 .any(|r| r.window_len() > r.reserved_in_window()) =>
             {
-                return Err(IpamError::Exhausted(format!(
-                    "failed to allocate for range {idx}: no IP addresses available in range set: {set}"
-                )));
+                return Err(fail(IpamError::Exhausted(format!(
+                    "no IP addresses available in range set: {set}"
+                ))));
             }
-            None => None,
-        };
-        plan.push(wanted);
+            None => {}
+        }
     }
-    if !pending.is_empty() {
-        let list: Vec<String> = pending.iter().map(IpAddr::to_string).collect();
+    if !leftover.is_empty() {
+        let list: Vec<String> = leftover.iter().map(IpAddr::to_string).collect();
         return Err(IpamError::Request(format!(
             "failed to allocate all requested IPs: {}",
             list.join(" ")
         )));
     }
-    Ok(plan)
+    Ok(plan.into_iter().map(|w| w.map(|(ip, _)| ip)).collect())
+}
+
+/// Every range of a list of non-overlapping sets, sorted by (family, start),
+/// to find the one holding an address by binary search.
+struct RangeLocator<'a> {
+    windows: Vec<(bool, u128, u128, usize, &'a Range)>,
+}
+
+impl<'a> RangeLocator<'a> {
+    fn new(sets: &'a [RangeSet]) -> Self {
+        let mut windows: Vec<(bool, u128, u128, usize, &Range)> = sets
+            .iter()
+            .enumerate()
+            .flat_map(|(idx, set)| {
+                set.ranges().iter().map(move |r| {
+                    let (start, end) = (to_u128(r.range_start), to_u128(r.range_end));
+                    (r.is_v4(), start, end, idx, r)
+                })
+            })
+            .collect();
+        windows.sort_by_key(|w| (w.0, w.1));
+        RangeLocator { windows }
+    }
+
+    /// The set index and range holding `ip` (canonical), if any.
+    fn find(&self, ip: IpAddr) -> Option<(usize, &'a Range)> {
+        let key = (ip.is_ipv4(), to_u128(ip));
+        let after = self.windows.partition_point(|w| (w.0, w.1) <= key);
+        let &(v4, _, end, idx, range) = self.windows.get(after.checked_sub(1)?)?;
+        (v4 == key.0 && end >= key.1 && range.contains(ip)).then_some((idx, range))
+    }
 }
 
 /// A requested address must not be its range's gateway, network or broadcast.

@@ -354,6 +354,33 @@ fn plan_requested_needs_no_store() {
 }
 
 #[test]
+fn plan_requested_scales_to_many_sets_and_requests() {
+    // 65 536 one-/30 sets and 100 000 requests (the first of each pair of
+    // duplicates counts): no O(sets x requests) or O(requests^2) walk.
+    let sets: Vec<RangeSet> = (0..65_536u32)
+        .map(|i| {
+            let base = std::net::Ipv4Addr::from(0x0a00_0000 + i * 4);
+            set(vec![range(&format!("{base}/30"), None, None)])
+        })
+        .collect();
+    let wanted = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i * 4 + 2));
+    let requested: Vec<IpAddr> = (0..100_000u32).map(|i| wanted(i % 50_000)).collect();
+    let started = std::time::Instant::now();
+    let plan = plan_requested(&sets, &requested).expect("one per set");
+    assert_eq!(plan.iter().filter(|p| p.is_some()).count(), 50_000);
+    assert_eq!(plan[49_999], Some(wanted(49_999)));
+    assert_eq!(plan[50_000], None);
+    // Two addresses for one set: the first in request order wins.
+    let e = plan_requested(&sets, &[wanted(7), ip("10.0.0.29"), ip("10.99.0.1")])
+        .expect_err("second in set 7");
+    assert_eq!(
+        e.to_string(),
+        "failed to allocate all requested IPs: 10.0.0.29 10.99.0.1"
+    );
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+}
+
+#[test]
 fn duplicate_add_is_rejected() {
     let sets = [set(vec![range("10.1.2.0/24", None, None)])];
     let mut store = MemStore::new();
