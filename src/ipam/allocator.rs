@@ -413,18 +413,33 @@ impl<'s, S: Store> Allocator<'s, S> {
     }
 
     /// Whether the set has at least one address that ADD could hand out.
-    /// Counts instead of iterating, so huge IPv6 ranges cost O(leases).
+    /// Counts instead of iterating, so huge IPv6 ranges cost O(leases); each
+    /// held address is placed in its range by binary search (a set's ranges
+    /// do not overlap), so sets of many ranges cost O(leases log ranges).
     /// Orphans count as free, since ADD reclaims them first.
     pub fn has_free(&self, set: &RangeSet) -> bool {
-        set.ranges().iter().any(|r| {
-            let taken = self
-                .index
-                .by_ip
-                .keys()
-                .filter(|ip| r.contains(**ip) && !r.is_reserved(**ip) && self.index.is_held(**ip))
-                .count() as u128;
-            r.window_len() > r.reserved_in_window() + taken
-        })
+        let ranges = set.ranges();
+        let mut order: Vec<usize> = (0..ranges.len()).collect();
+        order.sort_by_key(|&k| to_u128(ranges[k].range_start));
+        let mut taken = vec![0u128; ranges.len()];
+        for ip in self.index.by_ip.keys() {
+            if ip.is_ipv4() != set.is_v4() {
+                continue;
+            }
+            let v = to_u128(*ip);
+            let after = order.partition_point(|&k| to_u128(ranges[k].range_start) <= v);
+            let Some(&k) = after.checked_sub(1).and_then(|p| order.get(p)) else {
+                continue;
+            };
+            let r = &ranges[k];
+            if r.contains(*ip) && !r.is_reserved(*ip) && self.index.is_held(*ip) {
+                taken[k] += 1;
+            }
+        }
+        ranges
+            .iter()
+            .zip(&taken)
+            .any(|(r, t)| r.window_len() > r.reserved_in_window() + t)
     }
 }
 

@@ -576,6 +576,33 @@ fn has_free_counts() {
 }
 
 #[test]
+fn has_free_with_many_ranges_counts_per_range() {
+    // 2000 /30 ranges in one set, listed in descending order (the binary
+    // search must not rely on configuration order); one usable address each.
+    let ranges: Vec<Range> = (0..2000u32)
+        .rev()
+        .map(|i| {
+            let base = std::net::Ipv4Addr::from(0x0a40_0000 + i * 4);
+            range(&format!("{base}/30"), None, None)
+        })
+        .collect();
+    let s = set(ranges);
+    let mut store = MemStore::new();
+    for i in 0..2000u32 {
+        if i != 1234 {
+            let addr = std::net::Ipv4Addr::from(0x0a40_0000 + i * 4 + 2);
+            lease(&mut store, &addr.to_string(), &format!("c{i}"));
+        }
+    }
+    // A lease of another family and one outside every range change nothing.
+    lease(&mut store, "fd10::2", "v6");
+    lease(&mut store, "10.99.0.2", "outside");
+    assert!(Allocator::new(&mut store).expect("open").has_free(&s));
+    store.insert_raw("::ffff:10.64.19.74", b"late\r\neth0"); // range 1234, mapped name
+    assert!(!Allocator::new(&mut store).expect("open").has_free(&s));
+}
+
+#[test]
 fn large_nearly_full_range_allocates() {
     // A /16 with every address but one leased: the single free one is found.
     let s = set(vec![range("10.20.0.0/16", None, None)]);
