@@ -304,6 +304,55 @@ fn del_with_empty_or_vanished_netns_releases_lease_and_masquerade() {
     });
 }
 
+/// DEL cleans up concurrently (link delete, IPAM DEL, masquerade); a
+/// failing IPAM DEL must not stop the others, and its error is reported.
+#[test]
+fn del_runs_every_cleanup_when_ipam_del_fails() {
+    require_root!();
+    let node = Node::new();
+    // An IPAM plugin that allocates with host-local but refuses to release.
+    let script = node.bin.path().join("sticky-ipam");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = DEL ]; then\n  \
+             echo '{{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"lease store busy\"}}'\n  \
+             exit 1\nfi\nexec {}\n",
+            node.bin.path().join("host-local").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = node.conf(
+        "1.0.0",
+        json!({"ipMasq": true, "ipam": {"type": "sticky-ipam"}}),
+    );
+    let pod = PodNs::new();
+    let path = pod.path.to_str().unwrap();
+    let r = node.call("ADD", "sticky", path, &conf).expect_ok().json();
+    let ip = result_ip(&r, false);
+    assert!(nat_rules(false).contains(&ip), "{}", nat_rules(false));
+    let err = node.call("DEL", "sticky", path, &conf).expect_err(11);
+    assert!(
+        err["msg"].as_str().unwrap().contains("lease store busy"),
+        "{err}"
+    );
+    let pod_links = pod.ip_json(&["link", "show"]);
+    assert!(
+        pod_links
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["ifname"] != "eth0"),
+        "{pod_links}"
+    );
+    assert!(bridge_ports(BRIDGE).is_empty(), "host veth left behind");
+    assert!(!nat_rules(false).contains(&ip), "{}", nat_rules(false));
+    // The IPAM plugin refused: its lease stays.
+    assert_eq!(node.leases(), vec![ip]);
+}
+
 #[test]
 fn add_failure_rolls_back_everything() {
     require_root!();
@@ -342,6 +391,34 @@ fn add_failure_rolls_back_everything() {
     );
     assert_eq!(nat_rules(false), nat_before);
     assert_eq!(node.leases(), vec!["10.90.0.2".to_string()]);
+}
+
+#[test]
+fn failed_first_add_on_a_fresh_node_leaves_no_bridge() {
+    require_root!();
+    let node = Node::new();
+    // host-local refuses a /32: the very first ADD fails after the bridge
+    // was created, so the rollback must remove the bridge it made.
+    let conf = node.conf(
+        "1.0.0",
+        json!({"isGateway": true, "ipam": {"subnet": "10.91.0.7/32"}}),
+    );
+    let before = node_links();
+    let pod = PodNs::new();
+    let run = node.call("ADD", "first", pod.path.to_str().unwrap(), &conf);
+    run.expect_err(7);
+    assert_eq!(node_links(), before, "no bridge or veth left on the node");
+    assert!(node.leases().is_empty());
+    // A bridge that already exists (with a port) is never removed by a failed ADD.
+    let good = node.conf("1.0.0", json!({}));
+    let p1 = PodNs::new();
+    node.call("ADD", "ok", p1.path.to_str().unwrap(), &good)
+        .expect_ok();
+    let with_bridge = node_links();
+    let p2 = PodNs::new();
+    node.call("ADD", "bad", p2.path.to_str().unwrap(), &conf)
+        .expect_err(7);
+    assert_eq!(node_links(), with_bridge, "existing bridge and port kept");
 }
 
 #[test]

@@ -133,12 +133,12 @@ fn announce(tool: &Path, plugins: &Path) {
         "-f=${Version}",
         "golang-github-appc-cni-dev",
     ]);
-    println!(
+    report(&format!(
         "client: cnitool v1.1.2 ({}), libcni from golang-github-appc-cni-dev {libcni}, {}",
         tool.display(),
         first_line(&["go", "version"])
-    );
-    println!("plugins: {}", describe_plugins(plugins));
+    ));
+    report(&format!("plugins: {}", describe_plugins(plugins)));
 }
 
 fn ipv4_of(result: &Value) -> String {
@@ -206,7 +206,7 @@ fn cnitool_cycle(version: &str) {
     let Some(tool) = cnitool() else { return };
     let plugins = plugins_under_test();
     announce(&tool, &plugins);
-    println!("conflist cniVersion {version}");
+    report(&format!("conflist cniVersion {version}"));
 
     let node = NodeNs::enter();
     node.assert_inside();
@@ -283,9 +283,7 @@ fn cnitool_cycle(version: &str) {
         "firewall rules of {NET} left: {:?}",
         firewall_lines_with(NET)
     );
-    let cached: Vec<_> = std::fs::read_dir(ct.cache.path().join("results"))
-        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let cached = cache_entries(ct.cache.path());
     assert!(cached.is_empty(), "libcni cache entries left: {cached:?}");
 }
 

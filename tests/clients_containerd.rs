@@ -392,13 +392,13 @@ struct Setup {
 fn setup() -> Setup {
     let plugins = plugins_under_test();
     let reference = plugins == Path::new(REFERENCE_CNI_PATH);
-    println!(
+    report(&format!(
         "client: {}, ctr run --cni; {}; {}",
         first_line(&["containerd", "--version"]),
         first_line(&["runc", "--version"]),
         first_line(&["tini", "--version"])
-    );
-    println!("plugins: {}", describe_plugins(&plugins));
+    ));
+    report(&format!("plugins: {}", describe_plugins(&plugins)));
     let image = TempDir::new("ctr-image");
     let archive = build_busybox_image(image.path());
     let node = NodeNs::enter();
@@ -449,7 +449,7 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
     }
     let ip_a = d.lease_of("cnirs-a").expect("lease of a");
     let ip_b = d.lease_of("cnirs-b").expect("lease of b");
-    println!("containers: a={ip_a} b={ip_b}");
+    report(&format!("containers: a={ip_a} b={ip_b}"));
     assert!(ip_a.starts_with(SUBNET_PREFIX) && ip_b.starts_with(SUBNET_PREFIX));
     assert_ne!(ip_a, ip_b);
     assert_eq!(veth_names().len(), 2, "one host veth per container");
@@ -510,13 +510,7 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
         "1",
         GATEWAY,
     ]);
-    let cached: Vec<String> = std::fs::read_dir(d.cni_cache.path().join("results"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let cached = cache_entries(d.cni_cache.path());
     assert_eq!(
         cached.len(),
         2,
@@ -549,9 +543,7 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
         "leases left after the containers exited"
     );
     assert_no_veths_left("after the containers exited");
-    let cached: Vec<_> = std::fs::read_dir(d.cni_cache.path().join("results"))
-        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let cached = cache_entries(d.cni_cache.path());
     assert!(cached.is_empty(), "libcni cache entries left: {cached:?}");
     let containers = d.ctr_ok(&["container", "ls", "-q"]);
     assert!(
@@ -562,10 +554,10 @@ fn ctr_run_cni_two_containers_ping_each_other_and_leave_nothing() {
     if reference {
         // The reference finds the IPs to un-masquerade on the veth, which is gone
         // when the DEL arrives with CNI_NETNS="": it leaks these rules.
-        println!(
+        report(&format!(
             "reference plugins leaked {} nat rule line(s) of {NET}",
             masq.len()
-        );
+        ));
     } else {
         assert!(
             masq.is_empty(),
@@ -602,7 +594,9 @@ fn ctr_task_delete_sends_no_del_and_gc_reclaims_the_lease() {
     );
     assert_no_veths_left("the veth goes with the container's netns");
     if s.reference {
-        println!("reference plugins (CNI <= 1.0.0) have no GC: lease of {ip} stays");
+        report(&format!(
+            "reference plugins (CNI <= 1.0.0) have no GC: lease of {ip} stays"
+        ));
         return;
     }
     assert!(

@@ -353,7 +353,7 @@ fn installed_plugins_and_rendered_conflist_set_up_a_pod() {
     let tpl = template(work.path());
     let dest = work.path().join("root");
     let bins = plugins_under_test();
-    println!("plugins: {}", describe_plugins(&bins));
+    report(&format!("plugins: {}", describe_plugins(&bins)));
     let pod_cidrs = PathBuf::from("10.244.9.0/24");
     let out = script(
         "deploy/install-cni.sh",

@@ -25,6 +25,21 @@ use serde_json::{json, Map, Value};
 const NET: &str = "clidiff";
 const BRIDGE: &str = "cni-diff0";
 
+/// Prints (once per test binary) which plugins are compared.
+fn announce() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        report(&format!(
+            "reference: {}",
+            describe_plugins(&reference_dir())
+        ));
+        report(&format!(
+            "under test: {}",
+            describe_plugins(&plugins_under_test())
+        ));
+    });
+}
+
 fn reference_dir() -> PathBuf {
     PathBuf::from(REFERENCE_CNI_PATH)
 }
@@ -432,8 +447,7 @@ fn run_sequence(
 /// asserts identical transcripts, pointing at the first differing step.
 fn differential(variant: Variant, version: &str, pods: usize, steps: Vec<Step>) {
     let ours = plugins_under_test();
-    println!("reference: {}", describe_plugins(&reference_dir()));
-    println!("under test: {}", describe_plugins(&ours));
+    announce();
     let want = run_sequence(reference_dir(), variant, version, pods, steps.clone());
     let got = run_sequence(ours, variant, version, pods, steps);
     assert_eq!(want.len(), got.len());
@@ -531,11 +545,7 @@ fn differential_default_gateway_hairpin() {
 /// (plugins#810), which is the bug we replace.
 fn mixed(first: PathBuf, second: PathBuf, variant: Variant) {
     let second_is_ours = second != reference_dir();
-    println!(
-        "ADD by {}, CHECK/DEL by {}",
-        describe_plugins(&first),
-        describe_plugins(&second)
-    );
+    announce();
     std::thread::spawn(move || {
         let mut node = Node::new(variant, "1.0.0", 3);
         for p in 0..3 {

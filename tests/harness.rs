@@ -401,7 +401,11 @@ fn cleanup_leaves_nothing() {
     for node in ["node-1", "node-2"] {
         let n = c.node(node);
         let data = PathBuf::from(n["data_dir"].as_str().expect("data dir"));
-        for net in std::fs::read_dir(&data).expect("data dir").flatten() {
+        for net in std::fs::read_dir(&data)
+            .expect("data dir")
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        {
             for f in std::fs::read_dir(net.path()).expect("net dir").flatten() {
                 let name = f.file_name().to_string_lossy().into_owned();
                 assert!(

@@ -60,8 +60,15 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         nl: Netlink::open()?,
         cnl: Netlink::open_in(&netns)?,
     };
+    let bridge_is_new = cx.nl.link_by_name(&conf.bridge)?.is_none();
     let bridge = bridge_dev::ensure_bridge(&mut cx.nl, &conf)?;
     let mut undo = Rollback::default();
+    if bridge_is_new {
+        let name = conf.bridge.clone();
+        undo.push("delete unused bridge", move || {
+            bridge_dev::delete_if_unused(&name)
+        });
+    }
     let (host, cont) = cx.attach(&bridge, &mut undo)?;
     let mut result = cx.base_result(&bridge, &host, &cont);
     match &conf.ipam_type {

@@ -43,6 +43,21 @@ pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<Link> {
     Ok(link)
 }
 
+/// Undo for an ADD that created the bridge and then failed: removes the
+/// bridge unless a port was attached meanwhile (a parallel ADD using it).
+/// The reference keeps it; the issue wants a failed ADD to leave no trace.
+pub fn delete_if_unused(name: &str) -> Result<()> {
+    let mut nl = Netlink::open()?;
+    let Some(bridge) = nl.link_by_name(name)? else {
+        return Ok(());
+    };
+    let has_ports = nl.links()?.iter().any(|l| l.master == Some(bridge.index));
+    if !has_ports {
+        nl.del_link(bridge.index)?;
+    }
+    Ok(())
+}
+
 /// Sets the bridge MAC to its current value so it stops following the
 /// lowest port MAC as ports come and go (cni#285, plugins#60). Skipped
 /// while the MAC is all-zero (no port yet: plugins#620).

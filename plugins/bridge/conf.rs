@@ -243,7 +243,10 @@ fn masq_backend(name: &str) -> Result<MasqBackend> {
 /// The reference's `collectVlanTrunk`, with its error texts.
 fn collect_vlan_trunk(trunk: &[RawTrunk]) -> Result<Vec<u16>> {
     let valid = |v: i64| (1..=4094).contains(&v);
-    let mut vids = Vec::new();
+    // One flag per VID: a config can list ranges many times over (a 10 MB
+    // stdin holds ~300 000 full 1-4094 ranges), so never expand them into a
+    // list first; this also deduplicates.
+    let mut wanted = [false; 4095];
     for item in trunk {
         match (item.min_id, item.max_id) {
             (Some(min), Some(max)) => {
@@ -256,7 +259,8 @@ fn collect_vlan_trunk(trunk: &[RawTrunk]) -> Result<Vec<u16>> {
                 if max < min {
                     return Err(invalid("minID is greater than maxID in trunk parameter"));
                 }
-                vids.extend(min..=max);
+                // Both bounds were range-checked, so the casts are exact.
+                wanted[min as usize..=max as usize].fill(true);
             }
             (None, Some(_)) => {
                 return Err(invalid(
@@ -274,16 +278,10 @@ fn collect_vlan_trunk(trunk: &[RawTrunk]) -> Result<Vec<u16>> {
             if !valid(id) {
                 return Err(invalid("incorrect trunk id parameter"));
             }
-            vids.push(id);
+            wanted[id as usize] = true;
         }
     }
-    vids.sort_unstable();
-    vids.dedup();
-    // Every value was range-checked above, so the conversion cannot fail.
-    Ok(vids
-        .into_iter()
-        .filter_map(|v| u16::try_from(v).ok())
-        .collect())
+    Ok((1..=4094u16).filter(|&v| wanted[usize::from(v)]).collect())
 }
 
 /// Container MAC, by precedence runtimeConfig > args.cni > CNI_ARGS.
@@ -453,6 +451,16 @@ mod tests {
         assert!(c.vlan_filtering());
         let c = load(json!({"vlanTrunk": []}), "").unwrap();
         assert!(c.vlan_trunk.is_empty() && c.vlan_filtering());
+    }
+
+    #[test]
+    fn many_full_trunk_ranges_stay_small() {
+        let trunk: Vec<_> = (0..100_000)
+            .map(|_| json!({"minID": 1, "maxID": 4094}))
+            .collect();
+        let c = load(json!({ "vlanTrunk": trunk }), "").unwrap();
+        assert_eq!(c.vlan_trunk.len(), 4094);
+        assert_eq!((c.vlan_trunk[0], c.vlan_trunk[4093]), (1, 4094));
     }
 
     #[test]

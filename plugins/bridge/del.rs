@@ -18,26 +18,34 @@ use crate::add::masq_target;
 use crate::conf::BridgeConf;
 use crate::fw;
 
-/// Removes the container interface and returns its global unicast addresses;
-/// a missing netns or link means there is nothing to remove.
-fn remove_container_iface(a: &CmdArgs) -> Result<Vec<IpNet>> {
+/// The container interface found for deletion: the connection inside the
+/// container netns, its index and its global unicast addresses.
+struct ContainerIface {
+    nl: Netlink,
+    index: u32,
+    ips: Vec<IpNet>,
+}
+
+/// Finds the container interface; a missing netns or link means there is
+/// nothing to remove (`Ok(None)`).
+fn find_container_iface(a: &CmdArgs) -> Result<Option<ContainerIface>> {
     let Some(path) = &a.netns else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let netns = match NetNs::open(path) {
         Ok(ns) => ns,
-        Err(NetnsError::NotExist { .. }) => return Ok(Vec::new()),
+        Err(NetnsError::NotExist { .. }) => return Ok(None),
         // Not (or no longer) a netns, e.g. a leftover bind-mount target:
         // nothing of ours can be inside (cilium#40843).
         Err(e @ NetnsError::NotNs { .. }) => {
             eprintln!("bridge: DEL: {e}; skipping interface removal");
-            return Ok(Vec::new());
+            return Ok(None);
         }
         Err(e) => return Err(e.into()),
     };
     let mut nl = Netlink::open_in(&netns)?;
     let Some(link) = nl.link_by_name(&a.ifname)? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let ips = nl
         .addresses(Some(link.index), None)?
@@ -45,9 +53,20 @@ fn remove_container_iface(a: &CmdArgs) -> Result<Vec<IpNet>> {
         .map(|addr| addr.net)
         .filter(is_global_unicast)
         .collect();
-    nl.del_link(link.index)
-        .map_err(|e| CniError::from(e).context(format!("failed to delete {:?}", a.ifname)))?;
-    Ok(ips)
+    Ok(Some(ContainerIface {
+        nl,
+        index: link.index,
+        ips,
+    }))
+}
+
+/// Deletes the container interface (the host end of the pair goes with it).
+fn delete_iface(a: &CmdArgs, mut iface: ContainerIface) -> Result<()> {
+    iface
+        .nl
+        .del_link(iface.index)
+        .map(drop)
+        .map_err(|e| CniError::from(e).context(format!("failed to delete {:?}", a.ifname)))
 }
 
 /// Go's `IP.IsGlobalUnicast`: not unspecified, loopback, multicast or link-local.
@@ -77,42 +96,66 @@ fn prev_result_ips(a: &CmdArgs) -> Vec<IpNet> {
     }
 }
 
-/// The bridge DEL. Every cleanup runs; the first error is reported.
+/// The bridge DEL. Every cleanup runs; the first error is reported (in the
+/// order: interface, IPAM, masquerade).
+///
+/// Why threads: deleting a veth waits for an RCU grace period in the kernel
+/// (~20 ms, most of a DEL), and the IPAM DEL is a child process. Neither
+/// depends on the other (the reference releases the lease before deleting
+/// the link; we do both at once), so the lease release and the firewall
+/// teardown run while the kernel deletes the link.
 pub fn del(a: &CmdArgs) -> Result<()> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
+    let (iface_res, ipam_res, masq_res) = std::thread::scope(|s| {
+        let ipam = conf
+            .ipam_type
+            .as_deref()
+            .map(|ipam| s.spawn(move || delegate::del(ipam, a)));
+        let (mut ips, deleting) = match find_container_iface(a) {
+            Ok(Some(iface)) => {
+                let ips = iface.ips.clone();
+                (ips, Ok(Some(s.spawn(move || delete_iface(a, iface)))))
+            }
+            Ok(None) => (Vec::new(), Ok(None)),
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        for ip in prev_result_ips(a) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        if conf.macspoofchk {
+            // The reference only logs spoof-check teardown failures.
+            if let Err(e) = spoofcheck::teardown(&a.container_id, &a.ifname) {
+                eprintln!("bridge: DEL: spoofcheck teardown: {e}");
+            }
+        }
+        let masq_res = if conf.is_layer3() && conf.ip_masq {
+            fw(firewall::teardown_ipmasq(&masq_target(&conf, a), &ips))
+        } else {
+            Ok(())
+        };
+        (deleting.and_then(join), join(ipam), masq_res)
+    });
     let mut first_err: Option<CniError> = None;
-    let mut note = |r: Result<()>| {
+    for r in [iface_res, ipam_res, masq_res] {
         if let Err(e) = r {
             eprintln!("bridge: DEL: {e}");
             first_err.get_or_insert(e);
         }
-    };
-    let mut ips = match remove_container_iface(a) {
-        Ok(ips) => ips,
-        Err(e) => {
-            note(Err(e));
-            Vec::new()
-        }
-    };
-    for ip in prev_result_ips(a) {
-        if !ips.contains(&ip) {
-            ips.push(ip);
-        }
-    }
-    if let Some(ipam) = &conf.ipam_type {
-        note(delegate::del(ipam, a));
-    }
-    if conf.macspoofchk {
-        // The reference only logs spoof-check teardown failures.
-        if let Err(e) = spoofcheck::teardown(&a.container_id, &a.ifname) {
-            eprintln!("bridge: DEL: spoofcheck teardown: {e}");
-        }
-    }
-    if conf.is_layer3() && conf.ip_masq {
-        note(fw(firewall::teardown_ipmasq(&masq_target(&conf, a), &ips)));
     }
     match first_err {
         Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Waits for a cleanup thread; no thread means nothing to do.
+fn join(job: Option<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+    match job {
+        Some(h) => h
+            .join()
+            .unwrap_or_else(|_| Err(CniError::internal("DEL cleanup thread panicked"))),
         None => Ok(()),
     }
 }

@@ -69,14 +69,28 @@ pub fn leftovers(node: &NodeState, ns: &Netns) -> Result<Leftovers> {
 }
 
 /// Lease files: every file under `<dataDir>/<network>/` except the lock and
-/// the round-robin cursors host-local keeps forever.
+/// the round-robin cursors host-local keeps forever, plus any attachment
+/// marker left in our host-local's index (`<dataDir>/.cni-rs-index/<net>/by-id/`).
+/// Network names never start with '.', so dot entries are not networks.
 pub fn leases(node: &NodeState) -> Vec<String> {
     let mut out = Vec::new();
-    for net in list_names(&node.data_dir) {
+    for net in list_names(&node.data_dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+    {
         for f in list_names(&node.data_dir.join(&net)) {
             if f != "lock" && !f.starts_with("last_reserved_ip") {
                 out.push(format!("{net}/{f}"));
             }
+        }
+    }
+    let index = node.data_dir.join(crate::ipam::index::INDEX_DIR);
+    for net in list_names(&index) {
+        for marker in list_names(&index.join(&net).join("by-id")) {
+            out.push(format!(
+                "{}/{net}/by-id/{marker}",
+                crate::ipam::index::INDEX_DIR
+            ));
         }
     }
     out

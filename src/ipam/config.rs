@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use super::error::IpamError;
 use super::range::{canonical, parse_requested_ip, Range, RangeSet};
+use crate::spec::json_kind;
 
 /// Where leases live unless `ipam.dataDir` says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
@@ -77,7 +78,7 @@ impl IpamConfig {
             Some(other) => {
                 return Err(IpamError::Decode(format!(
                     "ipam: expected an object, got {}",
-                    kind(other)
+                    json_kind(other)
                 )))
             }
         };
@@ -169,26 +170,10 @@ pub fn validate_network_name(name: &str) -> Result<(), IpamError> {
     Ok(())
 }
 
-/// Go's JSON field matching: exact key, else the first case-insensitive match.
-/// `null` counts as absent.
+/// Go's JSON field matching (exact key, else case-insensitive); `null`
+/// counts as absent.
 pub fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    let v = obj.get(key).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })?;
-    (!v.is_null()).then_some(v)
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    crate::spec::lookup_ci(obj, key).filter(|v| !v.is_null())
 }
 
 fn opt_str<'a>(
@@ -201,7 +186,7 @@ fn opt_str<'a>(
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(IpamError::Decode(format!(
             "{path}: expected a string, got {}",
-            kind(other)
+            json_kind(other)
         ))),
     }
 }
@@ -216,7 +201,7 @@ fn opt_object<'a>(
         Some(Value::Object(m)) => Ok(Some(m)),
         Some(other) => Err(IpamError::Decode(format!(
             "{path}: expected an object, got {}",
-            kind(other)
+            json_kind(other)
         ))),
     }
 }
@@ -231,7 +216,7 @@ fn opt_array<'a>(
         Some(Value::Array(a)) => Ok(Some(a)),
         Some(other) => Err(IpamError::Decode(format!(
             "{path}: expected an array, got {}",
-            kind(other)
+            json_kind(other)
         ))),
     }
 }
@@ -285,7 +270,7 @@ fn parse_range_set(v: &Value, path: &str) -> Result<RangeSet, IpamError> {
     let Value::Array(items) = v else {
         return Err(IpamError::Decode(format!(
             "{path}: a range set must be an array of ranges, got {}",
-            kind(v)
+            json_kind(v)
         )));
     };
     let mut ranges = Vec::with_capacity(items.len());
@@ -294,7 +279,7 @@ fn parse_range_set(v: &Value, path: &str) -> Result<RangeSet, IpamError> {
         let Value::Object(m) = item else {
             return Err(IpamError::Decode(format!(
                 "{p}: expected a range object, got {}",
-                kind(item)
+                json_kind(item)
             )));
         };
         ranges.push(parse_range(m, &p)?);
@@ -306,7 +291,7 @@ fn parse_route(v: &Value, path: &str) -> Result<RouteConf, IpamError> {
     let Value::Object(m) = v else {
         return Err(IpamError::Decode(format!(
             "{path}: expected a route object, got {}",
-            kind(v)
+            json_kind(v)
         )));
     };
     let dst = match opt_str(m, "dst", &format!("{path}.dst"))? {
@@ -356,7 +341,7 @@ fn requested_ips(
             let Value::String(s) = v else {
                 return Err(IpamError::Decode(format!(
                     "{path}[{i}]: expected a string, got {}",
-                    kind(v)
+                    json_kind(v)
                 )));
             };
             out.push(parse_requested_ip(s).ok_or_else(|| {

@@ -5,10 +5,11 @@
 //! - The socket is opened on a thread that entered the target namespace
 //!   ([`Netlink::open_in`]); a netlink socket stays bound to the namespace it
 //!   was created in, so it can then be used from any thread.
-//! - rtnetlink is async; plugins are short one-shot processes, so each call
-//!   drives the connection and the request together with
-//!   `block_on(select(conn, work))` instead of spawning an executor. Nothing
-//!   async leaks out of this module.
+//! - Requests are plain blocking `send`/`recv` on one socket, one request in
+//!   flight at a time. rtnetlink's async connection needs a reactor thread
+//!   (async-io) and a cross-thread wake-up per reply; for a one-shot plugin
+//!   that is pure overhead (and binary size). Only the message types of
+//!   `netlink-packet-route` are used. Nothing async is involved.
 //! - Kernel errors are classified once here (`ENODEV` → `Ok(None)` for
 //!   lookups, `EEXIST` → "already there" where that is what the caller wants),
 //!   so callers never compare strings.
@@ -17,18 +18,12 @@ mod addr;
 mod link;
 mod route;
 
-use std::future::Future;
 use std::io;
-use std::pin::{pin, Pin};
 
-use futures::future::{select, Either};
-use futures::StreamExt;
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
-use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
-use rtnetlink::proto::Connection;
-use rtnetlink::sys::SmolSocket;
-use rtnetlink::Handle;
+use rtnetlink::packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::netns::{NetNs, NetnsError};
 
@@ -101,19 +96,22 @@ pub type Result<T, E = NetlinkError> = std::result::Result<T, E>;
 
 /// An rtnetlink connection bound to one network namespace.
 pub struct Netlink {
-    conn: Pin<Box<Connection<RouteNetlinkMessage, SmolSocket>>>,
-    handle: Handle,
+    sock: Socket,
+    /// Sequence number of the last request; replies are matched on it.
+    seq: u32,
 }
+
+/// Size of `struct nlmsghdr`.
+const HEADER_LEN: usize = 16;
 
 impl Netlink {
     /// Opens a connection in the calling thread's namespace.
     pub fn open() -> Result<Netlink> {
-        let (conn, handle, _) =
-            rtnetlink::new_connection_with_socket::<SmolSocket>().map_err(NetlinkError::Socket)?;
-        Ok(Netlink {
-            conn: Box::pin(conn),
-            handle,
-        })
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        sock.bind_auto().map_err(NetlinkError::Socket)?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(NetlinkError::Socket)?;
+        Ok(Netlink { sock, seq: 0 })
     }
 
     /// Opens a connection inside `ns` (socket created on a thread that
@@ -122,55 +120,89 @@ impl Netlink {
         ns.run(Netlink::open)?
     }
 
-    /// Drives the connection until `work` completes.
-    fn block_on<F: Future>(&mut self, op: &str, work: F) -> Result<F::Output> {
-        let work = pin!(work);
-        match futures::executor::block_on(select(self.conn.as_mut(), work)) {
-            Either::Right((out, _)) => Ok(out),
-            Either::Left(((), _)) => Err(NetlinkError::Protocol {
-                op: op.to_string(),
-                detail: "netlink connection closed".into(),
-            }),
-        }
-    }
-
-    /// Sends one request with `flags` and collects the replies. A netlink
-    /// error reply becomes [`NetlinkError::Kernel`].
+    /// Sends one request with `flags` and collects the replies until the
+    /// kernel's ACK (`NLMSG_ERROR` with code 0) or, for dumps, `NLMSG_DONE`.
+    /// A netlink error reply becomes [`NetlinkError::Kernel`].
     fn request(
         &mut self,
         op: &str,
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        let io_err = |e: io::Error| NetlinkError::Protocol {
+            op: op.to_string(),
+            detail: e.to_string(),
+        };
+        self.seq = self.seq.wrapping_add(1);
         let mut req = NetlinkMessage::from(msg);
         req.header.flags = flags;
-        let mut replies = self
-            .handle
-            .request(req)
-            .map_err(|e| NetlinkError::Protocol {
-                op: op.to_string(),
-                detail: e.to_string(),
-            })?;
-        let collect = async move {
-            let mut out = Vec::new();
-            while let Some(reply) = replies.next().await {
+        req.header.sequence_number = self.seq;
+        req.finalize();
+        let mut buf = vec![0u8; req.buffer_len()];
+        req.serialize(&mut buf);
+        retry_eintr(|| self.sock.send(&buf, 0)).map_err(io_err)?;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = retry_eintr(|| self.sock.recv_from_full()).map_err(io_err)?;
+            let mut off = 0;
+            while data.len() - off >= HEADER_LEN {
+                let len = NetlinkBuffer::new(&data[off..]).length() as usize;
+                if len < HEADER_LEN || len > data.len() - off {
+                    return Err(NetlinkError::Protocol {
+                        op: op.to_string(),
+                        detail: format!("malformed reply (message length {len})"),
+                    });
+                }
+                let chunk = &data[off..off + len];
+                off += (len + 3) & !3;
+                let reply =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk).map_err(|e| {
+                        NetlinkError::Protocol {
+                            op: op.to_string(),
+                            detail: format!("undecodable reply: {e}"),
+                        }
+                    })?;
+                if reply.header.sequence_number != self.seq {
+                    continue; // a late reply to an earlier request
+                }
                 match reply.payload {
                     NetlinkPayload::InnerMessage(m) => out.push(m),
                     NetlinkPayload::Error(e) => {
-                        if let Some(code) = e.code {
-                            return Err(io::Error::from_raw_os_error(-code.get()));
-                        }
+                        return match e.code {
+                            None => Ok(out),
+                            Some(code) => Err(NetlinkError::Kernel {
+                                op: op.to_string(),
+                                source: io::Error::from_raw_os_error(-code.get()),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::Done(d) if d.code < 0 => {
+                        return Err(NetlinkError::Kernel {
+                            op: op.to_string(),
+                            source: io::Error::from_raw_os_error(-d.code),
+                        })
+                    }
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Overrun(_) => {
+                        return Err(NetlinkError::Protocol {
+                            op: op.to_string(),
+                            detail: "reply overrun".into(),
+                        })
                     }
                     _ => {}
                 }
             }
-            Ok(out)
-        };
-        self.block_on(op, collect)?
-            .map_err(|source| NetlinkError::Kernel {
-                op: op.to_string(),
-                source,
-            })
+        }
+    }
+}
+
+/// Retries a blocking socket call interrupted by a signal.
+fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
     }
 }
 

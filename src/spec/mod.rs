@@ -11,7 +11,7 @@ mod version;
 
 pub use casefold::casefold_from_value;
 pub(crate) use netconf::is_valid_id;
-pub use netconf::{validate_network_name, NetConf};
+pub use netconf::{json_kind, lookup_ci, validate_network_name, NetConf};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use version::{
     check_version, version_at_least, version_reply, CURRENT_VERSION, DEFAULT_CONFIG_VERSION,

@@ -60,7 +60,7 @@ pub(crate) fn is_valid_id(s: &str) -> bool {
 }
 
 /// Finds a key like Go: exact first, then ASCII case-insensitive.
-fn lookup<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub fn lookup_ci<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     m.get(key).or_else(|| {
         m.iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
@@ -70,7 +70,7 @@ fn lookup<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 }
 
 /// How a JSON value's type is named in error messages.
-fn kind(v: &Value) -> &'static str {
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -86,14 +86,14 @@ fn decode_err(field: &str, want: &str, got: &Value) -> CniError {
         codes::DECODE,
         format!(
             "failed to decode network config: field {field:?} must be {want}, got {}",
-            kind(got)
+            json_kind(got)
         ),
     )
 }
 
 /// A string field; `None` when absent or null.
 fn opt_string(m: &Map<String, Value>, key: &str) -> Result<Option<String>> {
-    match lookup(m, key) {
+    match lookup_ci(m, key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(decode_err(key, "a string", other)),
@@ -102,7 +102,7 @@ fn opt_string(m: &Map<String, Value>, key: &str) -> Result<Option<String>> {
 
 /// An object field; `None` when absent or null.
 fn opt_object<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Value>> {
-    match lookup(m, key) {
+    match lookup_ci(m, key) {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Object(_)) => Ok(Some(v)),
         Some(other) => Err(decode_err(key, "an object", other)),
@@ -130,7 +130,7 @@ impl NetConf {
                 codes::DECODE,
                 format!(
                     "failed to decode network config: must be a JSON object, got {}",
-                    kind(&raw)
+                    json_kind(&raw)
                 ),
             ));
         };
@@ -195,7 +195,7 @@ impl NetConf {
     /// A top-level key of the raw config, matched like Go (exact, then
     /// case-insensitive).
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.raw.as_object().and_then(|m| lookup(m, key))
+        self.raw.as_object().and_then(|m| lookup_ci(m, key))
     }
 }
 

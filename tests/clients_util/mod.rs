@@ -25,7 +25,15 @@ pub fn missing(what: &str) {
     if is_ci() {
         panic!("CI=true: {what}; the test must not be skipped");
     }
-    eprintln!("skipped: {what}");
+    report(&format!("skipped: {what}"));
+}
+
+/// Writes one line to the test process's real stderr. libtest captures
+/// `println!`/`eprintln!` of passing tests, but CI logs must show which
+/// client and version each real-client test drove.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The plugin directory under test: `$CNI_RS_CLIENT_PLUGINS` when set (e.g.
@@ -135,8 +143,9 @@ fn build_cnitool() -> Result<PathBuf, String> {
             "libcni source missing under {GOCODE} (apt-get install golang-github-appc-cni-dev)"
         ));
     }
-    let work =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cnitool-{}", std::process::id()));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    remove_stale_builds(tmp);
+    let work = tmp.join(format!("cnitool-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let pkg = work.join("gopath/src/cnitool");
     std::fs::create_dir_all(&pkg).map_err(|e| format!("mkdir {}: {e}", pkg.display()))?;
@@ -182,6 +191,22 @@ fn build_cnitool() -> Result<PathBuf, String> {
         ));
     }
     Ok(out)
+}
+
+/// Removes `cnitool-<pid>` build dirs of earlier test runs whose process is gone.
+fn remove_stale_builds(tmp: &Path) {
+    let Ok(rd) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("cnitool-") else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A set of bind mounts applied, in a private mount namespace, around one
@@ -300,6 +325,19 @@ pub fn assert_no_veths_left(what: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Entries of libcni's result cache (`<cache dir>/results`), sorted.
+pub fn cache_entries(cache_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(cache_dir.join("results"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Lease files (`<ip>`) in a host-local store dir `<dataDir>/<net>`.
