@@ -559,3 +559,104 @@ fn bad_input_gets_the_right_code_and_leaves_store_untouched() {
 }
 
 const NETS: &str = NETNS;
+
+/// What, stdin, extra env, expected code, expected message part.
+type RefutedCase<'a> = (&'a str, Value, &'a [(&'a str, &'a str)], u64, &'a str);
+
+/// Requests that the configuration alone refutes (an address outside every
+/// range set, a gateway, a set with nothing allocatable) fail before the
+/// store is opened: an existing store (leases, `last_reserved_ip.*`, index)
+/// stays byte-identical, and on a fresh node nothing is created at all.
+#[test]
+fn refuted_requests_touch_nothing_on_disk() {
+    let ranges = [&["10.77.0.0/24"][..], &["fd77::/64"][..]];
+    let with_runtime_ips = |c: &Value, ips: &[&str]| {
+        let mut c = c.clone();
+        c["runtimeConfig"] = json!({ "ips": ips });
+        c
+    };
+    let with_args_ips = |c: &Value, ips: &[&str]| {
+        let mut c = c.clone();
+        c["args"] = json!({ "cni": { "ips": ips } });
+        c
+    };
+    for fresh in [false, true] {
+        let tmp = TempDir::new("hl-refuted");
+        let good = conf("1.0.0", "refuted", ipam(tmp.path(), &ranges));
+        if !fresh {
+            add_ok(&ours(), "existing", &good);
+        }
+        let before = common::tree_snapshot(tmp.path());
+        let mut gw_only = good.clone();
+        gw_only["ipam"]["ranges"] = json!([[{
+            "subnet": "10.77.0.0/30", "rangeStart": "10.77.0.1", "rangeEnd": "10.77.0.1"
+        }]]);
+        let cases: Vec<RefutedCase> = vec![
+            (
+                "runtimeConfig.ips outside",
+                with_runtime_ips(&good, &["10.99.0.5"]),
+                &[],
+                7,
+                "failed to allocate all requested IPs: 10.99.0.5",
+            ),
+            (
+                "args.cni.ips outside",
+                with_args_ips(&good, &["fd99::5"]),
+                &[],
+                7,
+                "failed to allocate all requested IPs: fd99::5",
+            ),
+            (
+                "CNI_ARGS IP outside",
+                good.clone(),
+                &[("CNI_ARGS", "IP=10.99.0.6")],
+                7,
+                "failed to allocate all requested IPs: 10.99.0.6",
+            ),
+            (
+                "second request in one set",
+                with_runtime_ips(&good, &["10.77.0.5", "10.77.0.6"]),
+                &[],
+                7,
+                "10.77.0.6",
+            ),
+            (
+                "gateway",
+                with_runtime_ips(&good, &["10.77.0.1"]),
+                &[],
+                7,
+                "is subnet's gateway",
+            ),
+            (
+                "gateway in second set",
+                with_runtime_ips(&good, &["10.77.0.5", "fd77::1"]),
+                &[],
+                7,
+                "failed to allocate for range 1",
+            ),
+            (
+                "nothing allocatable",
+                gw_only,
+                &[],
+                11,
+                "no IP addresses available",
+            ),
+        ];
+        for (what, stdin, env, code, msg) in cases {
+            let run = run_env(&ours(), "ADD", "c1", "eth0", &stdin, env);
+            let e = run.expect_err(code);
+            assert!(
+                e["msg"].as_str().expect("msg").contains(msg),
+                "{what} (fresh={fresh}): {e}"
+            );
+            assert_eq!(
+                common::tree_snapshot(tmp.path()),
+                before,
+                "{what} (fresh={fresh}): disk changed"
+            );
+        }
+        if fresh {
+            assert!(before.is_empty(), "{before:?}");
+        }
+    }
+}

@@ -207,6 +207,39 @@ fn irregular_stores_are_always_scanned_until_clean() {
     assert_eq!(ids_of(&dir), set(&["a", "b", "c"]));
 }
 
+/// A lease another tool wrote under a non-canonical name (`::ffff:a.b.c.d`)
+/// is invisible to the fast path's exclusive create on the canonical name,
+/// so the index must never be trusted while one exists: every command
+/// scans, the address stays taken (also when an empty canonical twin is
+/// reclaimed), and the fast path only returns after a scan that finds the
+/// name gone.
+#[test]
+fn non_canonical_names_keep_every_command_on_the_full_scan() {
+    let tmp = TempDir::new("hl-idx-mapped");
+    let c = v4(tmp.path(), "mapped", "10.66.0.0/24");
+    let dir = tmp.path().join("mapped");
+    scan_ok("ADD", "a", &c); // .2
+    fast_ok("ADD", "b", &c); // .3
+                             // Next in round-robin order would be .4: another tool holds it under a
+                             // mapped name, and a half-written canonical twin sits next to it.
+    std::fs::write(dir.join("::ffff:10.66.0.4"), "other\r\neth0").expect("mapped lease");
+    std::fs::write(dir.join("10.66.0.4"), "").expect("empty twin");
+    let r = scan_ok("ADD", "c", &c).json();
+    assert_eq!(addresses(&r), vec!["10.66.0.5/24"], "{r}");
+    assert!(!dir.join("10.66.0.4").exists(), "empty twin reclaimed");
+    let r = scan_ok("ADD", "d", &c).json();
+    assert_eq!(addresses(&r), vec!["10.66.0.6/24"], "{r}");
+    scan_ok("CHECK", "other", &c);
+    // DEL of the other tool's attachment removes the mapped name too.
+    scan_ok("DEL", "other", &c);
+    assert!(!dir.join("::ffff:10.66.0.4").exists());
+    // That DEL listed the mapped name, so it did not rebuild; the next scan
+    // finds a regular store and rebuilds, and then the fast path is back.
+    scan_ok("ADD", "e", &c);
+    fast_ok("ADD", "f", &c);
+    assert_eq!(ids_of(&dir), set(&["a", "b", "c", "d", "e", "f"]));
+}
+
 /// Writes `n` leases of the /16 `10.<net>.0.0/16` like the reference would.
 fn prefill(dir: &Path, second: u8, n: u32) {
     std::fs::create_dir_all(dir).expect("mkdir");

@@ -34,35 +34,49 @@ pub struct Allocation {
     pub gateway: IpAddr,
 }
 
-/// All leases of a network, indexed for O(1) lookups.
+/// All leases of a network, indexed by address for O(1) lookups.
+///
+/// An address can be held by more than one key: the canonical name and a
+/// non-canonical one written by another tool (`::ffff:10.1.0.5` next to
+/// `10.1.0.5`). Every key is kept, and the address stays taken while any of
+/// them remains: removing one key (e.g. reclaiming an empty, half-written
+/// file) must not free an address another file still holds.
 #[derive(Debug, Default)]
 pub struct LeaseIndex {
-    by_ip: HashMap<IpAddr, Lease>,
+    by_ip: HashMap<IpAddr, Vec<Lease>>,
 }
 
 impl LeaseIndex {
-    /// Builds the index from a store listing. When two keys name the same
-    /// address (a non-canonical name written by another tool), both block it;
-    /// the first listed is kept as the representative.
+    /// Builds the index from a store listing (every key is kept).
     pub fn new(leases: Vec<Lease>) -> Self {
-        let mut by_ip = HashMap::with_capacity(leases.len());
+        let mut index = LeaseIndex {
+            by_ip: HashMap::with_capacity(leases.len()),
+        };
         for l in leases {
-            by_ip.entry(l.ip).or_insert(l);
+            index.insert(l);
         }
-        LeaseIndex { by_ip }
+        index
     }
 
-    /// Whether `ip` is leased (orphans included until reclaimed).
+    /// Whether `ip` is leased under any key (orphans included until reclaimed).
     pub fn is_leased(&self, ip: IpAddr) -> bool {
         self.by_ip.contains_key(&ip)
     }
 
-    /// Every lease, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
-        self.by_ip.values()
+    /// Whether `ip` is held by a lease that ADD would not reclaim (any key
+    /// that is not an orphan).
+    fn is_held(&self, ip: IpAddr) -> bool {
+        self.by_ip
+            .get(&ip)
+            .is_some_and(|ls| ls.iter().any(|l| l.owner != Owner::Orphan))
     }
 
-    /// Number of leases.
+    /// Every lease (every key), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Lease> {
+        self.by_ip.values().flatten()
+    }
+
+    /// Number of leased addresses (an address with several keys counts once).
     pub fn len(&self) -> usize {
         self.by_ip.len()
     }
@@ -73,30 +87,39 @@ impl LeaseIndex {
     }
 
     /// Leases owned by `(id, ifname)`; if there are none, the legacy id-only
-    /// leases of `id` (the reference's `ReleaseByID` fallback). Sorted by address.
+    /// leases of `id` (the reference's `ReleaseByID` fallback). Sorted by
+    /// address (then key); an address held under two keys appears twice.
     pub fn owned_by(&self, id: &str, ifname: &str) -> Vec<&Lease> {
         let mut exact: Vec<&Lease> = self
-            .by_ip
-            .values()
+            .iter()
             .filter(|l| l.owner.is_attachment(id, ifname))
             .collect();
         if exact.is_empty() {
-            exact = self
-                .by_ip
-                .values()
-                .filter(|l| l.owner.is_legacy_of(id))
-                .collect();
+            exact = self.iter().filter(|l| l.owner.is_legacy_of(id)).collect();
         }
-        exact.sort_by_key(|l| to_u128(l.ip));
+        exact.sort_by(|a, b| (to_u128(a.ip), &a.key).cmp(&(to_u128(b.ip), &b.key)));
         exact
     }
 
+    /// Adds `lease`, replacing an entry with the same key.
     fn insert(&mut self, lease: Lease) {
-        self.by_ip.insert(lease.ip, lease);
+        let keys = self.by_ip.entry(lease.ip).or_default();
+        match keys.iter_mut().find(|l| l.key == lease.key) {
+            Some(l) => *l = lease,
+            None => keys.push(lease),
+        }
     }
 
-    fn remove(&mut self, ip: IpAddr) -> Option<Lease> {
-        self.by_ip.remove(&ip)
+    /// Removes the lease stored under `key` for `ip`; the address stays
+    /// leased while another key holds it.
+    fn remove_key(&mut self, ip: IpAddr, key: &str) -> Option<Lease> {
+        let keys = self.by_ip.get_mut(&ip)?;
+        let pos = keys.iter().position(|l| l.key == key)?;
+        let lease = keys.swap_remove(pos);
+        if keys.is_empty() {
+            self.by_ip.remove(&ip);
+        }
+        Some(lease)
     }
 }
 
@@ -155,6 +178,7 @@ impl<'s, S: Store> Allocator<'s, S> {
             .map(|l| l.ip)
             .collect();
         ips.sort_by_key(|ip| to_u128(*ip));
+        ips.dedup();
         ips
     }
 
@@ -171,10 +195,11 @@ impl<'s, S: Store> Allocator<'s, S> {
         let mut out = Vec::with_capacity(orphans.len());
         for l in orphans {
             self.store.remove(&l.key)?;
-            self.index.remove(l.ip);
+            self.index.remove_key(l.ip, &l.key);
             out.push(l.ip);
         }
         out.sort_by_key(|ip| to_u128(*ip));
+        out.dedup();
         Ok(out)
     }
 
@@ -192,16 +217,9 @@ impl<'s, S: Store> Allocator<'s, S> {
         requested: &[IpAddr],
     ) -> Result<Vec<Allocation>, IpamError> {
         self.reject_duplicate(sets, id, ifname)?;
-        let mut pending: Vec<IpAddr> = Vec::new();
-        for ip in requested.iter().map(|ip| canonical(*ip)) {
-            if !pending.contains(&ip) {
-                pending.push(ip);
-            }
-        }
+        let plan = plan_requested(sets, requested)?;
         let mut done: Vec<Allocation> = Vec::with_capacity(sets.len());
-        for (idx, set) in sets.iter().enumerate() {
-            let wanted = pending.iter().position(|ip| set.contains(*ip));
-            let wanted = wanted.map(|pos| pending.remove(pos));
+        for (idx, (set, wanted)) in sets.iter().zip(plan).enumerate() {
             let got = match wanted {
                 Some(ip) => self.reserve_requested(set, idx, ip, id, ifname),
                 None => self.reserve_next(set, idx, id, ifname),
@@ -213,14 +231,6 @@ impl<'s, S: Store> Allocator<'s, S> {
                     return Err(e.context(format_args!("failed to allocate for range {idx}")));
                 }
             }
-        }
-        if !pending.is_empty() {
-            self.rollback(&done);
-            let list: Vec<String> = pending.iter().map(IpAddr::to_string).collect();
-            return Err(IpamError::Request(format!(
-                "failed to allocate all requested IPs: {}",
-                list.join(" ")
-            )));
         }
         Ok(done)
     }
@@ -252,17 +262,7 @@ impl<'s, S: Store> Allocator<'s, S> {
         let range = set
             .range_for(ip)
             .ok_or_else(|| IpamError::Request(format!("{ip} not in range set {set}")))?;
-        if ip == range.gateway {
-            return Err(IpamError::Request(format!(
-                "requested ip {ip} is subnet's gateway"
-            )));
-        }
-        if range.is_reserved(ip) {
-            return Err(IpamError::Request(format!(
-                "requested ip {ip} is the network or broadcast address of {}",
-                range.subnet
-            )));
-        }
+        check_requested(range, ip)?;
         let unavailable = || {
             IpamError::Exhausted(format!(
                 "requested IP address {ip} is not available in range set {set}"
@@ -339,7 +339,8 @@ impl<'s, S: Store> Allocator<'s, S> {
     fn rollback(&mut self, done: &[Allocation]) {
         for a in done {
             let ip = a.address.addr();
-            if let Some(l) = self.index.remove(ip) {
+            // Only the key this call created (the canonical name).
+            if let Some(l) = self.index.remove_key(ip, &ip.to_string()) {
                 // Best effort: the caller reports the original error.
                 let _ = self.store.remove(&l.key);
             }
@@ -394,12 +395,13 @@ impl<'s, S: Store> Allocator<'s, S> {
         for l in victims {
             match self.store.remove(&l.key) {
                 Ok(()) => {
-                    self.index.remove(l.ip);
+                    self.index.remove_key(l.ip, &l.key);
                     removed.push(l.ip);
                 }
                 Err(e) => errors.push(e),
             }
         }
+        removed.dedup();
         let failed = errors.len();
         match errors.into_iter().next() {
             None => Ok(removed),
@@ -411,18 +413,144 @@ impl<'s, S: Store> Allocator<'s, S> {
     }
 
     /// Whether the set has at least one address that ADD could hand out.
-    /// Counts instead of iterating, so huge IPv6 ranges cost O(leases).
+    /// Counts instead of iterating, so huge IPv6 ranges cost O(leases); each
+    /// held address is placed in its range by binary search (a set's ranges
+    /// do not overlap), so sets of many ranges cost O(leases log ranges).
     /// Orphans count as free, since ADD reclaims them first.
     pub fn has_free(&self, set: &RangeSet) -> bool {
-        set.ranges().iter().any(|r| {
-            let taken = self
-                .index
-                .iter()
-                .filter(|l| l.owner != Owner::Orphan && r.contains(l.ip) && !r.is_reserved(l.ip))
-                .count() as u128;
-            r.window_len() > r.reserved_in_window() + taken
-        })
+        let ranges = set.ranges();
+        let mut order: Vec<usize> = (0..ranges.len()).collect();
+        order.sort_by_key(|&k| to_u128(ranges[k].range_start));
+        let mut taken = vec![0u128; ranges.len()];
+        for ip in self.index.by_ip.keys() {
+            if ip.is_ipv4() != set.is_v4() {
+                continue;
+            }
+            let v = to_u128(*ip);
+            let after = order.partition_point(|&k| to_u128(ranges[k].range_start) <= v);
+            let Some(&k) = after.checked_sub(1).and_then(|p| order.get(p)) else {
+                continue;
+            };
+            let r = &ranges[k];
+            if r.contains(*ip) && !r.is_reserved(*ip) && self.index.is_held(*ip) {
+                taken[k] += 1;
+            }
+        }
+        ranges
+            .iter()
+            .zip(&taken)
+            .any(|(r, t)| r.window_len() > r.reserved_in_window() + t)
     }
+}
+
+/// Assigns the requested addresses to range sets the way ADD does (the
+/// first requested address inside a set is used for that set; duplicates
+/// count once) and rejects what the configuration alone shows cannot be
+/// served: an address no set contains, a set's gateway, network or
+/// broadcast address, or a set without any allocatable address. Needs no
+/// store, so ADD runs it before creating or locking anything: a bad request
+/// leaves the disk untouched.
+///
+/// `sets` must not overlap (as [`IpamConfig`](super::config::IpamConfig)
+/// guarantees): then every address lies in at most one range, found by a
+/// binary search, and the whole check is O((ranges + requests) log ranges)
+/// however many addresses a config requests.
+///
+/// Returns one entry per set: the address requested for it, if any.
+pub fn plan_requested(
+    sets: &[RangeSet],
+    requested: &[IpAddr],
+) -> Result<Vec<Option<IpAddr>>, IpamError> {
+    let mut seen: HashSet<IpAddr> = HashSet::with_capacity(requested.len());
+    let pending: Vec<IpAddr> = requested
+        .iter()
+        .map(|ip| canonical(*ip))
+        .filter(|ip| seen.insert(*ip))
+        .collect();
+    let mut plan: Vec<Option<(IpAddr, &Range)>> = vec![None; sets.len()];
+    let mut leftover: Vec<IpAddr> = Vec::new();
+    if !pending.is_empty() {
+        let locate = RangeLocator::new(sets);
+        for ip in pending {
+            match locate.find(ip) {
+                Some((idx, range)) if plan[idx].is_none() => plan[idx] = Some((ip, range)),
+                _ => leftover.push(ip),
+            }
+        }
+    }
+    for (idx, (set, wanted)) in sets.iter().zip(&plan).enumerate() {
+        let fail = |e: IpamError| e.context(format_args!("failed to allocate for range {idx}"));
+        match wanted {
+            Some((ip, range)) => check_requested(range, *ip).map_err(fail)?,
+            // A set whose windows hold nothing but reserved addresses can
+            // never serve ADD, whatever the store holds.
+            None if !set
+                .ranges()
+                .iter()
+                .any(|r| r.window_len() > r.reserved_in_window()) =>
+            {
+                return Err(fail(IpamError::Exhausted(format!(
+                    "no IP addresses available in range set: {set}"
+                ))));
+            }
+            None => {}
+        }
+    }
+    if !leftover.is_empty() {
+        let list: Vec<String> = leftover.iter().map(IpAddr::to_string).collect();
+        return Err(IpamError::Request(format!(
+            "failed to allocate all requested IPs: {}",
+            list.join(" ")
+        )));
+    }
+    Ok(plan.into_iter().map(|w| w.map(|(ip, _)| ip)).collect())
+}
+
+/// Every range of a list of non-overlapping sets, sorted by (family, start),
+/// to find the one holding an address by binary search.
+struct RangeLocator<'a> {
+    windows: Vec<(bool, u128, u128, usize, &'a Range)>,
+}
+
+impl<'a> RangeLocator<'a> {
+    fn new(sets: &'a [RangeSet]) -> Self {
+        let mut windows: Vec<(bool, u128, u128, usize, &Range)> = sets
+            .iter()
+            .enumerate()
+            .flat_map(|(idx, set)| {
+                set.ranges().iter().map(move |r| {
+                    let (start, end) = (to_u128(r.range_start), to_u128(r.range_end));
+                    (r.is_v4(), start, end, idx, r)
+                })
+            })
+            .collect();
+        windows.sort_by_key(|w| (w.0, w.1));
+        RangeLocator { windows }
+    }
+
+    /// The set index and range holding `ip` (canonical), if any.
+    fn find(&self, ip: IpAddr) -> Option<(usize, &'a Range)> {
+        let key = (ip.is_ipv4(), to_u128(ip));
+        let after = self.windows.partition_point(|w| (w.0, w.1) <= key);
+        let &(v4, _, end, idx, range) = self.windows.get(after.checked_sub(1)?)?;
+        (v4 == key.0 && end >= key.1 && range.contains(ip)).then_some((idx, range))
+    }
+}
+
+/// A requested address must not be its range's gateway, network or broadcast.
+fn check_requested(range: &Range, ip: IpAddr) -> Result<(), IpamError> {
+    if ip == range.gateway {
+        return Err(IpamError::Request(format!(
+            "requested ip {ip} is subnet's gateway"
+        )));
+    }
+    if range.is_reserved(ip) {
+        return Err(IpamError::Request(format!(
+            "requested ip {ip} is the network or broadcast address of {}",
+            range.subnet
+        )));
+    }
+    Ok(())
 }
 
 fn allocation(range: &Range, set: usize, ip: IpAddr) -> Allocation {

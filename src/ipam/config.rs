@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use super::error::IpamError;
-use super::range::{canonical, parse_requested_ip, Range, RangeSet};
+use super::range::{canonical, first_overlap, parse_requested_ip, Range, RangeSet, Window};
 use crate::spec::json_kind;
 
 /// Where leases live unless `ipam.dataDir` says otherwise.
@@ -115,14 +115,15 @@ impl IpamConfig {
             return Err(IpamError::Config("no IP ranges specified".into()));
         }
         check_families(&range_sets, &cni_version)?;
-        for i in 0..range_sets.len() {
-            for j in i + 1..range_sets.len() {
-                if range_sets[i].overlaps(&range_sets[j]) {
-                    return Err(IpamError::Config(format!(
-                        "range set {i} overlaps with {j}"
-                    )));
-                }
-            }
+        let windows: Vec<Window> = range_sets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, set)| set.ranges().iter().map(move |r| Window::of(i, r)))
+            .collect();
+        if let Some((i, j)) = first_overlap(&windows) {
+            return Err(IpamError::Config(format!(
+                "range set {i} overlaps with {j}"
+            )));
         }
 
         let routes = opt_array(ipam, "routes", "ipam.routes")?

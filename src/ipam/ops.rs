@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use super::allocator::{Allocation, Allocator, Candidates};
+use super::allocator::{plan_requested, Allocation, Allocator, Candidates};
 use super::config::{IpamConfig, RouteConf};
 use super::disk::DiskStore;
 use super::dns::{read_resolv_conf, DnsConf};
@@ -47,6 +47,9 @@ pub fn validate_attachment(id: &str, ifname: &str) -> Result<(), IpamError> {
 /// range set (rolled back entirely on failure).
 pub fn add(conf: &IpamConfig, id: &str, ifname: &str) -> Result<AddOutcome, IpamError> {
     validate_attachment(id, ifname)?;
+    // Everything the configuration alone can refute is checked before the
+    // store is created or locked: a bad request must leave the disk as it was.
+    plan_requested(&conf.range_sets, &conf.requested_ips)?;
     // Read resolvConf first: a bad path must not leave a lease behind.
     let dns = match &conf.resolv_conf {
         Some(p) => read_resolv_conf(p)?,

@@ -300,6 +300,87 @@ fn requested_ips() {
 }
 
 #[test]
+fn plan_requested_needs_no_store() {
+    let sets = [
+        set(vec![range("10.1.2.0/24", None, None)]),
+        set(vec![range("fd10:1::/64", None, None)]),
+    ];
+    assert_eq!(
+        plan_requested(&sets, &[]).expect("nothing"),
+        vec![None, None]
+    );
+    assert_eq!(
+        plan_requested(
+            &sets,
+            &[ip("fd10:1::5"), ip("::ffff:10.1.2.5"), ip("10.1.2.5")]
+        )
+        .expect("one per set, duplicates once"),
+        vec![Some(ip("10.1.2.5")), Some(ip("fd10:1::5"))]
+    );
+    let msg = |r: Result<Vec<Option<IpAddr>>, IpamError>| r.expect_err("bad").to_string();
+    assert_eq!(
+        msg(plan_requested(&sets, &[ip("10.99.0.5")])),
+        "failed to allocate all requested IPs: 10.99.0.5"
+    );
+    assert_eq!(
+        msg(plan_requested(&sets, &[ip("10.1.2.1")])),
+        "failed to allocate for range 0: requested ip 10.1.2.1 is subnet's gateway"
+    );
+    // Outside the window (the default window starts after the network).
+    assert_eq!(
+        msg(plan_requested(&sets, &[ip("fd10:1::")])),
+        "failed to allocate all requested IPs: fd10:1::"
+    );
+    let wide = [set(vec![range(
+        "10.1.4.0/24",
+        Some("10.1.4.0"),
+        Some("10.1.4.255"),
+    )])];
+    assert_eq!(
+        msg(plan_requested(&wide, &[ip("10.1.4.255")])),
+        "failed to allocate for range 0: requested ip 10.1.4.255 is the network or broadcast address of 10.1.4.0/24"
+    );
+    let gw_only = set(vec![range(
+        "10.1.3.0/30",
+        Some("10.1.3.1"),
+        Some("10.1.3.1"),
+    )]);
+    let e = plan_requested(&[gw_only], &[]).expect_err("nothing allocatable");
+    assert!(matches!(e, IpamError::Exhausted(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "failed to allocate for range 0: no IP addresses available in range set: 10.1.3.1-10.1.3.1"
+    );
+}
+
+#[test]
+fn plan_requested_scales_to_many_sets_and_requests() {
+    // 65 536 one-/30 sets and 100 000 requests (the first of each pair of
+    // duplicates counts): no O(sets x requests) or O(requests^2) walk.
+    let sets: Vec<RangeSet> = (0..65_536u32)
+        .map(|i| {
+            let base = std::net::Ipv4Addr::from(0x0a00_0000 + i * 4);
+            set(vec![range(&format!("{base}/30"), None, None)])
+        })
+        .collect();
+    let wanted = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i * 4 + 2));
+    let requested: Vec<IpAddr> = (0..100_000u32).map(|i| wanted(i % 50_000)).collect();
+    let started = std::time::Instant::now();
+    let plan = plan_requested(&sets, &requested).expect("one per set");
+    assert_eq!(plan.iter().filter(|p| p.is_some()).count(), 50_000);
+    assert_eq!(plan[49_999], Some(wanted(49_999)));
+    assert_eq!(plan[50_000], None);
+    // Two addresses for one set: the first in request order wins.
+    let e = plan_requested(&sets, &[wanted(7), ip("10.0.0.29"), ip("10.99.0.1")])
+        .expect_err("second in set 7");
+    assert_eq!(
+        e.to_string(),
+        "failed to allocate all requested IPs: 10.0.0.29 10.99.0.1"
+    );
+    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+}
+
+#[test]
 fn duplicate_add_is_rejected() {
     let sets = [set(vec![range("10.1.2.0/24", None, None)])];
     let mut store = MemStore::new();
@@ -428,6 +509,59 @@ fn orphans_block_until_reclaimed() {
 }
 
 #[test]
+fn reclaimed_orphan_keeps_address_held_under_another_key() {
+    // An empty canonical file and a live non-canonical one for the same
+    // address: reclaiming the orphan must not free the address.
+    let sets = [set(vec![range("10.1.2.0/29", None, None)])]; // .2-.6
+    let mut store = MemStore::new();
+    store.insert_raw("10.1.2.2", b"");
+    store.insert_raw("::ffff:10.1.2.2", b"other\r\neth0");
+    let mut a = Allocator::new(&mut store).expect("open");
+    assert_eq!(a.index().len(), 1, "one address, two keys");
+    assert_eq!(a.index().iter().count(), 2);
+    assert_eq!(a.reclaim_orphans().expect("reclaim"), vec![ip("10.1.2.2")]);
+    assert!(a.index().is_leased(ip("10.1.2.2")));
+    let got = a.allocate(&sets, "ctr", "eth0", &[]).expect("allocate");
+    assert_eq!(got[0].address.addr(), ip("10.1.2.3"));
+    // Requesting it explicitly is refused too.
+    let e = a
+        .allocate(&sets, "ctr2", "eth0", &[ip("10.1.2.2")])
+        .expect_err("taken under another key");
+    assert!(e.to_string().contains("not available"), "{e}");
+    // A set whose only free address is held under a non-canonical key is full.
+    let tiny = set(vec![range(
+        "10.1.2.0/29",
+        Some("10.1.2.2"),
+        Some("10.1.2.2"),
+    )]);
+    assert!(!a.has_free(&tiny));
+    // DEL of the other owner removes its non-canonical key and frees it.
+    assert_eq!(
+        a.release("other", "eth0").expect("release"),
+        vec![ip("10.1.2.2")]
+    );
+    assert!(!a.index().is_leased(ip("10.1.2.2")));
+    assert!(a.has_free(&tiny));
+    drop(a);
+    assert!(!store.files.contains_key("::ffff:10.1.2.2"));
+}
+
+#[test]
+fn gc_and_release_remove_every_key_of_an_address() {
+    let mut store = MemStore::new();
+    lease(&mut store, "10.1.2.3", "a");
+    store.insert_raw("::ffff:10.1.2.3", b"a\r\neth0");
+    lease(&mut store, "10.1.2.4", "b");
+    store.insert_raw("::ffff:10.1.2.4", b"");
+    let mut a = Allocator::new(&mut store).expect("open");
+    assert_eq!(a.held_by("a", "eth0"), vec![ip("10.1.2.3")]);
+    assert_eq!(a.gc(&[]).expect("gc"), vec![ip("10.1.2.3"), ip("10.1.2.4")]);
+    assert!(a.index().is_empty());
+    drop(a);
+    assert!(store.files.is_empty(), "{:?}", store.files.keys());
+}
+
+#[test]
 fn has_free_counts() {
     let s = set(vec![range("10.1.2.0/29", None, None)]); // usable .2-.6
     let mut store = MemStore::new();
@@ -439,6 +573,33 @@ fn has_free_counts() {
     assert!(Allocator::new(&mut store).expect("open").has_free(&s));
     let v6 = set(vec![range("fd10::/64", None, None)]);
     assert!(Allocator::new(&mut store).expect("open").has_free(&v6));
+}
+
+#[test]
+fn has_free_with_many_ranges_counts_per_range() {
+    // 2000 /30 ranges in one set, listed in descending order (the binary
+    // search must not rely on configuration order); one usable address each.
+    let ranges: Vec<Range> = (0..2000u32)
+        .rev()
+        .map(|i| {
+            let base = std::net::Ipv4Addr::from(0x0a40_0000 + i * 4);
+            range(&format!("{base}/30"), None, None)
+        })
+        .collect();
+    let s = set(ranges);
+    let mut store = MemStore::new();
+    for i in 0..2000u32 {
+        if i != 1234 {
+            let addr = std::net::Ipv4Addr::from(0x0a40_0000 + i * 4 + 2);
+            lease(&mut store, &addr.to_string(), &format!("c{i}"));
+        }
+    }
+    // A lease of another family and one outside every range change nothing.
+    lease(&mut store, "fd10::2", "v6");
+    lease(&mut store, "10.99.0.2", "outside");
+    assert!(Allocator::new(&mut store).expect("open").has_free(&s));
+    store.insert_raw("::ffff:10.64.19.74", b"late\r\neth0"); // range 1234, mapped name
+    assert!(!Allocator::new(&mut store).expect("open").has_free(&s));
 }
 
 #[test]

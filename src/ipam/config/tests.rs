@@ -198,3 +198,33 @@ fn case_insensitive_lookup_prefers_exact() {
     );
     assert_eq!(get_ci(m, "gw"), None);
 }
+
+#[test]
+fn many_range_sets_are_checked_quickly_and_report_the_first_pair() {
+    let sets: Vec<Value> = (0..65_536u32)
+        .map(|i| {
+            let base = std::net::Ipv4Addr::from(0x0a00_0000 + i * 4);
+            json!([{ "subnet": format!("{base}/30") }])
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let c = parse(ipam(json!({ "ranges": sets.clone() }))).expect("disjoint");
+    assert_eq!(c.range_sets.len(), 65_536);
+    // The last two overlap (reliability corpus case ranges-65k-sets-overlap-at-end).
+    let mut overlapping = sets.clone();
+    overlapping.push(json!([{ "subnet": "10.3.255.252/30" }]));
+    assert_eq!(
+        err(ipam(json!({ "ranges": overlapping }))).to_string(),
+        "range set 65535 overlaps with 65536"
+    );
+    // Several overlapping pairs: the lowest first index, then the lowest partner.
+    let mut several = sets;
+    several.push(json!([{ "subnet": "10.0.0.8/30" }])); // overlaps set 2
+    several.push(json!([{ "subnet": "10.0.0.4/30" }])); // overlaps set 1
+    several.push(json!([{ "subnet": "10.0.0.0/8" }])); // overlaps everything
+    assert_eq!(
+        err(ipam(json!({ "ranges": several }))).to_string(),
+        "range set 0 overlaps with 65538"
+    );
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+}
