@@ -36,3 +36,46 @@ fn node_and_pod_namespaces_are_private() {
     drop(pod);
     assert!(!path.exists(), "pod netns must vanish when dropped");
 }
+
+#[test]
+fn leak_check_sees_links_and_nat_rules() {
+    require_root!();
+    // Use a node netns as the "machine" so nothing real is touched.
+    let _node = NodeNs::enter();
+    let here = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+    let before = MachineSnapshot::take_in(&here);
+    assert_eq!(
+        before,
+        MachineSnapshot::take_in(&here),
+        "stable when nothing changes"
+    );
+    let run = |argv: &[&str]| {
+        let st = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{argv:?}");
+    };
+    run(&[
+        "ip",
+        "link",
+        "add",
+        "vethleak0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vethleak1",
+    ]);
+    let with_veth = MachineSnapshot::take_in(&here);
+    assert_ne!(before, with_veth, "a leaked veth is seen");
+    run(&["ip", "link", "del", "vethleak0"]);
+    assert_eq!(before, MachineSnapshot::take_in(&here));
+    run(&["iptables", "-w", "-t", "nat", "-N", "CNI-leak"]);
+    assert_ne!(
+        before,
+        MachineSnapshot::take_in(&here),
+        "a leaked CNI chain is seen"
+    );
+    run(&["iptables", "-w", "-t", "nat", "-X", "CNI-leak"]);
+}

@@ -20,10 +20,10 @@ mod route;
 
 use std::io;
 
-use netlink_packet_route::RouteNetlinkMessage;
-use nix::errno::Errno;
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use nix::errno::Errno;
 
 use crate::netns::{NetNs, NetnsError};
 
@@ -211,7 +211,6 @@ const ACK: u16 = netlink_packet_core::NLM_F_REQUEST | netlink_packet_core::NLM_F
 /// Flags for a dump.
 const DUMP: u16 = netlink_packet_core::NLM_F_REQUEST | netlink_packet_core::NLM_F_DUMP;
 /// Flags for "create, fail if it exists".
-const CREATE_EXCL: u16 =
-    ACK | netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL;
+const CREATE_EXCL: u16 = ACK | netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL;
 /// Flags for "create or add next to an existing one" (`RouteAddEcmp`).
 const CREATE: u16 = ACK | netlink_packet_core::NLM_F_CREATE;

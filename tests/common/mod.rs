@@ -52,16 +52,110 @@ pub fn thread_netns_inode() -> u64 {
     netns_inode("/proc/thread-self/ns/net")
 }
 
+/// What a test could leak into the machine: links, CNI nat rules and nft
+/// tables of the machine's own netns, `/run/netns` entries, and the CNI
+/// paths of the machine's filesystem. Taken when a test enters its node and
+/// compared when the node is dropped (the leak check after every test).
+#[derive(Debug, PartialEq, Eq)]
+pub struct MachineSnapshot {
+    links: Vec<String>,
+    cni_nat_rules: Vec<String>,
+    nft_tables: Vec<String>,
+    run_netns: Vec<String>,
+    cni_paths: Vec<(String, bool)>,
+}
+
+impl MachineSnapshot {
+    /// Reads everything from the calling thread's netns (read-only commands).
+    pub fn take() -> MachineSnapshot {
+        let lines = |argv: &[&str]| -> Vec<String> {
+            Command::new(argv[0])
+                .args(&argv[1..])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut links: Vec<String> = lines(&["ip", "-o", "link", "show"])
+            .iter()
+            .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_string()))
+            .collect();
+        links.sort();
+        let cni_nat_rules = ["iptables-save", "ip6tables-save"]
+            .iter()
+            .flat_map(|tool| lines(&[tool, "-t", "nat"]))
+            .filter(|l| l.contains("CNI-") || l.contains("cni"))
+            .collect();
+        let mut run_netns: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        run_netns.sort();
+        let cni_paths = ["/var/lib/cni", "/etc/cni/net.d", "/opt/cni/bin"]
+            .iter()
+            .map(|p| (p.to_string(), Path::new(p).exists()))
+            .collect();
+        MachineSnapshot {
+            links,
+            cni_nat_rules,
+            nft_tables: lines(&["nft", "list", "tables"]),
+            run_netns,
+            cni_paths,
+        }
+    }
+
+    /// Takes the snapshot in the namespace `ns` refers to, from a helper
+    /// thread, so the test thread stays in its node.
+    pub fn take_in(ns: &std::fs::File) -> MachineSnapshot {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("setns into the machine netns for the leak check");
+                MachineSnapshot::take()
+            })
+            .join()
+            .expect("leak check thread")
+        })
+    }
+}
+
 /// The fake node: the calling test thread moved into a fresh netns with `lo` up.
+/// When dropped at the end of a test that did not fail, it checks that the
+/// machine's own netns and CNI paths are exactly as before the test.
 pub struct NodeNs {
     /// `/proc/<pid>/task/<tid>/ns/net` of the test thread: usable by `nsenter`.
     pub path: PathBuf,
+    machine_ns: std::fs::File,
+    machine_before: MachineSnapshot,
+}
+
+impl Drop for NodeNs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let after = MachineSnapshot::take_in(&self.machine_ns);
+        assert_eq!(
+            self.machine_before, after,
+            "leak check: the machine's netns or CNI paths changed during this test"
+        );
+    }
 }
 
 impl NodeNs {
     /// Unshares the test thread's network namespace. Panics if that fails or
     /// if the thread somehow stays in the original namespace.
     pub fn enter() -> NodeNs {
+        let machine_ns =
+            std::fs::File::open("/proc/thread-self/ns/net").expect("open the original netns");
+        let machine_before = MachineSnapshot::take();
         let before = thread_netns_inode();
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
         let after = thread_netns_inode();
@@ -81,6 +175,8 @@ impl NodeNs {
                 std::process::id(),
                 nix::unistd::gettid()
             )),
+            machine_ns,
+            machine_before,
         }
     }
 
