@@ -950,3 +950,42 @@ fn enabledad_waits_for_dad_to_finish() {
     node.call("DEL", "dad", pod.path.to_str().unwrap(), &conf)
         .expect_ok();
 }
+
+#[test]
+fn ipmasq_default_backend_uses_nftables_when_iptables_is_missing() {
+    require_root!();
+    let node = Node::new();
+    // A PATH holding nft but no iptables: the default backend must fall back
+    // to nftables (the reference: iptables unless only nftables is usable).
+    let tools = TempDir::new("only-nft");
+    std::os::unix::fs::symlink("/usr/sbin/nft", tools.path().join("nft")).unwrap();
+    let conf = node.conf("1.0.0", json!({"ipMasq": true}));
+    let pod = PodNs::new();
+    let call = PluginCall::new(
+        "ADD",
+        "nft-only",
+        pod.path.to_str().unwrap(),
+        "eth0",
+        &our_cni_path(),
+    )
+    .env("PATH", &tools.path().display().to_string())
+    .stdin(serde_json::to_vec(&conf).unwrap());
+    let result = run_plugin(&bin("bridge"), &call).expect_ok().json();
+    let ip = result_ip(&result, false);
+    let rules = nft_ruleset();
+    assert!(
+        rules.contains("cni_plugins_masquerade") && rules.contains(&format!("ip saddr {ip}")),
+        "{rules}"
+    );
+    assert!(!nat_rules(false).contains("CNI-"), "no iptables rule");
+    // With iptables available again, DEL (which tears down both) cleans up.
+    let del = PluginCall {
+        env: call.env.clone(),
+        stdin: call.stdin.clone(),
+    }
+    .env("CNI_COMMAND", "DEL")
+    .env("PATH", &std::env::var("PATH").unwrap());
+    run_plugin(&bin("bridge"), &del).expect_ok();
+    assert!(!nft_ruleset().contains(&format!("ip saddr {ip}")));
+    assert!(node.leases().iter().all(|l| !l.starts_with("10.")));
+}

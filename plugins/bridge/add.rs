@@ -187,10 +187,11 @@ impl<'a> Ctx<'a> {
         }
         if conf.ip_masq {
             let ips: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
-            let backend = conf
-                .ip_masq_backend
-                .unwrap_or_else(firewall::default_backend);
-            fw(firewall::setup_ipmasq(backend, &masq_target(conf, a), &ips))?;
+            let target = masq_target(conf, a);
+            fw(match conf.ip_masq_backend {
+                Some(backend) => firewall::setup_ipmasq(backend, &target, &ips),
+                None => firewall::setup_ipmasq_default(&target, &ips),
+            })?;
             undo.push("ipmasq teardown", move || {
                 fw(firewall::teardown_ipmasq(&masq_target(conf, a), &ips))
             });

@@ -100,6 +100,24 @@ pub fn setup_ipmasq(
     }
 }
 
+/// [`setup_ipmasq`] with the reference's default backend (no
+/// `ipMasqBackend` in the config), without a separate probe: iptables is
+/// tried directly, since its `iptables-save` run is itself the probe, and
+/// nftables is used only when iptables failed and is not usable at all.
+/// Saves one `iptables` exec (~2 ms) per ADD in the common case.
+pub fn setup_ipmasq_default(t: &MasqTarget<'_>, ips: &[IpNet]) -> Result<(), FirewallError> {
+    match setup_ipmasq(MasqBackend::Iptables, t, ips) {
+        Err(e) if !supports_iptables() => {
+            if supports_nftables() {
+                setup_ipmasq(MasqBackend::Nftables, t, ips)
+            } else {
+                Err(e)
+            }
+        }
+        other => other,
+    }
+}
+
 /// Removes the container's masquerade rules from BOTH backends (the pod may
 /// have been set up by another version or config). Works with `ips == []`
 /// (DEL with an empty or vanished netns, plugins#810): iptables rules are
