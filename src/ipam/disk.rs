@@ -390,10 +390,6 @@ pub(crate) fn read_at(dir: &File, name: &str) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Below this many leases one thread reads them all; above it the reads are
-/// spread over the CPUs (each is a few syscalls, so they parallelise well).
-const PARALLEL_READ_THRESHOLD: usize = 2048;
-
 /// Reads and parses every named lease file.
 fn read_owners(dir: &File, names: &[(String, IpAddr)]) -> Vec<Option<Owner>> {
     let read_one = |name: &str| match read_at(dir, name) {
@@ -403,23 +399,7 @@ fn read_owners(dir: &File, names: &[(String, IpAddr)]) -> Vec<Option<Owner>> {
         // Unreadable (or a symlink): keep the address blocked, do not fail.
         Err(_) => Some(Owner::Unknown),
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if names.len() < PARALLEL_READ_THRESHOLD || threads < 2 {
-        return names.iter().map(|(n, _)| read_one(n)).collect();
-    }
-    let chunk = names.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|(n, _)| read_one(n)).collect::<Vec<_>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+    super::parallel::map(names, |(n, _)| read_one(n))
 }
 
 impl Store for DiskStore {

@@ -288,25 +288,9 @@ impl Index {
             on_progress();
             Ok(())
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        if work.len() < PARALLEL_THRESHOLD || threads < 2 {
-            return work.iter().try_for_each(sync_one);
-        }
-        let chunk = work.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = work
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().try_for_each(sync_one)))
-                .collect();
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-        })
+        super::parallel::map(&work, sync_one).into_iter().collect()
     }
 }
-
-/// Below this many markers one thread syncs them all.
-const PARALLEL_THRESHOLD: usize = 2048;
 
 fn remove_entry(path: &Path) -> std::io::Result<()> {
     let res = if std::fs::symlink_metadata(path)?.is_dir() {

@@ -98,6 +98,7 @@ pub mod dns;
 pub mod error;
 pub mod index;
 pub mod ops;
+mod parallel;
 pub mod range;
 pub mod store;
 pub mod wire;
