@@ -115,12 +115,7 @@ fn add_builds_the_reference_layout_and_two_pods_talk() {
     .expect_ok();
     node.call("DEL", "pod-one", p1.path.to_str().unwrap(), &conf)
         .expect_ok();
-    assert!(p1
-        .ip_json(&["link", "show"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|l| l["ifname"] != "eth0"));
+    p1.assert_no_link("eth0");
     assert_eq!(node.leases(), vec![ip2.clone()]);
     assert_eq!(bridge_ports(BRIDGE).len(), 1);
     assert!(
@@ -338,15 +333,7 @@ fn del_runs_every_cleanup_when_ipam_del_fails() {
         err["msg"].as_str().unwrap().contains("lease store busy"),
         "{err}"
     );
-    let pod_links = pod.ip_json(&["link", "show"]);
-    assert!(
-        pod_links
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|l| l["ifname"] != "eth0"),
-        "{pod_links}"
-    );
+    pod.assert_no_link("eth0");
     assert!(bridge_ports(BRIDGE).is_empty(), "host veth left behind");
     assert!(!nat_rules(false).contains(&ip), "{}", nat_rules(false));
     // The IPAM plugin refused: its lease stays.
@@ -380,15 +367,7 @@ fn add_failure_rolls_back_everything() {
     );
     assert_eq!(node_links(), before, "no veth left on the node");
     assert_eq!(bridge_ports(BRIDGE).len(), 1);
-    let pod_links = p2.ip_json(&["link", "show"]);
-    assert!(
-        pod_links
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|l| l["ifname"] != "eth0"),
-        "{pod_links}"
-    );
+    p2.assert_no_link("eth0");
     assert_eq!(nat_rules(false), nat_before);
     assert_eq!(node.leases(), vec!["10.90.0.2".to_string()]);
 }
@@ -725,15 +704,7 @@ fn conflicting_bridge_address_rolls_back_after_ipam_and_force_replaces_it() {
     // Failure after IPAM and container setup: everything is undone.
     assert!(node.leases().is_empty(), "lease released");
     assert!(bridge_ports(BRIDGE).is_empty(), "veth removed");
-    let pod_links = pod.ip_json(&["link", "show"]);
-    assert!(
-        pod_links
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|l| l["ifname"] != "eth0"),
-        "{pod_links}"
-    );
+    pod.assert_no_link("eth0");
     assert_eq!(nat_rules(false), nat_before);
     // forceAddress replaces the conflicting IPv4 address.
     let conf = node.conf("1.0.0", json!({"forceAddress": true}));

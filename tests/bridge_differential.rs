@@ -319,10 +319,5 @@ fn attachments_move_between_implementations() {
         .expect_ok();
     assert!(!nat_rules(false).contains(&ip), "{}", nat_rules(false));
     assert!(node.leases().is_empty());
-    assert!(pod
-        .ip_json(&["link", "show"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|l| l["ifname"] != "eth0"));
+    pod.assert_no_link("eth0");
 }

@@ -11,7 +11,7 @@ mod host_local_common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{PluginRun, TempDir};
 use host_local_common::*;
@@ -250,31 +250,9 @@ fn prefill(dir: &Path, second: u8, n: u32) {
     }
 }
 
-/// A temp dir on tmpfs when there is one (65k small files).
-struct ShmDir(PathBuf);
-impl ShmDir {
-    fn new(tag: &str) -> ShmDir {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let p = base.join(format!("cni-rs-test-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("mkdir");
-        ShmDir(p)
-    }
-}
-impl Drop for ShmDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn slash16_with_65000_leases_is_fast_after_one_rebuild() {
-    let tmp = ShmDir::new("hl-idx-65k");
+    let tmp = TempDir::on_tmpfs("hl-idx-65k");
     let c = conf("1.1.0", "big", ipam(&tmp.0, &[&["10.64.0.0/16"]]));
     let dir = tmp.0.join("big");
     let n = 65_000;

@@ -324,32 +324,9 @@ fn crashes_at_random_points_under_concurrency_leave_a_consistent_store() {
 
 /// Fills a /16 to 99% (free addresses all near the end of the walk), then
 /// times one ADD and one DEL. Correctness is asserted; timings are printed.
-/// A temp dir on tmpfs when there is one (like a `/run`-based dataDir), so
-/// the 65k-file setup measures host-local rather than the disk.
-struct ShmDir(std::path::PathBuf);
-impl ShmDir {
-    fn new(tag: &str) -> ShmDir {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let p = base.join(format!("cni-rs-test-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("mkdir");
-        ShmDir(p)
-    }
-}
-impl Drop for ShmDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn nearly_full_slash16_allocates_quickly() {
-    let tmp = ShmDir::new("hl-big");
+    let tmp = TempDir::on_tmpfs("hl-big");
     let c = conf("1.0.0", "big", ipam(&tmp.0, &[&["10.95.0.0/16"]]));
     let dir = tmp.0.join("big");
     std::fs::create_dir_all(&dir).expect("mkdir");

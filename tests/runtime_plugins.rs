@@ -167,15 +167,7 @@ fn runtime_drives_bridge_chain_in_a_node_netns() {
         .expect("DEL");
     assert!(!cache.exists());
     assert!(leases(&data, "cni-rs").is_empty());
-    let links = pod.ip_json(&["link", "show"]);
-    assert!(
-        links
-            .as_array()
-            .expect("links")
-            .iter()
-            .all(|l| l["ifname"] != "eth0"),
-        "eth0 removed: {links}"
-    );
+    pod.assert_no_link("eth0");
     // DEL after the sandbox is gone (empty netns), as containerd sends it.
     runtime
         .del_network_list(&list, &rt("pod1", ""))

@@ -233,6 +233,17 @@ impl PodNs {
         cmd.output().expect("run nsenter")
     }
 
+    /// Panics (listing the pod's links) if `ifname` exists in the pod.
+    pub fn assert_no_link(&self, ifname: &str) {
+        let links = self.ip_json(&["link", "show"]);
+        assert!(
+            links
+                .as_array()
+                .is_some_and(|ls| ls.iter().all(|l| l["ifname"] != ifname)),
+            "{ifname} still in the pod: {links}"
+        );
+    }
+
     /// `ip -j <args>` inside the pod, parsed.
     pub fn ip_json(&self, args: &[&str]) -> serde_json::Value {
         let mut argv = vec!["ip", "-j"];
@@ -285,6 +296,21 @@ impl TempDir {
             std::env::temp_dir().join(format!("cni-rs-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+    /// Like [`TempDir::new`], but on tmpfs (`/dev/shm`) when there is one:
+    /// stores with tens of thousands of lease files should measure the
+    /// plugin, not the disk.
+    pub fn on_tmpfs(tag: &str) -> TempDir {
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() {
+            return TempDir::new(tag);
+        }
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = shm.join(format!("cni-rs-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create tmpfs dir");
         TempDir(dir)
     }
     pub fn path(&self) -> &Path {
