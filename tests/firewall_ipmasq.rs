@@ -10,7 +10,7 @@ use cni::firewall::{
     check_ipmasq, default_backend, gc_ipmasq, naming, setup_ipmasq, teardown_ipmasq, MasqBackend,
     MasqTarget,
 };
-use common::{run_plugin, NodeNs, PluginCall, PodNs, TempDir, REFERENCE_CNI_PATH};
+use common::{result_nets, run_plugin, NodeNs, PluginCall, PodNs, TempDir, REFERENCE_CNI_PATH};
 use ipnet::IpNet;
 
 const NET: &str = "mynet";
@@ -378,18 +378,7 @@ fn reference_rules_are_removed_by_our_teardown() {
     let conf = reference_conf(data.path());
     let bridge = Path::new(REFERENCE_CNI_PATH).join("bridge");
     let add = run_plugin(&bridge, &reference_call("ADD", &pod, &conf)).expect_ok();
-    let ips: Vec<IpNet> = add.json()["ips"]
-        .as_array()
-        .expect("ips")
-        .iter()
-        .map(|i| {
-            i["address"]
-                .as_str()
-                .expect("address")
-                .parse()
-                .expect("cidr")
-        })
-        .collect();
+    let ips = result_nets(&add.json());
     assert_eq!(ips, nets(&["10.22.0.2/16", "fd10:22::2/64"]));
     let ref_v4 = nat_lines("iptables-save");
     let ref_v6 = nat_lines("ip6tables-save");

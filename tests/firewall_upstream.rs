@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cni::firewall::{check_ipmasq, setup_ipmasq, teardown_ipmasq, MasqBackend, MasqTarget};
-use common::{run_plugin, NodeNs, PluginCall, PodNs, TempDir, REFERENCE_CNI_PATH};
-use ipnet::IpNet;
+use common::{result_nets, run_plugin, NodeNs, PluginCall, PodNs, TempDir, REFERENCE_CNI_PATH};
 
 fn nft_table_text() -> String {
     let out = Command::new("nft")
@@ -64,18 +63,7 @@ fn nftables_rules_compatible_with_upstream_bridge() {
         .stdin(conf.as_str())
     };
     let add = run_plugin(&upstream, &call("ADD")).expect_ok().json();
-    let ips: Vec<IpNet> = add["ips"]
-        .as_array()
-        .expect("ips")
-        .iter()
-        .map(|i| {
-            i["address"]
-                .as_str()
-                .expect("address")
-                .parse()
-                .expect("cidr")
-        })
-        .collect();
+    let ips = result_nets(&add);
     let t = MasqTarget {
         network: "mynet",
         container_id: "abc123",

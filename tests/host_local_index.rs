@@ -17,7 +17,7 @@ use common::{PluginRun, TempDir};
 use host_local_common::*;
 use serde_json::{json, Value};
 
-const CRASH: &str = "CNI_RS_TEST_CRASH_POINT";
+use cni::ipam::disk::CRASH_ENV as CRASH;
 
 /// One run of `binary` with the debug log on; returns the run and its log.
 fn logged(

@@ -15,7 +15,7 @@ use common::TempDir;
 use host_local_common::*;
 use serde_json::{json, Value};
 
-const CRASH: &str = "CNI_RS_TEST_CRASH_POINT";
+use cni::ipam::disk::CRASH_ENV as CRASH;
 
 fn v4_conf(tmp: &TempDir, name: &str, subnet: &str) -> Value {
     conf("1.0.0", name, ipam(tmp.path(), &[&[subnet]]))

@@ -25,9 +25,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NET: &str = "crashnet";
-const CRASH_ENV: &str = "CNI_RS_TEST_CRASH_POINT";
+use cni::ipam::disk::CRASH_ENV;
 /// host-local's attachment index (a cache beside the network directories).
-const INDEX_DIR: &str = ".cni-rs-index";
+use cni::ipam::index::INDEX_DIR;
 /// host-local never opens the netns; this path must just not be ours.
 const NO_NETNS: &str = "/run/netns/cni-rs-crash-test-none";
 

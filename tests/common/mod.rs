@@ -450,6 +450,17 @@ pub fn run_plugin(binary: &Path, call: &PluginCall) -> PluginRun {
     }
 }
 
+/// The addresses of a CNI result (any version), through the library's own
+/// result parser.
+pub fn result_nets(result: &serde_json::Value) -> Vec<ipnet::IpNet> {
+    cni::spec::CniResult::from_json_any(result, "1.1.0")
+        .unwrap_or_else(|e| panic!("not a CNI result ({e}): {result}"))
+        .ips
+        .iter()
+        .map(|i| i.address)
+        .collect()
+}
+
 /// Every config version a drop-in must accept.
 pub const ALL_VERSIONS: [&str; 7] = [
     "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",

@@ -107,7 +107,7 @@ pub fn leases(dir: &Path) -> BTreeMap<String, String> {
 }
 
 /// Our attachment index under a dataDir (`cni::ipam::index::INDEX_DIR`).
-pub const INDEX_DIR: &str = ".cni-rs-index";
+pub use cni::ipam::index::INDEX_DIR;
 
 /// File names and contents of a tree, without modes (the reference v1.1.1
 /// writes 0644 lease files and a 0750 lock; we write 0600 for both), and
