@@ -69,17 +69,31 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
             bridge_dev::delete_if_unused(&name)
         });
     }
-    let (host, cont) = cx.attach(&bridge, &mut undo)?;
-    let mut result = cx.base_result(&bridge, &host, &cont);
-    match &conf.ipam_type {
-        Some(ipam) => cx.configure_ip(ipam, &bridge, &mut result, &mut undo)?,
-        None if !conf.disable_container_interface => container::up_l2(&mut cx.cnl, &a.ifname)?,
-        None => {}
-    }
-    cx.finish(&bridge, host, &mut result)?;
-    undo.commit();
-    Ok(result)
+    container::ensure_absent(&mut cx.cnl, &a.ifname, &netns)?;
+    // Why a thread: the IPAM plugin is a separate process (≈ 2 ms, most of
+    // it process start-up) and nothing in the veth set-up depends on its
+    // answer, so it runs while the kernel builds the pair. The reference
+    // runs it after the veth; the outcome is the same.
+    std::thread::scope(|s| {
+        let mut ipam = conf.ipam_type.as_deref().map(|ipam| {
+            // Registered before the call: a failed IPAM ADD is cleaned up too (SPEC §4).
+            undo.push("ipam del", move || delegate::del(ipam, a));
+            s.spawn(move || delegate::add(ipam, a))
+        });
+        let built = cx.build(&bridge, &mut ipam, &mut undo);
+        // A failure before the IPAM answer was used: wait for the child
+        // before the rollback releases its lease.
+        if let Some(pending) = ipam.take() {
+            let _ = pending.join();
+        }
+        let result = built?;
+        undo.commit();
+        Ok(result)
+    })
 }
+
+/// The IPAM ADD running on its own thread.
+type PendingIpam<'s> = std::thread::ScopedJoinHandle<'s, Result<CniResult>>;
 
 /// Checks that need no kernel change, so bad input leaves nothing behind.
 fn preflight(a: &CmdArgs, conf: &BridgeConf) -> Result<()> {
@@ -102,6 +116,32 @@ fn preflight(a: &CmdArgs, conf: &BridgeConf) -> Result<()> {
 }
 
 impl<'a> Ctx<'a> {
+    /// Veth, port, container addresses, gateway, masquerading and the final
+    /// re-reads: the result of the ADD.
+    fn build(
+        &mut self,
+        bridge: &Link,
+        ipam: &mut Option<PendingIpam<'_>>,
+        undo: &mut Rollback<'a>,
+    ) -> Result<CniResult> {
+        let (host, cont) = self.attach(bridge, undo)?;
+        let mut result = self.base_result(bridge, &host, &cont);
+        match ipam.take() {
+            Some(pending) => {
+                let ipam_result = pending
+                    .join()
+                    .unwrap_or_else(|_| Err(CniError::internal("IPAM thread panicked")))?;
+                self.configure_ip(ipam_result, bridge, &mut result, undo)?;
+            }
+            None if !self.conf.disable_container_interface => {
+                container::up_l2(&mut self.cnl, &self.a.ifname)?
+            }
+            None => {}
+        }
+        self.finish(bridge, host, &mut result)?;
+        Ok(result)
+    }
+
     /// Veth pair, port settings, bridge MAC pin and spoof check.
     /// Returns (host end, container end).
     fn attach(&mut self, bridge: &Link, undo: &mut Rollback<'a>) -> Result<(Link, Link)> {
@@ -156,18 +196,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// IPAM, container addresses and routes, gateways, masquerading.
+    /// Container addresses and routes from the IPAM result, gateways,
+    /// masquerading.
     fn configure_ip(
         &mut self,
-        ipam: &'a str,
+        ipam_result: CniResult,
         bridge: &Link,
         result: &mut CniResult,
         undo: &mut Rollback<'a>,
     ) -> Result<()> {
         let (a, conf) = (self.a, self.conf);
-        // Registered before the call: a failed IPAM ADD is cleaned up too (SPEC §4).
-        undo.push("ipam del", move || delegate::del(ipam, a));
-        let ipam_result = delegate::add(ipam, a)?;
         if ipam_result.ips.is_empty() {
             return Err(CniError::internal("IPAM plugin returned missing IP config"));
         }

@@ -27,6 +27,18 @@ pub fn link(nl: &mut Netlink, ifname: &str) -> Result<Link> {
         .ok_or_else(|| CniError::internal(format!("failed to lookup {ifname:?} in the container")))
 }
 
+/// Fails if `ifname` already exists in the container (before anything is
+/// created, so the IPAM plugin is not even started).
+pub fn ensure_absent(nl: &mut Netlink, ifname: &str, netns: &NetNs) -> Result<()> {
+    match nl.link_by_name(ifname)? {
+        Some(_) => Err(CniError::internal(format!(
+            "container veth name {ifname:?} already exists in {}",
+            netns.path().display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Per-interface knobs, written from a thread inside the container netns.
 /// Best effort like the reference (plugins#102) except the IPv6 enablement,
 /// which addresses depend on.

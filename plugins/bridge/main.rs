@@ -2,6 +2,8 @@
 //! `containernetworking/plugins` bridge. This file only wires the verbs;
 //! each verb is a short list of steps in its own module.
 
+#![cfg_attr(not(test), no_main)]
+
 mod add;
 mod bridge_dev;
 mod check;
@@ -47,6 +49,4 @@ impl Plugin for Bridge {
     }
 }
 
-fn main() {
-    cni::skel::run(&Bridge)
-}
+cni::plugin_main!(Bridge);

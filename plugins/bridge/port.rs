@@ -55,13 +55,7 @@ pub fn create_veth(
                 });
             }
             Err(e) if e.is(Errno::EEXIST) => {
-                if c.nl.link_by_name(c.ifname)?.is_some() {
-                    return Err(CniError::internal(format!(
-                        "container veth name {:?} already exists in {}",
-                        c.ifname,
-                        c.netns.path().display()
-                    )));
-                }
+                crate::container::ensure_absent(c.nl, c.ifname, c.netns)?;
                 // The host-side name is taken: try the next one.
             }
             Err(e) => return Err(CniError::from(e).context("failed to make veth pair")),

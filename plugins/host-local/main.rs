@@ -3,6 +3,8 @@
 //! All logic lives in `cni::ipam`; this file maps CNI verbs onto
 //! `cni::ipam::ops` and converts results and errors.
 
+#![cfg_attr(not(test), no_main)]
+
 use cni::error::Result;
 use cni::ipam::config::IpamConfig;
 use cni::ipam::{ops, wire};
@@ -58,8 +60,11 @@ impl Plugin for HostLocal {
         let conf = load_without_args(a)?;
         Ok(ops::status(&conf)?)
     }
+
+    /// IPAM never enters `CNI_NETNS`.
+    fn configures_netns(&self) -> bool {
+        false
+    }
 }
 
-fn main() {
-    skel::run(&HostLocal)
-}
+cni::plugin_main!(HostLocal);
