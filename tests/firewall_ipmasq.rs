@@ -335,6 +335,38 @@ fn teardown_covers_both_backends() {
     assert!(nft_masq_rules().is_empty());
 }
 
+/// The netlink existence probe that lets ADD skip `iptables-save` and DEL
+/// skip `ip6tables-save`/`nft` agrees with what the tools created.
+#[test]
+fn nf_probe_agrees_with_the_tools() {
+    use cni::netlink::{nf_exists, NfFamily};
+    require_root!();
+    let _node = NodeNs::enter();
+    let t = target(NET, CID);
+    assert_eq!(nf_exists(NfFamily::Ip, "nat", Some(CHAIN)), Some(false));
+    assert_eq!(
+        nf_exists(NfFamily::Inet, "cni_plugins_masquerade", None),
+        Some(false)
+    );
+    setup_ipmasq(MasqBackend::Iptables, &t, &nets(&["10.22.0.2/16"])).expect("setup");
+    assert_eq!(nat_lines("iptables-save"), reference_v4_lines());
+    assert_eq!(nf_exists(NfFamily::Ip, "nat", Some(CHAIN)), Some(true));
+    assert_eq!(
+        nf_exists(NfFamily::Ip, "nat", Some("CNI-nope")),
+        Some(false)
+    );
+    assert_eq!(nf_exists(NfFamily::Ip6, "nat", Some(CHAIN)), Some(false));
+    setup_ipmasq(MasqBackend::Nftables, &t, &nets(&["10.22.0.2/16"])).expect("nft setup");
+    assert_eq!(
+        nf_exists(NfFamily::Inet, "cni_plugins_masquerade", None),
+        Some(true)
+    );
+    teardown_ipmasq(&t, &[]).expect("teardown");
+    assert_nat_clean();
+    assert!(nft_masq_rules().is_empty());
+    assert_eq!(nf_exists(NfFamily::Ip, "nat", Some(CHAIN)), Some(false));
+}
+
 #[test]
 fn default_backend_is_iptables_when_usable() {
     require_root!();

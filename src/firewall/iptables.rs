@@ -15,6 +15,7 @@ use super::error::FirewallError;
 use super::exec::{Cmd, Running};
 use super::iptables_save::{restore_quote, NatTable};
 use super::naming::{chain_name, container_id_from_comment, iptables_comment};
+use crate::netlink::{nf_exists, NfFamily};
 
 /// IPv4 (`iptables`) or IPv6 (`ip6tables`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,19 @@ impl Family {
             Family::V6 => "ff00::/8".parse().expect("valid literal"),
         }
     }
+    /// True when this family's masquerade `chain` certainly does not exist:
+    /// iptables is the nf_tables variant (`iptables-nft`, Debian's default)
+    /// and the kernel says the chain is not in its `nat` table. Then neither
+    /// a rule in the chain nor a jump to it can exist (a jump needs its
+    /// target), so the `*tables-save` dump can be skipped. Legacy iptables
+    /// keeps its rules outside nf_tables: always `false` there.
+    fn chain_certainly_absent(self, chain: &str) -> bool {
+        let (restore, nf) = match self {
+            Family::V4 => ("iptables-restore", NfFamily::Ip),
+            Family::V6 => ("ip6tables-restore", NfFamily::Ip6),
+        };
+        is_nft_variant(restore) && nf_exists(nf, "nat", Some(chain)) == Some(false)
+    }
     /// True if this family's iptables works here; the reference's
     /// `SupportsIPTables` probe (`-t filter -S INPUT`).
     pub(crate) fn usable(self) -> bool {
@@ -64,6 +78,20 @@ impl Family {
             .run()
             .is_ok()
     }
+}
+
+/// True when `program`, found on `PATH`, is the nf_tables variant of
+/// iptables (`xtables-nft-multi`, reached through `iptables-nft-*` links).
+fn is_nft_variant(program: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().contains("nft")))
+        .unwrap_or(false)
 }
 
 /// A rule we want, in the shape the reference's `AppendUnique` adds it.
@@ -219,9 +247,12 @@ fn save_all(
 /// Removes what `plan` lists for each family's current table. One retry on
 /// a failed restore: a concurrent DEL of the same pod may have removed a rule
 /// between our dump and our `-D`, and the second dump no longer lists it.
-fn sweep(plan: impl Fn(&NatTable) -> Vec<String>) -> Result<(), FirewallError> {
+fn sweep(
+    families: &[Family],
+    plan: impl Fn(&NatTable) -> Vec<String>,
+) -> Result<(), FirewallError> {
     let attempt = || {
-        let scripts = save_all(&Family::ALL, Unusable::Skip)?
+        let scripts = save_all(families, Unusable::Skip)?
             .into_iter()
             .filter_map(|(family, table)| script(plan(&table)).map(|s| (family, s)))
             .collect();
@@ -254,7 +285,12 @@ fn families_of(ips: &[IpNet]) -> Vec<Family> {
 pub(crate) fn setup(network: &str, container_id: &str, ips: &[IpNet]) -> Result<(), FirewallError> {
     let chain = chain_name(network, container_id);
     let comment = iptables_comment(network, container_id);
-    let tables = save_all(&families_of(ips), Unusable::Fail)?;
+    // A new pod's chain does not exist yet: nothing to dump for that family.
+    let (fresh, existing): (Vec<Family>, Vec<Family>) = families_of(ips)
+        .into_iter()
+        .partition(|f| f.chain_certainly_absent(&chain));
+    let mut tables = save_all(&existing, Unusable::Fail)?;
+    tables.extend(fresh.into_iter().map(|f| (f, NatTable::default())));
     let scripts = tables
         .into_iter()
         .filter_map(|(family, table)| {
@@ -274,7 +310,14 @@ pub(crate) fn setup(network: &str, container_id: &str, ips: &[IpNet]) -> Result<
 /// found by target, which also covers the legacy `-s ip/prefix` form.
 pub(crate) fn teardown(network: &str, container_id: &str) -> Result<(), FirewallError> {
     let chain = chain_name(network, container_id);
-    sweep(|table| teardown_lines(table, &chain))
+    let families: Vec<Family> = Family::ALL
+        .into_iter()
+        .filter(|f| !f.chain_certainly_absent(&chain))
+        .collect();
+    if families.is_empty() {
+        return Ok(());
+    }
+    sweep(&families, |table| teardown_lines(table, &chain))
 }
 
 /// Verifies that every rule setup would add for `ips` is present.
@@ -305,7 +348,7 @@ pub(crate) fn check(network: &str, container_id: &str, ips: &[IpNet]) -> Result<
 /// A chain is attributed by its comment AND its name being the hash of that
 /// (network, id): portmap's `CNI-DN-...` chains carry the same comment format.
 pub(crate) fn gc(network: &str, valid_ids: &BTreeSet<&str>) -> Result<(), FirewallError> {
-    sweep(|table| {
+    sweep(&Family::ALL, |table| {
         stale_chains(table, network, valid_ids)
             .iter()
             .flat_map(|c| teardown_lines(table, c))

@@ -13,6 +13,7 @@ use super::error::FirewallError;
 use super::naming::{nft_comment, nft_instance_hash, nft_network_hash};
 use super::nft::{self, NftRule};
 use super::MasqTarget;
+use crate::netlink::{nf_exists, NfFamily};
 
 const TABLE: &str = "cni_plugins_masquerade";
 const MASQ_CHAIN: &str = "masq_checks";
@@ -81,6 +82,10 @@ pub(crate) fn setup(t: &MasqTarget<'_>, ips: &[IpNet]) -> Result<(), FirewallErr
 /// Retried once, like the iptables sweep: a concurrent DEL may delete a
 /// handle between our listing and our transaction.
 pub(crate) fn teardown(t: &MasqTarget<'_>) -> Result<(), FirewallError> {
+    // On an iptables host the table was never created: skip the `nft` exec.
+    if nf_exists(NfFamily::Inet, TABLE, None) == Some(false) {
+        return Ok(());
+    }
     let prefix = nft_instance_hash(t.network, t.ifname, t.container_id);
     let attempt = || {
         let rules = masq_rules()?;

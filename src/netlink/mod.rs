@@ -16,6 +16,7 @@
 
 mod addr;
 mod link;
+mod nftables;
 mod route;
 
 use std::io;
@@ -30,6 +31,7 @@ use crate::netns::{NetNs, NetnsError};
 pub use addr::Address;
 pub use link::{format_mac, parse_mac, BridgeVlan, Link, VethSpec};
 pub use netlink_packet_route::link::{InfoKind, State as OperState};
+pub use nftables::{nf_exists, NfFamily};
 pub use route::{Route, RouteSpec};
 
 /// Errors from the netlink layer, with the operation that failed.
