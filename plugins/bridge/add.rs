@@ -60,8 +60,7 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         nl: Netlink::open()?,
         cnl: Netlink::open_in(&netns)?,
     };
-    let bridge_is_new = cx.nl.link_by_name(&conf.bridge)?.is_none();
-    let bridge = bridge_dev::ensure_bridge(&mut cx.nl, &conf)?;
+    let (bridge, bridge_is_new) = bridge_dev::ensure_bridge(&mut cx.nl, &conf)?;
     let mut undo = Rollback::default();
     if bridge_is_new {
         let name = conf.bridge.clone();
@@ -131,10 +130,10 @@ impl<'a> Ctx<'a> {
                 let ipam_result = pending
                     .join()
                     .unwrap_or_else(|_| Err(CniError::internal("IPAM thread panicked")))?;
-                self.configure_ip(ipam_result, bridge, &mut result, undo)?;
+                self.configure_ip(ipam_result, bridge, &cont, &mut result, undo)?;
             }
             None if !self.conf.disable_container_interface => {
-                container::up_l2(&mut self.cnl, &self.a.ifname)?
+                container::up_l2(&mut self.cnl, &cont)?
             }
             None => {}
         }
@@ -202,6 +201,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         ipam_result: CniResult,
         bridge: &Link,
+        cont: &Link,
         result: &mut CniResult,
         undo: &mut Rollback<'a>,
     ) -> Result<()> {
@@ -213,13 +213,7 @@ impl<'a> Ctx<'a> {
         result.routes = ipam_result.routes;
         result.dns = ipam_result.dns;
         let gws = calc_gateways(result, conf);
-        container::configure_l3(
-            &mut self.cnl,
-            self.netns,
-            &a.ifname,
-            result,
-            conf.enable_dad,
-        )?;
+        container::configure_l3(&mut self.cnl, self.netns, cont, result, conf.enable_dad)?;
         if conf.is_gateway {
             bridge_dev::apply_gateways(&mut self.nl, conf, bridge, &gws, &mut result.interfaces)?;
         }

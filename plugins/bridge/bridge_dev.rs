@@ -17,9 +17,11 @@ use crate::port;
 /// Creates the bridge if missing (EEXIST from a parallel ADD is fine),
 /// checks that the name really is a bridge, applies promisc and brings it up.
 /// An existing bridge keeps its MTU, vlan_filtering and addresses.
-pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<Link> {
+/// Returns the bridge and whether this call created it.
+pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<(Link, bool)> {
     let name = &conf.bridge;
-    nl.create_bridge(name, conf.mtu, conf.vlan_filtering())
+    let created = nl
+        .create_bridge(name, conf.mtu, conf.vlan_filtering())
         .map_err(|e| CniError::from(e).context(format!("failed to create bridge {name:?}")))?;
     let link = nl
         .link_by_name(name)?
@@ -40,7 +42,7 @@ pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<Link> {
     if !link.is_up() {
         nl.set_up(link.index)?;
     }
-    Ok(link)
+    Ok((link, created))
 }
 
 /// Undo for an ADD that created the bridge and then failed: removes the
@@ -141,7 +143,10 @@ pub fn apply_gateways(
         for gw in list {
             ensure_addr(nl, &target, *gw, conf.force_address)
                 .map_err(|e| e.context("failed to set bridge addr"))?;
-            pin_mac(nl, target.index)?;
+            // The bridge itself was pinned right after its port was added.
+            if target.index != bridge.index {
+                pin_mac(nl, target.index)?;
+            }
         }
         if !list.is_empty() {
             enable_forwarding(v6)?;

@@ -70,16 +70,16 @@ fn write_sysctls(ifname: &str, enable_dad: bool, has_v6: bool) -> Result<()> {
     Ok(())
 }
 
-/// Applies the result's addresses and routes to `ifname` and brings it and
-/// `lo` up.
+/// Applies the result's addresses and routes to the container interface
+/// `iface` and brings it and `lo` up.
 pub fn configure_l3(
     nl: &mut Netlink,
     netns: &NetNs,
-    ifname: &str,
+    iface: &Link,
     result: &CniResult,
     enable_dad: bool,
 ) -> Result<()> {
-    let iface = link(nl, ifname)?;
+    let ifname = iface.name.as_str();
     let has_v6 = result.ips.iter().any(|ip| ip.address.addr().is_ipv6());
     netns.run(|| write_sysctls(ifname, enable_dad, has_v6))??;
     let (mut v4gw, mut v6gw) = (None, None);
@@ -103,7 +103,7 @@ pub fn configure_l3(
         .map_err(|e| CniError::from(e).context(format!("failed to set {ifname:?} UP")))?;
     lo_up(nl)?;
     if enable_dad && v6gw.is_some() {
-        settle_addresses(nl, &iface)?;
+        settle_addresses(nl, iface)?;
     }
     for r in &result.routes {
         let family_gw = if r.dst.addr().is_ipv6() { v6gw } else { v4gw };
@@ -128,18 +128,18 @@ pub fn configure_l3(
 }
 
 /// L2-only: the container interface and `lo` just go up.
-pub fn up_l2(nl: &mut Netlink, ifname: &str) -> Result<()> {
-    let iface = link(nl, ifname)?;
+pub fn up_l2(nl: &mut Netlink, iface: &Link) -> Result<()> {
     nl.set_up(iface.index)
-        .map_err(|e| CniError::from(e).context(format!("failed to set {ifname:?} up")))?;
+        .map_err(|e| CniError::from(e).context(format!("failed to set {:?} up", iface.name)))?;
     lo_up(nl)
 }
 
+/// The loopback device of every network namespace has index 1
+/// (`LOOPBACK_IFINDEX`); setting an up link up is a no-op, so no lookup.
+const LOOPBACK_INDEX: u32 = 1;
+
 fn lo_up(nl: &mut Netlink) -> Result<()> {
-    match nl.link_by_name("lo")? {
-        Some(lo) if !lo.is_up() => Ok(nl.set_up(lo.index)?),
-        _ => Ok(()),
-    }
+    Ok(nl.set_up(LOOPBACK_INDEX)?)
 }
 
 /// Waits (bounded) for IPv6 DAD to finish when `enabledad` asked for it.

@@ -144,8 +144,9 @@ impl Netlink {
         req.serialize(&mut buf);
         retry_eintr(|| self.sock.send(&buf, 0)).map_err(io_err)?;
         let mut out = Vec::new();
+        let mut data = Vec::new();
         loop {
-            let (data, _) = retry_eintr(|| self.sock.recv_from_full()).map_err(io_err)?;
+            retry_eintr(|| recv_datagram(&self.sock, &mut data)).map_err(io_err)?;
             let mut off = 0;
             while data.len() - off >= HEADER_LEN {
                 let len = NetlinkBuffer::new(&data[off..]).length() as usize;
@@ -196,6 +197,26 @@ impl Netlink {
             }
         }
     }
+}
+
+/// Receive buffer size. The kernel builds netlink replies of at most 32 KiB
+/// for a reader whose buffer is at least that large, so one `recv` always
+/// gets a whole datagram. (netlink-sys's `recv_from_full` peeks first to
+/// size its buffer: two syscalls per reply.)
+const RECV_BUFFER: usize = 64 * 1024;
+
+/// Receives one datagram into `buf` (replacing its contents).
+pub(crate) fn recv_datagram(sock: &Socket, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    buf.reserve(RECV_BUFFER);
+    // With MSG_TRUNC the result is the datagram's real length.
+    let len = sock.recv(buf, nix::libc::MSG_TRUNC)?;
+    if len > buf.len() {
+        return Err(io::Error::other(format!(
+            "netlink reply of {len} bytes exceeds the {RECV_BUFFER}-byte buffer"
+        )));
+    }
+    Ok(())
 }
 
 /// Retries a blocking socket call interrupted by a signal.

@@ -78,8 +78,9 @@ fn exchange(request: &[u8]) -> io::Result<Vec<u8>> {
     sock.connect(&SocketAddr::new(0, 0))?;
     sock.send(request, 0)?;
     let mut all = Vec::new();
+    let mut data = Vec::new();
     loop {
-        let (data, _) = sock.recv_from_full()?;
+        super::recv_datagram(&sock, &mut data)?;
         if data.is_empty() {
             return Ok(all);
         }
