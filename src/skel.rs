@@ -529,9 +529,10 @@ fn ignore_sigpipe() {
 /// the main thread's stack guard, installs `SIGSEGV`/`SIGBUS` handlers with
 /// an alternate signal stack and polls the standard descriptors — about
 /// 5 % of a host-local call's CPU time, for a process that lives for two
-/// milliseconds (issue 7). `std::env::args` still works (glibc passes
-/// `argv` to Rust's init-array hook) and [`run`] ignores `SIGPIPE` itself.
-/// A stack overflow is then a plain `SIGSEGV` instead of a message.
+/// milliseconds (issue 7). `argv[1]` is taken from C's `argv` (with musl,
+/// `std::env::args` is empty without Rust's set-up) and [`run_with_arg`]
+/// ignores `SIGPIPE` itself. A stack overflow is then a plain `SIGSEGV`
+/// instead of a message.
 ///
 /// Use it in a binary with `#![cfg_attr(not(test), no_main)]`:
 /// `cni::plugin_main!(MyPlugin);`
@@ -540,28 +541,61 @@ macro_rules! plugin_main {
     ($plugin:expr) => {
         #[cfg(not(test))]
         #[no_mangle]
-        extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
-            $crate::skel::run(&$plugin)
+        extern "C" fn main(argc: i32, argv: *const *const ::std::ffi::c_char) -> i32 {
+            // SAFETY: the C runtime passes `argc` valid entries in `argv`.
+            let first = unsafe { $crate::skel::c_arg(argc, argv, 1) };
+            $crate::skel::run_with_arg(&$plugin, first)
         }
         /// The unit-test build of the binary has the test harness's `main`;
         /// this keeps the plugin reachable there (no dead-code noise).
         #[cfg(test)]
         #[allow(dead_code)]
         fn plugin_entry() -> ! {
-            $crate::skel::run(&$plugin)
+            $crate::skel::run_with_arg(&$plugin, None)
         }
     };
 }
 
-/// The plugin's `main`: handles `--version`/`--help`, refuses to block on
-/// a terminal, then runs [`dispatch`] on the real process environment and
-/// exits with its code.
+/// `argv[index]` of a C `main`, lossily decoded; `None` past the end.
+///
+/// # Safety
+/// `argv` must point to `argc` valid NUL-terminated strings, as the C
+/// runtime passes them to `main`.
+pub unsafe fn c_arg(
+    argc: i32,
+    argv: *const *const std::ffi::c_char,
+    index: usize,
+) -> Option<String> {
+    if argv.is_null() || index >= usize::try_from(argc).unwrap_or(0) {
+        return None;
+    }
+    // SAFETY: index < argc, and the caller guarantees argv's validity.
+    let ptr = unsafe { *argv.add(index) };
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null argv entry is a NUL-terminated string.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// The plugin's `main` with Rust's set-up: [`run_with_arg`] on `argv[1]`.
 pub fn run<P: Plugin>(p: &P) -> ! {
+    run_with_arg(p, std::env::args().nth(1))
+}
+
+/// Handles `--version`/`--help` (`first_arg` is `argv[1]`), refuses to
+/// block on a terminal, then runs [`dispatch`] on the real process
+/// environment and exits with its code.
+pub fn run_with_arg<P: Plugin>(p: &P, first_arg: Option<String>) -> ! {
     ignore_sigpipe();
     install_panic_hook();
     let command = std::env::var("CNI_COMMAND").unwrap_or_default();
     if command.is_empty() {
-        let arg = std::env::args().nth(1).unwrap_or_default();
+        let arg = first_arg.unwrap_or_default();
         match arg.as_str() {
             "--version" | "-V" => {
                 print!("{}", version_text(p.name()));

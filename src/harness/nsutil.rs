@@ -149,11 +149,11 @@ pub fn loopback_up() -> std::io::Result<()> {
         for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
             *dst = *src as libc::c_char;
         }
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr) < 0 {
             return Err(std::io::Error::last_os_error());
         }
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) < 0 {
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr) < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
