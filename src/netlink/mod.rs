@@ -222,16 +222,3 @@ const DUMP: u16 = wire::NLM_F_REQUEST | wire::NLM_F_DUMP;
 const CREATE_EXCL: u16 = ACK | wire::NLM_F_CREATE | wire::NLM_F_EXCL;
 /// Flags for "create or add next to an existing one" (`RouteAddEcmp`).
 const CREATE: u16 = ACK | wire::NLM_F_CREATE;
-
-/// Temporary: encodes a request with the old `netlink-packet-route` codec,
-/// to compare the hand-written one byte for byte.
-#[cfg(test)]
-pub(crate) fn old_bytes(msg: netlink_packet_route::RouteNetlinkMessage, flags: u16) -> Vec<u8> {
-    let mut req = netlink_packet_core::NetlinkMessage::from(msg);
-    req.header.flags = flags;
-    req.header.sequence_number = 7;
-    req.finalize();
-    let mut buf = vec![0u8; req.buffer_len()];
-    req.serialize(&mut buf);
-    buf
-}
