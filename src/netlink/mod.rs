@@ -9,7 +9,7 @@
 //!   flight at a time. rtnetlink's async connection needs a reactor thread
 //!   (async-io) and a cross-thread wake-up per reply; for a one-shot plugin
 //!   that is pure overhead (and binary size). Nothing async is involved.
-//! - Messages are encoded and decoded by hand ([`wire`] plus one module per
+//! - Messages are encoded and decoded by hand (`wire.rs` plus one module per
 //!   object): only a dozen request shapes and a few reply attributes are
 //!   needed, and a general rtnetlink codec was a third of the binary.
 //! - Kernel errors are classified once here (`ENODEV` → `Ok(None)` for
