@@ -1,19 +1,159 @@
 //! Link operations: `ip link` and `bridge vlan` equivalents.
 
+use std::fmt;
 use std::os::fd::AsRawFd;
 
-use netlink_packet_route::link::{
-    AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
-    InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkInfo, LinkMessage, State,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
+use super::wire::{self, Request};
 use super::{Netlink, Result, ACK, CREATE_EXCL, DUMP};
 use crate::netns::NetNs;
 
-/// The facts about a link that the plugins look at, plus the raw message.
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+
+const AF_UNSPEC: u8 = 0;
+const AF_BRIDGE: u8 = 7;
+
+const IFF_UP: u32 = 0x1;
+const IFF_PROMISC: u32 = 0x100;
+
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_MASTER: u16 = 10;
+const IFLA_OPERSTATE: u16 = 16;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_EXT_MASK: u16 = 29;
+
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_INFO_SLAVE_KIND: u16 = 4;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+
+const IFLA_BR_VLAN_FILTERING: u16 = 7;
+const VETH_INFO_PEER: u16 = 1;
+const IFLA_BRPORT_MODE: u16 = 4;
+const IFLA_BRPORT_ISOLATED: u16 = 33;
+
+const IFLA_BRIDGE_FLAGS: u16 = 0;
+const IFLA_BRIDGE_VLAN_INFO: u16 = 2;
+const BRIDGE_FLAGS_MASTER: u16 = 1;
+const BRIDGE_VLAN_INFO_PVID: u16 = 0x2;
+const BRIDGE_VLAN_INFO_UNTAGGED: u16 = 0x4;
+const RTEXT_FILTER_BRVLAN: u32 = 0x2;
+
+/// Size of `struct ifinfomsg`.
+const IFINFOMSG_LEN: usize = 16;
+
+/// `IFLA_INFO_KIND`: the link type. Only the kinds the plugins compare
+/// against are named; everything else keeps its kernel name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InfoKind {
+    /// `bridge`.
+    Bridge,
+    /// `veth`.
+    Veth,
+    /// `dummy`.
+    Dummy,
+    /// `vlan`.
+    Vlan,
+    /// `vxlan`.
+    Vxlan,
+    /// `macvlan`.
+    MacVlan,
+    /// `ipvlan`.
+    IpVlan,
+    /// `bond`.
+    Bond,
+    /// `tun`.
+    Tun,
+    /// Any other kind, by its kernel name.
+    Other(String),
+}
+
+static KIND_NAMES: [(&str, InfoKind); 9] = [
+    ("bridge", InfoKind::Bridge),
+    ("veth", InfoKind::Veth),
+    ("dummy", InfoKind::Dummy),
+    ("vlan", InfoKind::Vlan),
+    ("vxlan", InfoKind::Vxlan),
+    ("macvlan", InfoKind::MacVlan),
+    ("ipvlan", InfoKind::IpVlan),
+    ("bond", InfoKind::Bond),
+    ("tun", InfoKind::Tun),
+];
+
+impl InfoKind {
+    fn from_name(name: String) -> InfoKind {
+        KIND_NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| k.clone())
+            .unwrap_or(InfoKind::Other(name))
+    }
+
+    /// The kernel's name of the kind (`IFLA_INFO_KIND` value).
+    pub fn as_str(&self) -> &str {
+        match self {
+            InfoKind::Other(name) => name,
+            known => KIND_NAMES
+                .iter()
+                .find(|(_, k)| k == known)
+                .map_or("", |(n, _)| n),
+        }
+    }
+}
+
+impl fmt::Display for InfoKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `IFLA_OPERSTATE` (RFC 2863 `IF_OPER_*`). The Debug names are what the
+/// bridge plugin lowercases into its "port in error state" message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperState {
+    /// `IF_OPER_UNKNOWN` (0).
+    Unknown,
+    /// `IF_OPER_NOTPRESENT` (1).
+    NotPresent,
+    /// `IF_OPER_DOWN` (2).
+    Down,
+    /// `IF_OPER_LOWERLAYERDOWN` (3).
+    LowerLayerDown,
+    /// `IF_OPER_TESTING` (4).
+    Testing,
+    /// `IF_OPER_DORMANT` (5).
+    Dormant,
+    /// `IF_OPER_UP` (6).
+    Up,
+    /// A value this code does not know.
+    Other(u8),
+}
+
+impl From<u8> for OperState {
+    fn from(value: u8) -> OperState {
+        match value {
+            0 => OperState::Unknown,
+            1 => OperState::NotPresent,
+            2 => OperState::Down,
+            3 => OperState::LowerLayerDown,
+            4 => OperState::Testing,
+            5 => OperState::Dormant,
+            6 => OperState::Up,
+            other => OperState::Other(other),
+        }
+    }
+}
+
+/// The facts about a link that the plugins look at.
 #[derive(Debug, Clone)]
 pub struct Link {
     /// Interface index.
@@ -31,57 +171,58 @@ pub struct Link {
     /// `IFLA_LINK`: for a veth, the peer's index (in the peer's namespace).
     pub peer_index: Option<u32>,
     /// Operational state.
-    pub oper_state: State,
-    /// `IFF_*` flags.
-    pub flags: LinkFlags,
-    /// The full kernel message, for anything not summarised above.
-    pub message: LinkMessage,
+    pub oper_state: OperState,
+    /// `IFF_*` flags (`ifi_flags`).
+    pub flags: u32,
 }
 
 impl Link {
-    fn from_message(message: LinkMessage) -> Link {
+    /// Decodes an `RTM_NEWLINK` payload; `None` when it is too short.
+    fn parse(payload: &[u8]) -> Option<Link> {
         let mut link = Link {
-            index: message.header.index,
+            index: wire::read_u32(payload, 4)?,
             name: String::new(),
             kind: None,
             mac: None,
             mtu: None,
             master: None,
             peer_index: None,
-            oper_state: State::Unknown,
-            flags: message.header.flags,
-            message: LinkMessage::default(),
+            oper_state: OperState::Unknown,
+            flags: wire::read_u32(payload, 8)?,
         };
-        for attr in &message.attributes {
-            match attr {
-                LinkAttribute::IfName(n) => link.name = n.clone(),
-                LinkAttribute::Address(a) => link.mac = Some(a.clone()),
-                LinkAttribute::Mtu(m) => link.mtu = Some(*m),
-                LinkAttribute::Controller(m) => link.master = Some(*m),
-                LinkAttribute::Link(p) => link.peer_index = Some(*p),
-                LinkAttribute::OperState(s) => link.oper_state = *s,
-                LinkAttribute::LinkInfo(infos) => {
-                    for info in infos {
-                        if let LinkInfo::Kind(k) = info {
-                            link.kind = Some(k.clone());
+        for (kind, value) in wire::attrs(payload.get(IFINFOMSG_LEN..)?) {
+            match kind {
+                IFLA_IFNAME => link.name = wire::value_str(value),
+                IFLA_ADDRESS => link.mac = Some(value.to_vec()),
+                IFLA_MTU => link.mtu = wire::value_u32(value),
+                IFLA_MASTER => link.master = wire::value_u32(value),
+                IFLA_LINK => link.peer_index = wire::value_u32(value),
+                IFLA_OPERSTATE => {
+                    if let Some(&s) = value.first() {
+                        link.oper_state = OperState::from(s);
+                    }
+                }
+                IFLA_LINKINFO => {
+                    for (k, v) in wire::attrs(value) {
+                        if k == IFLA_INFO_KIND {
+                            link.kind = Some(InfoKind::from_name(wire::value_str(v)));
                         }
                     }
                 }
                 _ => {}
             }
         }
-        link.message = message;
-        link
+        Some(link)
     }
 
     /// True when the administrative `IFF_UP` flag is set.
     pub fn is_up(&self) -> bool {
-        self.flags.contains(LinkFlags::Up)
+        self.flags & IFF_UP != 0
     }
 
     /// True when `IFF_PROMISC` is set (what `ip link` shows as PROMISC).
     pub fn is_promisc(&self) -> bool {
-        self.flags.contains(LinkFlags::Promisc)
+        self.flags & IFF_PROMISC != 0
     }
 
     /// The MAC as lowercase `aa:bb:..` (Go `HardwareAddr.String()`), or "".
@@ -145,19 +286,177 @@ pub struct BridgeVlan {
     pub untagged: bool,
 }
 
-fn base(index: u32) -> LinkMessage {
-    let mut msg = LinkMessage::default();
-    msg.header.index = index;
-    msg
+/// `struct ifinfomsg`; `ifi_type` stays 0 as the kernel ignores it.
+fn ifinfomsg(family: u8, index: u32, flags: u32, change: u32) -> [u8; IFINFOMSG_LEN] {
+    let mut h = [0u8; IFINFOMSG_LEN];
+    h[0] = family;
+    h[4..8].copy_from_slice(&index.to_ne_bytes());
+    h[8..12].copy_from_slice(&flags.to_ne_bytes());
+    h[12..16].copy_from_slice(&change.to_ne_bytes());
+    h
+}
+
+/// A link message with a bare header for link `index`.
+fn base(msg_type: u16, index: u32) -> Request {
+    Request::new(msg_type, &ifinfomsg(AF_UNSPEC, index, 0, 0))
+}
+
+fn get_by_name_request(name: &str) -> Request {
+    let mut req = base(RTM_GETLINK, 0);
+    req.attr_str(IFLA_IFNAME, name);
+    req
+}
+
+fn new_bridge_request(name: &str, mtu: Option<u32>, vlan_filtering: bool) -> Request {
+    let mut req = base(RTM_NEWLINK, 0);
+    req.attr_str(IFLA_IFNAME, name);
+    if let Some(mtu) = mtu {
+        req.attr_u32(IFLA_MTU, mtu);
+    }
+    let info = req.begin_nest(IFLA_LINKINFO);
+    req.attr_str(IFLA_INFO_KIND, InfoKind::Bridge.as_str());
+    if vlan_filtering {
+        let data = req.begin_nest(IFLA_INFO_DATA);
+        req.attr_u8(IFLA_BR_VLAN_FILTERING, 1);
+        req.end_nest(data);
+    }
+    req.end_nest(info);
+    req
+}
+
+/// The veth request: the peer is a whole `ifinfomsg` + attributes nested in
+/// `IFLA_INFO_DATA`/`VETH_INFO_PEER`.
+fn new_veth_request(spec: &VethSpec) -> Request {
+    let up = if spec.host_up { IFF_UP } else { 0 };
+    let mut req = Request::new(RTM_NEWLINK, &ifinfomsg(AF_UNSPEC, 0, up, up));
+    req.attr_str(IFLA_IFNAME, spec.host_name);
+    if let Some(mtu) = spec.mtu {
+        req.attr_u32(IFLA_MTU, mtu);
+    }
+    if let Some(master) = spec.master {
+        req.attr_u32(IFLA_MASTER, master);
+    }
+    let info = req.begin_nest(IFLA_LINKINFO);
+    req.attr_str(IFLA_INFO_KIND, InfoKind::Veth.as_str());
+    let data = req.begin_nest(IFLA_INFO_DATA);
+    let peer = req.begin_nest(VETH_INFO_PEER);
+    req.raw(&ifinfomsg(AF_UNSPEC, 0, 0, 0));
+    req.attr_str(IFLA_IFNAME, spec.peer_name);
+    req.attr_u32(IFLA_NET_NS_FD, spec.peer_netns.as_raw_fd() as u32);
+    if let Some(mtu) = spec.mtu {
+        req.attr_u32(IFLA_MTU, mtu);
+    }
+    if let Some(mac) = spec.peer_mac {
+        req.attr(IFLA_ADDRESS, &mac);
+    }
+    req.end_nest(peer);
+    req.end_nest(data);
+    req.end_nest(info);
+    req
+}
+
+/// `RTM_SETLINK` changing only `flag` (`ifi_change`) to on/off.
+fn set_flag_request(index: u32, flag: u32, on: bool) -> Request {
+    let flags = if on { flag } else { 0 };
+    Request::new(RTM_SETLINK, &ifinfomsg(AF_UNSPEC, index, flags, flag))
+}
+
+fn set_attr_u32_request(index: u32, kind: u16, value: u32) -> Request {
+    let mut req = base(RTM_SETLINK, index);
+    req.attr_u32(kind, value);
+    req
+}
+
+fn set_mac_request(index: u32, mac: &[u8]) -> Request {
+    let mut req = base(RTM_SETLINK, index);
+    req.attr(IFLA_ADDRESS, mac);
+    req
+}
+
+/// Port options go as `IFLA_INFO_SLAVE_KIND`/`IFLA_INFO_SLAVE_DATA` in an
+/// `RTM_NEWLINK` (what `ip link set type bridge_slave` sends).
+fn bridge_port_request(index: u32, hairpin: bool, isolated: bool) -> Request {
+    let mut req = base(RTM_NEWLINK, index);
+    let info = req.begin_nest(IFLA_LINKINFO);
+    req.attr_str(IFLA_INFO_SLAVE_KIND, InfoKind::Bridge.as_str());
+    let data = req.begin_nest(IFLA_INFO_SLAVE_DATA);
+    req.attr_u8(IFLA_BRPORT_MODE, u8::from(hairpin));
+    req.attr_u8(IFLA_BRPORT_ISOLATED, u8::from(isolated));
+    req.end_nest(data);
+    req.end_nest(info);
+    req
+}
+
+/// `RTM_SETLINK` (add) or `RTM_DELLINK` (delete) of one VLAN on a bridge
+/// port, addressed to the master (`BRIDGE_FLAGS_MASTER`).
+fn vlan_request(msg_type: u16, index: u32, vlan: BridgeVlan) -> Request {
+    let mut flags = 0;
+    if vlan.pvid {
+        flags |= BRIDGE_VLAN_INFO_PVID;
+    }
+    if vlan.untagged {
+        flags |= BRIDGE_VLAN_INFO_UNTAGGED;
+    }
+    let mut info = [0u8; 4];
+    info[0..2].copy_from_slice(&flags.to_ne_bytes());
+    info[2..4].copy_from_slice(&vlan.vid.to_ne_bytes());
+    let mut req = Request::new(msg_type, &ifinfomsg(AF_BRIDGE, index, 0, 0));
+    let spec = req.begin_nest(IFLA_AF_SPEC);
+    req.attr_u16(IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_MASTER);
+    req.attr(IFLA_BRIDGE_VLAN_INFO, &info);
+    req.end_nest(spec);
+    req
+}
+
+fn vlan_dump_request() -> Request {
+    let mut req = Request::new(RTM_GETLINK, &ifinfomsg(AF_BRIDGE, 0, 0, 0));
+    req.attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN);
+    req
+}
+
+/// The VLANs in an `AF_BRIDGE` `RTM_NEWLINK` of port `index` (`Some(empty)`
+/// for another port), `None` when the message is too short.
+fn parse_vlans(payload: &[u8], index: u32, out: &mut Vec<BridgeVlan>) -> Option<()> {
+    if wire::read_u32(payload, 4)? != index {
+        return Some(());
+    }
+    for (kind, value) in wire::attrs(payload.get(IFINFOMSG_LEN..)?) {
+        if kind != IFLA_AF_SPEC {
+            continue;
+        }
+        for (k, v) in wire::attrs(value) {
+            if k != IFLA_BRIDGE_VLAN_INFO {
+                continue;
+            }
+            let (Some(flags), Some(vid)) = (wire::read_u16(v, 0), wire::read_u16(v, 2)) else {
+                continue;
+            };
+            out.push(BridgeVlan {
+                vid,
+                pvid: flags & BRIDGE_VLAN_INFO_PVID != 0,
+                untagged: flags & BRIDGE_VLAN_INFO_UNTAGGED != 0,
+            });
+        }
+    }
+    Some(())
 }
 
 impl Netlink {
-    fn get_link(&mut self, op: &str, msg: LinkMessage) -> Result<Option<Link>> {
-        match self.request(op, RouteNetlinkMessage::GetLink(msg), ACK) {
-            Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
-                _ => None,
-            })),
+    /// Sends a link request and collects the `RTM_NEWLINK` replies.
+    fn link_request(&mut self, op: &str, req: Request, flags: u16) -> Result<Vec<Link>> {
+        let mut out = Vec::new();
+        self.request(op, req, flags, |msg_type, payload| {
+            if msg_type == RTM_NEWLINK {
+                out.push(Link::parse(payload)?);
+            }
+            Some(())
+        })?;
+        Ok(out)
+    }
+
+    fn get_link(&mut self, op: &str, req: Request) -> Result<Option<Link>> {
+        match self.link_request(op, req, ACK) {
+            Ok(links) => Ok(links.into_iter().next()),
             Err(e) if e.is(Errno::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -165,30 +464,17 @@ impl Netlink {
 
     /// `ip link show NAME`; `Ok(None)` when there is no such link.
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        self.get_link(&format!("get link {name:?}"), msg)
+        self.get_link(&format!("get link {name:?}"), get_by_name_request(name))
     }
 
     /// `ip link show` by index; `Ok(None)` when there is no such link.
     pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>> {
-        self.get_link(&format!("get link #{index}"), base(index))
+        self.get_link(&format!("get link #{index}"), base(RTM_GETLINK, index))
     }
 
     /// `ip link show` (all links).
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let replies = self.request(
-            "dump links",
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            DUMP,
-        )?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
-                _ => None,
-            })
-            .collect())
+        self.link_request("dump links", base(RTM_GETLINK, 0), DUMP)
     }
 
     /// `ip link add NAME [mtu M] type bridge [vlan_filtering 1]`.
@@ -200,24 +486,9 @@ impl Netlink {
         mtu: Option<u32>,
         vlan_filtering: bool,
     ) -> Result<bool> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        if let Some(mtu) = mtu {
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        let mut info = vec![LinkInfo::Kind(InfoKind::Bridge)];
-        if vlan_filtering {
-            info.push(LinkInfo::Data(InfoData::Bridge(vec![
-                InfoBridge::VlanFiltering(true),
-            ])));
-        }
-        msg.attributes.push(LinkAttribute::LinkInfo(info));
-        match self.request(
-            &format!("create bridge {name:?}"),
-            RouteNetlinkMessage::NewLink(msg),
-            CREATE_EXCL,
-        ) {
-            Ok(_) => Ok(true),
+        let req = new_bridge_request(name, mtu, vlan_filtering);
+        match self.ack(&format!("create bridge {name:?}"), req, CREATE_EXCL) {
+            Ok(()) => Ok(true),
             Err(e) if e.is(Errno::EEXIST) => Ok(false),
             Err(e) => Err(e),
         }
@@ -227,182 +498,86 @@ impl Netlink {
     /// returned as is: the caller decides whether the host or the container
     /// name collided.
     pub fn create_veth(&mut self, spec: &VethSpec) -> Result<()> {
-        let mut peer = LinkMessage::default();
-        peer.attributes
-            .push(LinkAttribute::IfName(spec.peer_name.to_string()));
-        peer.attributes
-            .push(LinkAttribute::NetNsFd(spec.peer_netns.as_raw_fd()));
-        if let Some(mtu) = spec.mtu {
-            peer.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        if let Some(mac) = spec.peer_mac {
-            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        }
-        let mut msg = LinkMessage::default();
-        if spec.host_up {
-            msg.header.flags = LinkFlags::Up;
-            msg.header.change_mask = LinkFlags::Up;
-        }
-        msg.attributes
-            .push(LinkAttribute::IfName(spec.host_name.to_string()));
-        if let Some(mtu) = spec.mtu {
-            msg.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        if let Some(master) = spec.master {
-            msg.attributes.push(LinkAttribute::Controller(master));
-        }
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-        ]));
         let op = format!("create veth {:?} <-> {:?}", spec.host_name, spec.peer_name);
-        self.request(&op, RouteNetlinkMessage::NewLink(msg), CREATE_EXCL)
-            .map(drop)
+        self.ack(&op, new_veth_request(spec), CREATE_EXCL)
     }
 
-    fn set_link(&mut self, op: &str, msg: LinkMessage) -> Result<()> {
-        self.request(op, RouteNetlinkMessage::SetLink(msg), ACK)
-            .map(drop)
-    }
-
-    fn set_flag(&mut self, index: u32, flag: LinkFlags, on: bool, what: &str) -> Result<()> {
-        let mut msg = base(index);
-        msg.header.change_mask = flag;
-        if on {
-            msg.header.flags = flag;
-        }
-        self.set_link(&format!("set link #{index} {what}"), msg)
+    fn set_flag(&mut self, index: u32, flag: u32, on: bool, what: &str) -> Result<()> {
+        let op = format!("set link #{index} {what}");
+        self.ack(&op, set_flag_request(index, flag, on), ACK)
     }
 
     /// `ip link set DEV up`.
     pub fn set_up(&mut self, index: u32) -> Result<()> {
-        self.set_flag(index, LinkFlags::Up, true, "up")
+        self.set_flag(index, IFF_UP, true, "up")
     }
 
     /// `ip link set DEV down`.
     pub fn set_down(&mut self, index: u32) -> Result<()> {
-        self.set_flag(index, LinkFlags::Up, false, "down")
+        self.set_flag(index, IFF_UP, false, "down")
     }
 
     /// `ip link set DEV promisc on|off`.
     pub fn set_promisc(&mut self, index: u32, on: bool) -> Result<()> {
-        self.set_flag(index, LinkFlags::Promisc, on, "promisc")
+        self.set_flag(index, IFF_PROMISC, on, "promisc")
     }
 
     /// `ip link set DEV address MAC`.
     pub fn set_mac(&mut self, index: u32, mac: &[u8]) -> Result<()> {
-        let mut msg = base(index);
-        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        self.set_link(
-            &format!("set link #{index} address {}", format_mac(mac)),
-            msg,
-        )
+        let op = format!("set link #{index} address {}", format_mac(mac));
+        self.ack(&op, set_mac_request(index, mac), ACK)
     }
 
     /// `ip link set DEV master BRIDGE`.
     pub fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
-        let mut msg = base(index);
-        msg.attributes.push(LinkAttribute::Controller(master));
-        self.set_link(&format!("set link #{index} master #{master}"), msg)
+        let op = format!("set link #{index} master #{master}");
+        self.ack(&op, set_attr_u32_request(index, IFLA_MASTER, master), ACK)
     }
 
     /// `ip link set DEV type bridge_slave hairpin on|off isolated on|off`
     /// (`IFLA_BRPORT_MODE`, `IFLA_BRPORT_ISOLATED`). The port must already
     /// be enslaved: the kernel applies port data through the master.
     pub fn set_bridge_port(&mut self, index: u32, hairpin: bool, isolated: bool) -> Result<()> {
-        let mut msg = base(index);
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![
-                InfoBridgePort::HairpinMode(hairpin),
-                InfoBridgePort::Isolated(isolated),
-            ])),
-        ]));
         let op = format!("set bridge port #{index} hairpin {hairpin} isolated {isolated}");
-        self.request(&op, RouteNetlinkMessage::NewLink(msg), ACK)
-            .map(drop)
+        self.ack(&op, bridge_port_request(index, hairpin, isolated), ACK)
     }
 
     /// `ip link del DEV`; `Ok(false)` when it was already gone.
     pub fn del_link(&mut self, index: u32) -> Result<bool> {
-        match self.request(
-            &format!("delete link #{index}"),
-            RouteNetlinkMessage::DelLink(base(index)),
-            ACK,
-        ) {
-            Ok(_) => Ok(true),
+        let op = format!("delete link #{index}");
+        match self.ack(&op, base(RTM_DELLINK, index), ACK) {
+            Ok(()) => Ok(true),
             Err(e) if e.is(Errno::ENODEV) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    fn vlan_msg(index: u32, vlan: BridgeVlan) -> LinkMessage {
-        let mut msg = base(index);
-        msg.header.interface_family = AddressFamily::Bridge;
-        let mut flags = BridgeVlanInfoFlags::empty();
-        if vlan.pvid {
-            flags |= BridgeVlanInfoFlags::Pvid;
-        }
-        if vlan.untagged {
-            flags |= BridgeVlanInfoFlags::Untagged;
-        }
-        msg.attributes.push(LinkAttribute::AfSpecBridge(vec![
-            AfSpecBridge::Flags(BridgeFlag::Controller),
-            AfSpecBridge::VlanInfo(BridgeVlanInfo {
-                flags,
-                vid: vlan.vid,
-            }),
-        ]));
-        msg
-    }
-
     /// `bridge vlan add dev PORT vid V [pvid] [untagged] master`.
     pub fn bridge_vlan_add(&mut self, index: u32, vlan: BridgeVlan) -> Result<()> {
         let op = format!("add vlan {} to bridge port #{index}", vlan.vid);
-        self.set_link(&op, Self::vlan_msg(index, vlan))
+        self.ack(&op, vlan_request(RTM_SETLINK, index, vlan), ACK)
     }
 
     /// `bridge vlan del dev PORT vid V master`.
     pub fn bridge_vlan_del(&mut self, index: u32, vlan: BridgeVlan) -> Result<()> {
         let op = format!("delete vlan {} from bridge port #{index}", vlan.vid);
-        self.request(
-            &op,
-            RouteNetlinkMessage::DelLink(Self::vlan_msg(index, vlan)),
-            ACK,
-        )
-        .map(drop)
+        self.ack(&op, vlan_request(RTM_DELLINK, index, vlan), ACK)
     }
 
     /// `bridge vlan show dev PORT`.
     pub fn bridge_vlans(&mut self, index: u32) -> Result<Vec<BridgeVlan>> {
-        let mut msg = LinkMessage::default();
-        msg.header.interface_family = AddressFamily::Bridge;
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
-        let replies = self.request("dump bridge vlans", RouteNetlinkMessage::GetLink(msg), DUMP)?;
         let mut out = Vec::new();
-        for reply in replies {
-            let RouteNetlinkMessage::NewLink(l) = reply else {
-                continue;
-            };
-            if l.header.index != index {
-                continue;
-            }
-            for attr in l.attributes {
-                let LinkAttribute::AfSpecBridge(specs) = attr else {
-                    continue;
-                };
-                for spec in specs {
-                    if let AfSpecBridge::VlanInfo(info) = spec {
-                        out.push(BridgeVlan {
-                            vid: info.vid,
-                            pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
-                            untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
-                        });
-                    }
+        self.request(
+            "dump bridge vlans",
+            vlan_dump_request(),
+            DUMP,
+            |msg_type, payload| {
+                if msg_type == RTM_NEWLINK {
+                    parse_vlans(payload, index, &mut out)?;
                 }
-            }
-        }
+                Some(())
+            },
+        )?;
         Ok(out)
     }
 }
@@ -410,6 +585,107 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The payload (after `nlmsghdr`) of a built message.
+    fn payload(req: Request) -> Vec<u8> {
+        req.finish(0, 0)[wire::HEADER_LEN..].to_vec()
+    }
+
+    #[test]
+    fn parses_a_link() {
+        let mut req = Request::new(
+            RTM_NEWLINK,
+            &ifinfomsg(AF_UNSPEC, 7, IFF_UP | IFF_PROMISC, 0),
+        );
+        req.attr_str(IFLA_IFNAME, "cni0")
+            .attr(IFLA_ADDRESS, &[0x0a, 0x58, 10, 1, 0, 1])
+            .attr_u32(IFLA_MTU, 1450)
+            .attr_u32(IFLA_MASTER, 3)
+            .attr_u32(IFLA_LINK, 9)
+            .attr_u8(IFLA_OPERSTATE, 6);
+        let info = req.begin_nest(IFLA_LINKINFO | 0x8000);
+        req.attr_str(IFLA_INFO_KIND, "bridge");
+        req.end_nest(info);
+        let link = Link::parse(&payload(req)).expect("link");
+        assert_eq!(link.index, 7);
+        assert_eq!(link.name, "cni0");
+        assert_eq!(link.kind, Some(InfoKind::Bridge));
+        assert_eq!(link.mac_string(), "0a:58:0a:01:00:01");
+        assert_eq!(
+            (link.mtu, link.master, link.peer_index),
+            (Some(1450), Some(3), Some(9))
+        );
+        assert_eq!(link.oper_state, OperState::Up);
+        assert!(link.is_up() && link.is_promisc());
+    }
+
+    #[test]
+    fn kinds_and_states() {
+        assert_eq!(InfoKind::from_name("veth".into()), InfoKind::Veth);
+        let other = InfoKind::from_name("wireguard".into());
+        assert_eq!(other, InfoKind::Other("wireguard".into()));
+        assert_eq!(other.to_string(), "wireguard");
+        assert_eq!(InfoKind::Bridge.to_string(), "bridge");
+        assert_eq!(format!("{:?}", OperState::from(3)), "LowerLayerDown");
+        assert_eq!(OperState::from(0), OperState::Unknown);
+        assert_eq!(OperState::from(42), OperState::Other(42));
+    }
+
+    #[test]
+    fn truncated_link_never_panics() {
+        let mut req = Request::new(RTM_NEWLINK, &ifinfomsg(AF_UNSPEC, 7, 0, 0));
+        req.attr_str(IFLA_IFNAME, "eth0").attr_u8(IFLA_OPERSTATE, 2);
+        let info = req.begin_nest(IFLA_LINKINFO);
+        req.attr_str(IFLA_INFO_KIND, "veth");
+        req.end_nest(info);
+        let full = payload(req);
+        for cut in 0..full.len() {
+            let link = Link::parse(&full[..cut]);
+            assert_eq!(link.is_some(), cut >= IFINFOMSG_LEN, "{cut}");
+            let mut vlans = Vec::new();
+            let _ = parse_vlans(&full[..cut], 7, &mut vlans);
+        }
+    }
+
+    #[test]
+    fn parses_bridge_vlans() {
+        let mut req = vlan_request(
+            RTM_NEWLINK,
+            8,
+            BridgeVlan {
+                vid: 1,
+                pvid: true,
+                untagged: true,
+            },
+        );
+        let spec = req.begin_nest(IFLA_AF_SPEC);
+        let mut info = [0u8; 4];
+        info[2..4].copy_from_slice(&100u16.to_ne_bytes());
+        req.attr(IFLA_BRIDGE_VLAN_INFO, &info);
+        req.attr(IFLA_BRIDGE_VLAN_INFO, &[1, 2]); // too short: skipped
+        req.end_nest(spec);
+        let data = payload(req);
+        let mut vlans = Vec::new();
+        assert_eq!(parse_vlans(&data, 8, &mut vlans), Some(()));
+        assert_eq!(
+            vlans,
+            vec![
+                BridgeVlan {
+                    vid: 1,
+                    pvid: true,
+                    untagged: true
+                },
+                BridgeVlan {
+                    vid: 100,
+                    pvid: false,
+                    untagged: false
+                },
+            ]
+        );
+        vlans.clear();
+        assert_eq!(parse_vlans(&data, 9, &mut vlans), Some(()));
+        assert!(vlans.is_empty());
+    }
 
     #[test]
     fn mac_round_trip() {

@@ -8,8 +8,10 @@
 //! - Requests are plain blocking `send`/`recv` on one socket, one request in
 //!   flight at a time. rtnetlink's async connection needs a reactor thread
 //!   (async-io) and a cross-thread wake-up per reply; for a one-shot plugin
-//!   that is pure overhead (and binary size). Only the message types of
-//!   `netlink-packet-route` are used. Nothing async is involved.
+//!   that is pure overhead (and binary size). Nothing async is involved.
+//! - Messages are encoded and decoded by hand (`wire.rs` plus one module per
+//!   object): only a dozen request shapes and a few reply attributes are
+//!   needed, and a general rtnetlink codec was a third of the binary.
 //! - Kernel errors are classified once here (`ENODEV` → `Ok(None)` for
 //!   lookups, `EEXIST` → "already there" where that is what the caller wants),
 //!   so callers never compare strings.
@@ -18,19 +20,17 @@ mod addr;
 mod link;
 mod nftables;
 mod route;
+mod wire;
 
 use std::io;
 
-use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use nix::errno::Errno;
 
 use crate::netns::{NetNs, NetnsError};
 
 pub use addr::Address;
-pub use link::{format_mac, parse_mac, BridgeVlan, Link, VethSpec};
-pub use netlink_packet_route::link::{InfoKind, State as OperState};
+pub use link::{format_mac, parse_mac, BridgeVlan, InfoKind, Link, OperState, VethSpec};
 pub use nftables::{nf_exists, NfFamily};
 pub use route::{Route, RouteSpec};
 
@@ -103,9 +103,6 @@ pub struct Netlink {
     seq: u32,
 }
 
-/// Size of `struct nlmsghdr`.
-const HEADER_LEN: usize = 16;
-
 impl Netlink {
     /// Opens a connection in the calling thread's namespace.
     pub fn open() -> Result<Netlink> {
@@ -122,82 +119,70 @@ impl Netlink {
         ns.run(Netlink::open)?
     }
 
-    /// Sends one request with `flags` and collects the replies until the
+    /// Sends one request with `flags` and hands each reply message of this
+    /// request (type, payload after the `nlmsghdr`) to `on_reply`, until the
     /// kernel's ACK (`NLMSG_ERROR` with code 0) or, for dumps, `NLMSG_DONE`.
-    /// A netlink error reply becomes [`NetlinkError::Kernel`].
+    /// A netlink error reply becomes [`NetlinkError::Kernel`]; `on_reply`
+    /// returning `None` (a reply it cannot decode) a protocol error.
     fn request(
         &mut self,
         op: &str,
-        msg: RouteNetlinkMessage,
+        req: wire::Request,
         flags: u16,
-    ) -> Result<Vec<RouteNetlinkMessage>> {
-        let io_err = |e: io::Error| NetlinkError::Protocol {
+        mut on_reply: impl FnMut(u16, &[u8]) -> Option<()>,
+    ) -> Result<()> {
+        let protocol = |detail: String| NetlinkError::Protocol {
             op: op.to_string(),
-            detail: e.to_string(),
+            detail,
+        };
+        let kernel = |code: i32| NetlinkError::Kernel {
+            op: op.to_string(),
+            source: io::Error::from_raw_os_error(code.wrapping_neg()),
         };
         self.seq = self.seq.wrapping_add(1);
-        let mut req = NetlinkMessage::from(msg);
-        req.header.flags = flags;
-        req.header.sequence_number = self.seq;
-        req.finalize();
-        let mut buf = vec![0u8; req.buffer_len()];
-        req.serialize(&mut buf);
-        retry_eintr(|| self.sock.send(&buf, 0)).map_err(io_err)?;
-        let mut out = Vec::new();
+        let buf = req.finish(flags, self.seq);
+        retry_eintr(|| self.sock.send(&buf, 0)).map_err(|e| protocol(e.to_string()))?;
         let mut data = Vec::new();
         loop {
-            retry_eintr(|| recv_datagram(&self.sock, &mut data)).map_err(io_err)?;
-            let mut off = 0;
-            while data.len() - off >= HEADER_LEN {
-                let len = NetlinkBuffer::new(&data[off..]).length() as usize;
-                if len < HEADER_LEN || len > data.len() - off {
-                    return Err(NetlinkError::Protocol {
-                        op: op.to_string(),
-                        detail: format!("malformed reply (message length {len})"),
-                    });
-                }
-                let chunk = &data[off..off + len];
-                off += (len + 3) & !3;
-                let reply =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(chunk).map_err(|e| {
-                        NetlinkError::Protocol {
-                            op: op.to_string(),
-                            detail: format!("undecodable reply: {e}"),
-                        }
-                    })?;
-                if reply.header.sequence_number != self.seq {
+            retry_eintr(|| recv_datagram(&self.sock, &mut data))
+                .map_err(|e| protocol(e.to_string()))?;
+            for msg in wire::messages(&data) {
+                let msg =
+                    msg.map_err(|len| protocol(format!("malformed reply (message length {len})")))?;
+                if msg.seq != self.seq {
                     continue; // a late reply to an earlier request
                 }
-                match reply.payload {
-                    NetlinkPayload::InnerMessage(m) => out.push(m),
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(out),
-                            Some(code) => Err(NetlinkError::Kernel {
-                                op: op.to_string(),
-                                source: io::Error::from_raw_os_error(-code.get()),
-                            }),
+                match msg.msg_type {
+                    wire::NLMSG_ERROR => {
+                        // `struct nlmsgerr`: the errno, negated, then the request.
+                        let code = wire::read_i32(msg.payload, 0)
+                            .ok_or_else(|| protocol("truncated error reply".into()))?;
+                        return if code == 0 { Ok(()) } else { Err(kernel(code)) };
+                    }
+                    wire::NLMSG_DONE => {
+                        // A dump that failed midway reports the errno here.
+                        return match wire::read_i32(msg.payload, 0) {
+                            Some(code) if code < 0 => Err(kernel(code)),
+                            _ => Ok(()),
                         };
                     }
-                    NetlinkPayload::Done(d) if d.code < 0 => {
-                        return Err(NetlinkError::Kernel {
-                            op: op.to_string(),
-                            source: io::Error::from_raw_os_error(-d.code),
-                        })
-                    }
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Overrun(_) => {
-                        return Err(NetlinkError::Protocol {
-                            op: op.to_string(),
-                            detail: "reply overrun".into(),
-                        })
-                    }
-                    _ => {}
+                    wire::NLMSG_OVERRUN => return Err(protocol("reply overrun".into())),
+                    t if t < NLMSG_MIN_TYPE => {} // NLMSG_NOOP
+                    t => on_reply(t, msg.payload)
+                        .ok_or_else(|| protocol("undecodable reply".into()))?,
                 }
             }
         }
     }
+
+    /// A request answered by an ACK only (or whose replies do not matter).
+    fn ack(&mut self, op: &str, req: wire::Request, flags: u16) -> Result<()> {
+        self.request(op, req, flags, |_, _| Some(()))
+    }
 }
+
+/// Message types below this are netlink control messages.
+const NLMSG_MIN_TYPE: u16 = 0x10;
 
 /// Receive buffer size. The kernel builds netlink replies of at most 32 KiB
 /// for a reader whose buffer is at least that large, so one `recv` always
@@ -230,10 +215,10 @@ fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 }
 
 /// Flags for a request that must be acknowledged.
-const ACK: u16 = netlink_packet_core::NLM_F_REQUEST | netlink_packet_core::NLM_F_ACK;
+const ACK: u16 = wire::NLM_F_REQUEST | wire::NLM_F_ACK;
 /// Flags for a dump.
-const DUMP: u16 = netlink_packet_core::NLM_F_REQUEST | netlink_packet_core::NLM_F_DUMP;
+const DUMP: u16 = wire::NLM_F_REQUEST | wire::NLM_F_DUMP;
 /// Flags for "create, fail if it exists".
-const CREATE_EXCL: u16 = ACK | netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL;
+const CREATE_EXCL: u16 = ACK | wire::NLM_F_CREATE | wire::NLM_F_EXCL;
 /// Flags for "create or add next to an existing one" (`RouteAddEcmp`).
-const CREATE: u16 = ACK | netlink_packet_core::NLM_F_CREATE;
+const CREATE: u16 = ACK | wire::NLM_F_CREATE;

@@ -13,6 +13,8 @@ use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
+use super::wire::{self, Request, NLMSG_ERROR};
+
 /// `NFPROTO_*`: the nf_tables family of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NfFamily {
@@ -30,9 +32,6 @@ const NFT_MSG_GETCHAIN: u16 = 4;
 /// `NFTA_TABLE_NAME` and `NFTA_CHAIN_TABLE` (both 1).
 const NFTA_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
 
 /// Whether table `table` (and, if given, its chain `chain`) exists in the
 /// calling thread's network namespace. `None` when the kernel gave no clear
@@ -52,23 +51,12 @@ pub fn nf_exists(family: NfFamily, table: &str, chain: Option<&str>) -> Option<b
 
 /// `nlmsghdr` + `nfgenmsg` + NUL-terminated string attributes.
 fn encode(msg_type: u16, family: NfFamily, attrs: &[(u16, &str)]) -> Vec<u8> {
-    let mut body = vec![family as u8, 0, 0, 0]; // family, NFNETLINK_V0, res_id
+    // family, NFNETLINK_V0, res_id
+    let mut req = Request::new(msg_type, &[family as u8, 0, 0, 0]);
     for (kind, value) in attrs {
-        let len = 4 + value.len() + 1;
-        body.extend_from_slice(&(len as u16).to_ne_bytes());
-        body.extend_from_slice(&kind.to_ne_bytes());
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-        body.resize(body.len().next_multiple_of(4), 0);
+        req.attr_str(*kind, value);
     }
-    let mut msg = Vec::with_capacity(16 + body.len());
-    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-    msg.extend_from_slice(&msg_type.to_ne_bytes());
-    msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
-    msg.extend_from_slice(&body);
-    msg
+    req.finish(wire::NLM_F_REQUEST | wire::NLM_F_ACK, 1)
 }
 
 /// Sends the request and reads until the kernel's ACK or error.
@@ -95,18 +83,9 @@ fn exchange(request: &[u8]) -> io::Result<Vec<u8>> {
 /// Iterates `(type, payload)` of the messages in `data`; stops at the first
 /// malformed length.
 fn messages(data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut off = 0;
-    std::iter::from_fn(move || {
-        let header = data.get(off..off + 16)?;
-        let len = u32::from_ne_bytes(header[0..4].try_into().ok()?) as usize;
-        let kind = u16::from_ne_bytes(header[4..6].try_into().ok()?);
-        if len < 16 || off + len > data.len() {
-            return None;
-        }
-        let payload = &data[off + 16..off + len];
-        off += len.next_multiple_of(4);
-        Some((kind, payload))
-    })
+    wire::messages(data)
+        .map_while(Result::ok)
+        .map(|m| (m.msg_type, m.payload))
 }
 
 fn contains_error_message(data: &[u8]) -> bool {
