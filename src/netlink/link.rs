@@ -585,11 +585,7 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The payload (after `nlmsghdr`) of a built message.
-    fn payload(req: Request) -> Vec<u8> {
-        req.finish(0, 0)[wire::HEADER_LEN..].to_vec()
-    }
+    use crate::netlink::wire::payload;
 
     #[test]
     fn parses_a_link() {

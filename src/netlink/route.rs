@@ -258,10 +258,7 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn payload(req: Request) -> Vec<u8> {
-        req.finish(0, 0)[wire::HEADER_LEN..].to_vec()
-    }
+    use crate::netlink::wire::payload;
 
     #[test]
     fn parses_a_route() {

@@ -116,6 +116,13 @@ impl Request {
     }
 }
 
+/// The message body after `nlmsghdr`, as a reply would carry it: lets the
+/// decoders' unit tests parse what the encoders build.
+#[cfg(test)]
+pub(super) fn payload(req: Request) -> Vec<u8> {
+    req.finish(0, 0)[HEADER_LEN..].to_vec()
+}
+
 /// Start offset of an open nested attribute.
 #[must_use = "a nest must be closed with end_nest"]
 pub(super) struct Nest(usize);
