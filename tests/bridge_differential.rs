@@ -321,3 +321,94 @@ fn attachments_move_between_implementations() {
     assert!(node.leases().is_empty());
     pod.assert_no_link("eth0");
 }
+
+/// On a node whose `ip nat` table exists, our ipMasq ADD writes the new
+/// pod's chain over nf_tables netlink without running iptables at all (the
+/// `iptables-save`/`iptables-restore` on PATH are stubs that would fail it),
+/// and the reference DEL removes everything it made.
+#[test]
+fn fast_path_add_is_deleted_by_reference() {
+    require_root!();
+    let node = Node::new();
+    let mut conf = base(json!({"isGateway": true, "ipMasq": true}));
+    conf["ipam"]["dataDir"] = json!(node.data.path().display().to_string());
+    let nat_before = nat_rules(false);
+    for rule in ["-A", "-D"] {
+        let out = std::process::Command::new("iptables")
+            .args([
+                "-t",
+                "nat",
+                rule,
+                "POSTROUTING",
+                "-s",
+                "192.0.2.1/32",
+                "-j",
+                "ACCEPT",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let clean = nat_rules(false);
+
+    // Stubs named like the nft variant, which record being run and fail.
+    let stubs = TempDir::new("ipt-stubs");
+    let marker = stubs.path().join("ran");
+    let stub = stubs.path().join("xtables-nft-stub");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\necho \"$0 $*\" >> {}\nexit 1\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for name in ["iptables-restore", "iptables-save"] {
+        std::os::unix::fs::symlink(&stub, stubs.path().join(name)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        stubs.path().display(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+    );
+
+    let pod = PodNs::new();
+    let ns = pod.path.to_str().unwrap().to_string();
+    let call = PluginCall::new("ADD", "fast-pod", &ns, "eth0", node.bin.path())
+        .stdin(serde_json::to_vec(&conf).unwrap())
+        .env("PATH", &path);
+    let r = run_plugin(&bin("bridge"), &call).expect_ok().json();
+    assert!(
+        !marker.exists(),
+        "iptables ran: {:?}",
+        std::fs::read_to_string(&marker)
+    );
+    let ip = result_ip(&r, false);
+    let made = nat_rules(false);
+    assert!(
+        made.contains(&format!("-A POSTROUTING -s {ip}/32")),
+        "{made}"
+    );
+
+    node.call_binary(
+        Path::new(REFERENCE_BRIDGE),
+        "CHECK",
+        "fast-pod",
+        &ns,
+        &with_prev(&conf, &r),
+    )
+    .expect_ok();
+    node.call_binary(
+        Path::new(REFERENCE_BRIDGE),
+        "DEL",
+        "fast-pod",
+        &ns,
+        &with_prev(&conf, &r),
+    )
+    .expect_ok();
+    assert_eq!(nat_rules(false), clean);
+    assert!(!nat_before.contains("CNI-"), "{nat_before}");
+    assert!(node.leases().is_empty());
+    pod.assert_no_link("eth0");
+}

@@ -519,3 +519,180 @@ fn foreign_rules_are_left_alone() {
         "gc must not touch the portmap-style chain"
     );
 }
+
+/// Creates table `ip nat` and its `POSTROUTING` base chain the iptables way
+/// (as kube-proxy, docker or an earlier ADD leave them on a node), so that a
+/// new pod's IPv4 chain takes the nf_tables netlink fast path.
+fn prepare_nat() {
+    let rule = ["POSTROUTING", "-s", "192.0.2.1/32", "-j", "ACCEPT"];
+    run("iptables", &[&["-t", "nat", "-A"][..], &rule].concat());
+    run("iptables", &[&["-t", "nat", "-D"][..], &rule].concat());
+    assert_eq!(
+        cni::netlink::nf_exists(cni::netlink::NfFamily::Ip, "nat", Some("POSTROUTING")),
+        Some(true)
+    );
+}
+
+/// `nft --debug=netlink list chain ip nat <chain>`: each rule's expression
+/// lines (`[ payload load ... ]`), handles dropped.
+fn nft_exprs(chain: &str) -> Vec<String> {
+    run(
+        "nft",
+        &["--debug=netlink", "list", "chain", "ip", "nat", chain],
+    )
+    .lines()
+    .filter_map(|l| {
+        if l.starts_with("ip nat ") {
+            Some(format!("rule in {chain}"))
+        } else if l.trim_start().starts_with('[') {
+            Some(l.trim().to_string())
+        } else {
+            None
+        }
+    })
+    .collect()
+}
+
+/// The `iptables-restore --noflush` script our exec path would apply for a
+/// fresh chain: per address ACCEPT, MASQUERADE (once), POSTROUTING jump.
+fn restore_script(network: &str, cid: &str, ips: &[IpNet]) -> String {
+    let chain = naming::chain_name(network, cid);
+    let c = format!(
+        "\"{}\"",
+        naming::iptables_comment(network, cid).replace('"', "\\\"")
+    );
+    let mut s = format!(":{chain} - [0:0]\n");
+    for (i, ip) in ips.iter().enumerate() {
+        s += &format!(
+            "-A {chain} -d {} -j ACCEPT -m comment --comment {c}\n",
+            ip.trunc()
+        );
+        if i == 0 {
+            s += &format!("-A {chain} ! -d 224.0.0.0/4 -j MASQUERADE -m comment --comment {c}\n");
+        }
+        s += &format!(
+            "-A POSTROUTING -s {} -j {chain} -m comment --comment {c}\n",
+            ip.addr()
+        );
+    }
+    s
+}
+
+/// Pods of the fast-path comparison: the reference case, two addresses of
+/// one family, and prefixes that need a bitwise mask (/12, /31) or none (/32).
+fn fast_path_pods() -> Vec<(&'static str, &'static str, Vec<IpNet>)> {
+    vec![
+        (NET, CID, nets(&["10.22.0.2/16"])),
+        (NET, "two", nets(&["10.1.0.2/24", "10.2.0.2/24"])),
+        (
+            "othernet",
+            "odd",
+            nets(&["10.48.3.4/12", "10.9.9.9/31", "10.7.7.7/32"]),
+        ),
+    ]
+}
+
+/// What iptables-restore itself makes of [`fast_path_pods`], in a second
+/// fresh node: (`iptables-save` lines, expression dumps per chain).
+fn restored_by_iptables() -> (Vec<String>, Vec<Vec<String>>) {
+    std::thread::spawn(|| {
+        let node = NodeNs::enter();
+        node.assert_inside();
+        prepare_nat();
+        let mut script = String::from("*nat\n");
+        for (net, cid, ips) in fast_path_pods() {
+            script += &restore_script(net, cid, &ips);
+        }
+        script += "COMMIT\n";
+        let mut child = Command::new("iptables-restore")
+            .args(["--noflush", "-w"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn iptables-restore");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
+            .expect("write");
+        assert!(child.wait().expect("wait").success(), "{script}");
+        let mut dumps = vec![nft_exprs("POSTROUTING")];
+        for (net, cid, _) in fast_path_pods() {
+            dumps.push(nft_exprs(&naming::chain_name(net, cid)));
+        }
+        (nat_lines("iptables-save"), dumps)
+    })
+    .join()
+    .expect("iptables-restore node")
+}
+
+/// A new pod's IPv4 rules written over nf_tables netlink are exactly what
+/// iptables-restore (iptables-nft) writes: same `iptables-save` lines and
+/// the same nf_tables expressions, rule by rule.
+#[test]
+fn fast_path_rules_equal_iptables_restore_rules() {
+    require_root!();
+    let (want_lines, want_dumps) = restored_by_iptables();
+    let node = NodeNs::enter();
+    node.assert_inside();
+    prepare_nat();
+    for (i, (net, cid, ips)) in fast_path_pods().into_iter().enumerate() {
+        setup_ipmasq(MasqBackend::Iptables, &target(net, cid), &ips).expect("setup");
+        if i == 0 {
+            assert_eq!(nat_lines("iptables-save"), reference_v4_lines());
+        }
+    }
+    let lines = nat_lines("iptables-save");
+    assert_eq!(lines, want_lines);
+    let mut dumps = vec![nft_exprs("POSTROUTING")];
+    for (net, cid, ips) in fast_path_pods() {
+        dumps.push(nft_exprs(&naming::chain_name(net, cid)));
+        check_ipmasq(&target(net, cid), &ips).expect("check");
+    }
+    assert_eq!(dumps, want_dumps);
+    assert!(dumps[0].iter().any(|l| l.contains("jump ->")), "{dumps:#?}");
+    assert!(
+        dumps[3].iter().any(|l| l.starts_with("[ bitwise")),
+        "{dumps:#?}"
+    );
+
+    // A second ADD finds the chain: the exec path, adding nothing.
+    for (net, cid, ips) in fast_path_pods() {
+        setup_ipmasq(MasqBackend::Iptables, &target(net, cid), &ips).expect("setup again");
+    }
+    assert_eq!(nat_lines("iptables-save"), want_lines);
+    for (net, cid, ips) in fast_path_pods() {
+        teardown_ipmasq(&target(net, cid), &ips).expect("teardown");
+    }
+    assert_nat_clean();
+}
+
+/// The fast path's rules are deleted by the `iptables -D` commands the
+/// reference's go-iptables DEL runs, and by our teardown.
+#[test]
+fn fast_path_rules_are_deleted_by_iptables_d_and_teardown() {
+    require_root!();
+    let node = NodeNs::enter();
+    node.assert_inside();
+    prepare_nat();
+    let t = target(NET, CID);
+    let ips = nets(&["10.22.0.2/16"]);
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("setup");
+    assert_eq!(nat_lines("iptables-save"), reference_v4_lines());
+    let c = naming::iptables_comment(NET, CID);
+    let comment = ["-m", "comment", "--comment", &c];
+    for rule in [
+        &["POSTROUTING", "-s", "10.22.0.2/32", "-j", CHAIN][..],
+        &[CHAIN, "-d", "10.22.0.0/16", "-j", "ACCEPT"],
+        &[CHAIN, "!", "-d", "224.0.0.0/4", "-j", "MASQUERADE"],
+    ] {
+        let args = [&["-t", "nat", "-C"][..], rule, &comment].concat();
+        run("iptables", &args);
+        let args = [&["-t", "nat", "-D"][..], rule, &comment].concat();
+        run("iptables", &args);
+    }
+    assert_eq!(nat_lines("iptables-save"), vec![format!(":{CHAIN} -")]);
+    run("iptables", &["-t", "nat", "-X", CHAIN]);
+    assert_nat_clean();
+
+    setup_ipmasq(MasqBackend::Iptables, &t, &ips).expect("setup after -X");
+    assert_eq!(nat_lines("iptables-save"), reference_v4_lines());
+    teardown_ipmasq(&t, &[]).expect("teardown");
+    assert_nat_clean();
+}

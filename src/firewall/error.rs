@@ -54,6 +54,11 @@ pub enum FirewallError {
     #[error("masquerade/spoof-check state mismatch: {0}")]
     Missing(String),
 
+    /// Writing rules over nf_tables netlink failed (the ipMasq fast path;
+    /// its callers fall back to `iptables-restore`).
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
+
     /// Several independent steps failed (e.g. teardown of both backends).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Multiple(Vec<FirewallError>),

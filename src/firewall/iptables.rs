@@ -5,7 +5,9 @@
 //! (write) per address family, both families in parallel, instead of the
 //! reference's ~9 `iptables` execs per address on setup (go-iptables:
 //! `--version`, `-S`, `-N`, then `-C` + `-A` per rule) and ~5 on teardown
-//! (issue 7).
+//! (issue 7). A new pod's IPv4 chain on an iptables-nft host whose `nat`
+//! table exists is not even restored: `nft_direct` writes the same rules
+//! over netlink (no exec at all).
 
 use std::collections::BTreeSet;
 
@@ -15,6 +17,7 @@ use super::error::FirewallError;
 use super::exec::{Cmd, Running};
 use super::iptables_save::{restore_quote, NatTable};
 use super::naming::{chain_name, container_id_from_comment, iptables_comment};
+use super::nft_direct;
 use crate::netlink::{nf_exists, NfFamily};
 
 /// IPv4 (`iptables`) or IPv6 (`ip6tables`).
@@ -96,13 +99,18 @@ fn is_nft_variant(program: &str) -> bool {
 
 /// A rule we want, in the shape the reference's `AppendUnique` adds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct WantedRule {
-    chain: String,
-    source: Option<IpNet>,
-    dest: Option<IpNet>,
-    dest_negated: bool,
-    target: String,
-    comment: String,
+pub(super) struct WantedRule {
+    /// `-A <chain>`.
+    pub(super) chain: String,
+    /// `-s <addr>` (a host address).
+    pub(super) source: Option<IpNet>,
+    /// `[!] -d <net>`.
+    pub(super) dest: Option<IpNet>,
+    pub(super) dest_negated: bool,
+    /// `-j <target>`: `ACCEPT`, `MASQUERADE` or a chain.
+    pub(super) target: String,
+    /// `-m comment --comment <comment>`.
+    pub(super) comment: String,
 }
 
 impl WantedRule {
@@ -181,6 +189,25 @@ fn script(lines: Vec<String>) -> Option<String> {
     Some(s)
 }
 
+/// The rules missing from `table` for `ips` (all of one family), in the
+/// order the reference's `AppendUnique` calls add them.
+pub(super) fn planned_rules(
+    table: &NatTable,
+    chain: &str,
+    comment: &str,
+    ips: &[IpNet],
+) -> Vec<WantedRule> {
+    let mut planned: Vec<WantedRule> = Vec::new();
+    for ip in ips {
+        for rule in WantedRule::for_ip(chain, comment, ip) {
+            if !rule.is_in(table) && !planned.contains(&rule) {
+                planned.push(rule);
+            }
+        }
+    }
+    planned
+}
+
 /// Restore lines that add what is missing for `ips` (all of one family).
 fn setup_lines(table: &NatTable, chain: &str, comment: &str, ips: &[IpNet]) -> Vec<String> {
     let mut lines = Vec::new();
@@ -188,15 +215,8 @@ fn setup_lines(table: &NatTable, chain: &str, comment: &str, ips: &[IpNet]) -> V
         // Only declare a missing chain: declaring an existing one flushes it.
         lines.push(format!(":{chain} - [0:0]"));
     }
-    let mut planned: Vec<WantedRule> = Vec::new();
-    for ip in ips {
-        for rule in WantedRule::for_ip(chain, comment, ip) {
-            if !rule.is_in(table) && !planned.contains(&rule) {
-                lines.push(rule.append_line());
-                planned.push(rule);
-            }
-        }
-    }
+    let planned = planned_rules(table, chain, comment, ips);
+    lines.extend(planned.iter().map(WantedRule::append_line));
     lines
 }
 
@@ -285,21 +305,38 @@ fn families_of(ips: &[IpNet]) -> Vec<Family> {
 pub(crate) fn setup(network: &str, container_id: &str, ips: &[IpNet]) -> Result<(), FirewallError> {
     let chain = chain_name(network, container_id);
     let comment = iptables_comment(network, container_id);
+    let of_family = |family: Family| -> Vec<IpNet> {
+        ips.iter()
+            .filter(|ip| Family::of(ip) == family)
+            .copied()
+            .collect()
+    };
     // A new pod's chain does not exist yet: nothing to dump for that family.
-    let (fresh, existing): (Vec<Family>, Vec<Family>) = families_of(ips)
+    let (fresh, mut existing): (Vec<Family>, Vec<Family>) = families_of(ips)
         .into_iter()
         .partition(|f| f.chain_certainly_absent(&chain));
-    let mut tables = save_all(&existing, Unusable::Fail)?;
-    tables.extend(fresh.into_iter().map(|f| (f, NatTable::default())));
+    let mut tables = Vec::new();
+    for family in fresh {
+        if family == Family::V4 && nft_direct::base_chain_ready() {
+            let rules = planned_rules(&NatTable::default(), &chain, &comment, &of_family(family));
+            match nft_direct::append_masq_rules(&chain, &rules) {
+                Ok(()) => continue,
+                // Nothing was applied (or, on EEXIST, a concurrent ADD made
+                // the chain): dump and add what is missing, idempotently.
+                Err(e) => {
+                    eprintln!("ipMasq: nf_tables fast path not taken, using iptables-restore: {e}");
+                    existing.push(family);
+                    continue;
+                }
+            }
+        }
+        tables.push((family, NatTable::default()));
+    }
+    tables.extend(save_all(&existing, Unusable::Fail)?);
     let scripts = tables
         .into_iter()
         .filter_map(|(family, table)| {
-            let mine: Vec<IpNet> = ips
-                .iter()
-                .filter(|ip| Family::of(ip) == family)
-                .copied()
-                .collect();
-            script(setup_lines(&table, &chain, &comment, &mine)).map(|s| (family, s))
+            script(setup_lines(&table, &chain, &comment, &of_family(family))).map(|s| (family, s))
         })
         .collect();
     restore_all(scripts)

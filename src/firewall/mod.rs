@@ -3,7 +3,9 @@
 //! comments so either implementation removes what the other created.
 //!
 //! All changes are made by exec'ing `iptables-save`/`iptables-restore`
-//! (and the ip6 variants) and `nft` in the calling thread's network namespace.
+//! (and the ip6 variants) and `nft` in the calling thread's network namespace,
+//! except a new pod's IPv4 masquerade chain on an iptables-nft host, which
+//! is written over nf_tables netlink in iptables-nft's encoding (`nft_direct`).
 
 mod error;
 mod exec;
@@ -11,6 +13,7 @@ mod iptables;
 mod iptables_save;
 pub mod naming;
 mod nft;
+mod nft_direct;
 mod nftables;
 pub mod spoofcheck;
 

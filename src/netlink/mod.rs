@@ -1,5 +1,6 @@
 //! A small synchronous rtnetlink client: links (`ip link`, `bridge vlan`),
-//! addresses (`ip addr`) and routes (`ip route`).
+//! addresses (`ip addr`) and routes (`ip route`); plus nf_tables existence
+//! probes (`nftables.rs`) and one-transaction rule writes (`nft_rules.rs`).
 //!
 //! Why this shape (design.md G4–G6):
 //! - The socket is opened on a thread that entered the target namespace
@@ -18,6 +19,7 @@
 
 mod addr;
 mod link;
+mod nft_rules;
 mod nftables;
 mod route;
 mod wire;
@@ -31,6 +33,7 @@ use crate::netns::{NetNs, NetnsError};
 
 pub use addr::Address;
 pub use link::{format_mac, parse_mac, BridgeVlan, InfoKind, Link, OperState, VethSpec};
+pub use nft_rules::{CmpOp, NftBatch, NftExpr};
 pub use nftables::{nf_exists, NfFamily};
 pub use route::{Route, RouteSpec};
 
