@@ -351,27 +351,7 @@ fn fast_path_add_is_deleted_by_reference() {
     }
     let clean = nat_rules(false);
 
-    // Stubs named like the nft variant, which record being run and fail.
-    let stubs = TempDir::new("ipt-stubs");
-    let marker = stubs.path().join("ran");
-    let stub = stubs.path().join("xtables-nft-stub");
-    std::fs::write(
-        &stub,
-        format!(
-            "#!/bin/sh\necho \"$0 $*\" >> {}\nexit 1\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    for name in ["iptables-restore", "iptables-save"] {
-        std::os::unix::fs::symlink(&stub, stubs.path().join(name)).unwrap();
-    }
-    let path = format!(
-        "{}:{}",
-        stubs.path().display(),
-        std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
-    );
+    let (_stubs, marker, path) = failing_iptables_stubs();
 
     let pod = PodNs::new();
     let ns = pod.path.to_str().unwrap().to_string();
@@ -409,6 +389,89 @@ fn fast_path_add_is_deleted_by_reference() {
     .expect_ok();
     assert_eq!(nat_rules(false), clean);
     assert!(!nat_before.contains("CNI-"), "{nat_before}");
+    assert!(node.leases().is_empty());
+    pod.assert_no_link("eth0");
+}
+
+/// A `PATH` whose `iptables-save`/`-restore` and `ip6tables-save`/`-restore`
+/// are stubs named like the nft variant, which record being run (in the
+/// returned marker file) and fail: a plugin run with it must not need them.
+fn failing_iptables_stubs() -> (TempDir, PathBuf, String) {
+    let stubs = TempDir::new("ipt-stubs");
+    let marker = stubs.path().join("ran");
+    let stub = stubs.path().join("xtables-nft-stub");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\necho \"$0 $*\" >> {}\nexit 1\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for name in [
+        "iptables-restore",
+        "iptables-save",
+        "ip6tables-restore",
+        "ip6tables-save",
+    ] {
+        std::os::unix::fs::symlink(&stub, stubs.path().join(name)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        stubs.path().display(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+    );
+    (stubs, marker, path)
+}
+
+/// The reference ADD's dual-stack ipMasq rules are removed by our DEL over
+/// nf_tables netlink, in both families, without running iptables at all
+/// (failing `*tables-save`/`*tables-restore` stubs first on PATH).
+#[test]
+fn reference_add_is_deleted_by_our_netlink_del() {
+    require_root!();
+    let node = Node::new();
+    let mut conf = base(json!({"isGateway": true, "ipMasq": true}));
+    conf["ipam"] = json!({
+        "type": "host-local", "dataDir": node.data.path().display().to_string(),
+        "ranges": [[{"subnet": "10.88.0.0/24"}], [{"subnet": "fd10:88::/64"}]]
+    });
+    let clean = (nat_rules(false), nat_rules(true));
+    assert!(
+        !clean.0.contains("CNI-") && !clean.1.contains("CNI-"),
+        "{clean:?}"
+    );
+
+    let pod = PodNs::new();
+    let ns = pod.path.to_str().unwrap().to_string();
+    let r = node
+        .call_binary(Path::new(REFERENCE_BRIDGE), "ADD", "ref-pod", &ns, &conf)
+        .expect_ok()
+        .json();
+    for v6 in [false, true] {
+        let ip = result_ip(&r, v6);
+        let rules = nat_rules(v6);
+        let prefix = if v6 { 128 } else { 32 };
+        assert!(
+            rules.contains(&format!("-A POSTROUTING -s {ip}/{prefix}")),
+            "{rules}"
+        );
+    }
+
+    let (_stubs, marker, path) = failing_iptables_stubs();
+    let call = PluginCall::new("DEL", "ref-pod", &ns, "eth0", node.bin.path())
+        .stdin(serde_json::to_vec(&with_prev(&conf, &r)).unwrap())
+        .env("PATH", &path);
+    run_plugin(&bin("bridge"), &call).expect_ok();
+    assert!(
+        !marker.exists(),
+        "iptables ran: {:?}",
+        std::fs::read_to_string(&marker)
+    );
+    let after = (nat_rules(false), nat_rules(true));
+    assert!(!after.0.contains("CNI-"), "{}", after.0);
+    assert!(!after.1.contains("CNI-"), "{}", after.1);
     assert!(node.leases().is_empty());
     pod.assert_no_link("eth0");
 }

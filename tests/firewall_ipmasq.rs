@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use cni::firewall::{
-    check_ipmasq, default_backend, gc_ipmasq, naming, setup_ipmasq, teardown_ipmasq, MasqBackend,
-    MasqTarget,
+    check_ipmasq, default_backend, gc_ipmasq, naming, setup_ipmasq, teardown_ipmasq,
+    teardown_ipmasq_iptables, MasqBackend, MasqTarget, TeardownPath,
 };
 use common::{result_nets, run_plugin, NodeNs, PluginCall, PodNs, TempDir, REFERENCE_CNI_PATH};
 use ipnet::IpNet;
@@ -417,8 +417,11 @@ fn reference_rules_are_removed_by_our_teardown() {
     assert_eq!(ref_v4, reference_v4_lines());
     assert_eq!(ref_v6, reference_v6_lines());
 
-    teardown_ipmasq(&target(NET, CID), &[]).expect("our teardown");
+    // Removed over nf_tables netlink in both families (iptables-nft here).
+    let paths = teardown_ipmasq_iptables(NET, CID, true).expect("our teardown");
+    assert_eq!(paths, [TeardownPath::Netlink, TeardownPath::Netlink]);
     assert_nat_clean();
+    teardown_ipmasq(&target(NET, CID), &[]).expect("our teardown of nothing");
 
     // Ours re-creates the identical state...
     setup_ipmasq(MasqBackend::Iptables, &target(NET, CID), &ips).expect("our setup");
@@ -695,4 +698,115 @@ fn fast_path_rules_are_deleted_by_iptables_d_and_teardown() {
     assert_eq!(nat_lines("iptables-save"), reference_v4_lines());
     teardown_ipmasq(&t, &[]).expect("teardown");
     assert_nat_clean();
+}
+
+/// Feeds `script` to `prog` (`iptables-restore` or `ip6tables-restore`).
+fn restore(prog: &str, script: &str) {
+    let mut child = Command::new(prog)
+        .args(["--noflush", "-w"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn restore");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
+        .expect("write");
+    assert!(child.wait().expect("wait").success(), "{prog}: {script}");
+}
+
+/// A restore script of the reference's lines for mynet/abc123, the legacy
+/// `-s <net>/<prefix>` jump of old plugin versions, and another container's
+/// chain (which must survive), for one family.
+fn teardown_fixture(v6: bool) -> String {
+    let c = r#""name: \"mynet\" id: \"abc123\"""#;
+    let (lines, legacy, other_src, other_net) = if v6 {
+        (
+            reference_v6_lines(),
+            "fd10:22::/64",
+            "fd10:22::3/128",
+            "fd10:22::/64",
+        )
+    } else {
+        (
+            reference_v4_lines(),
+            "10.22.0.0/16",
+            "10.22.0.3/32",
+            "10.22.0.0/16",
+        )
+    };
+    let other = naming::chain_name(NET, "other");
+    let mut s = String::from("*nat\n");
+    for l in lines {
+        s += &if l.starts_with(':') {
+            format!("{l} [0:0]\n")
+        } else {
+            format!("{l}\n")
+        };
+    }
+    s += &format!("-A POSTROUTING -s {legacy} -m comment --comment {c} -j {CHAIN}\n");
+    s += &format!(":{other} - [0:0]\n-A POSTROUTING -s {other_src} -j {other}\n");
+    s += &format!("-A {other} -d {other_net} -j ACCEPT\nCOMMIT\n");
+    s
+}
+
+/// What is left after the iptables teardown of mynet/abc123 on
+/// [`teardown_fixture`] in a fresh node, with or without netlink.
+fn left_after_teardown(netlink: bool) -> ([TeardownPath; 2], Vec<String>, Vec<String>) {
+    std::thread::spawn(move || {
+        let node = NodeNs::enter();
+        node.assert_inside();
+        restore("iptables-restore", &teardown_fixture(false));
+        restore("ip6tables-restore", &teardown_fixture(true));
+        assert_eq!(nat_lines("iptables-save").len(), 8);
+        assert_eq!(nat_lines("ip6tables-save").len(), 8);
+        let paths = teardown_ipmasq_iptables(NET, CID, netlink).expect("teardown");
+        (
+            paths,
+            nat_lines("iptables-save"),
+            nat_lines("ip6tables-save"),
+        )
+    })
+    .join()
+    .expect("teardown node")
+}
+
+/// Rules written by iptables-restore are removed by the netlink teardown
+/// exactly as by the iptables-save/iptables-restore path, in both families:
+/// the reference's lines, the legacy prefix jump; another container's chain
+/// stays.
+#[test]
+fn netlink_teardown_equals_exec_teardown() {
+    require_root!();
+    let (exec_paths, exec_v4, exec_v6) = left_after_teardown(false);
+    let (paths, v4, v6) = left_after_teardown(true);
+    assert_eq!(exec_paths, [TeardownPath::Exec, TeardownPath::Exec]);
+    assert_eq!(paths, [TeardownPath::Netlink, TeardownPath::Netlink]);
+    assert_eq!(v4, exec_v4);
+    assert_eq!(v6, exec_v6);
+    let other = naming::chain_name(NET, "other");
+    for left in [&v4, &v6] {
+        assert_eq!(left.len(), 3, "{left:#?}");
+        assert!(left.iter().all(|l| l.contains(&other)), "{left:#?}");
+    }
+}
+
+/// A `goto` to the chain (`-g`) is a reference the netlink teardown finds
+/// too; a second teardown finds nothing (probe) and runs nothing.
+#[test]
+fn netlink_teardown_removes_gotos_and_is_idempotent() {
+    require_root!();
+    let _node = NodeNs::enter();
+    setup_ipmasq(
+        MasqBackend::Iptables,
+        &target(NET, CID),
+        &nets(&["10.22.0.2/16"]),
+    )
+    .expect("setup");
+    restore(
+        "iptables-restore",
+        &format!("*nat\n:KUBE-X - [0:0]\n-A KUBE-X -g {CHAIN}\nCOMMIT\n"),
+    );
+    let paths = teardown_ipmasq_iptables(NET, CID, true).expect("teardown");
+    assert_eq!(paths, [TeardownPath::Netlink, TeardownPath::Absent]);
+    assert_eq!(nat_lines("iptables-save"), vec![":KUBE-X -".to_string()]);
+    let paths = teardown_ipmasq_iptables(NET, CID, true).expect("teardown again");
+    assert_eq!(paths, [TeardownPath::Absent, TeardownPath::Absent]);
 }

@@ -7,7 +7,8 @@
 //! `--version`, `-S`, `-N`, then `-C` + `-A` per rule) and ~5 on teardown
 //! (issue 7). A new pod's IPv4 chain on an iptables-nft host whose `nat`
 //! table exists is not even restored: `nft_direct` writes the same rules
-//! over netlink (no exec at all).
+//! over netlink (no exec at all); and on iptables-nft, `nft_teardown`
+//! removes a chain and its jumps over netlink in both families.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +19,7 @@ use super::exec::{Cmd, Running};
 use super::iptables_save::{restore_quote, NatTable};
 use super::naming::{chain_name, container_id_from_comment, iptables_comment};
 use super::nft_direct;
+use super::nft_teardown::{self, Removed};
 use crate::netlink::{nf_exists, NfFamily};
 
 /// IPv4 (`iptables`) or IPv6 (`ip6tables`).
@@ -57,18 +59,53 @@ impl Family {
             Family::V6 => "ff00::/8".parse().expect("valid literal"),
         }
     }
+    /// The nf_tables family iptables-nft keeps this family's tables in.
+    fn nf(self) -> NfFamily {
+        match self {
+            Family::V4 => NfFamily::Ip,
+            Family::V6 => NfFamily::Ip6,
+        }
+    }
+    /// True when this family's iptables is the nf_tables variant
+    /// (`iptables-nft`, Debian's default): its rules are nf_tables objects.
+    fn is_nft(self) -> bool {
+        is_nft_variant(match self {
+            Family::V4 => "iptables-restore",
+            Family::V6 => "ip6tables-restore",
+        })
+    }
     /// True when this family's masquerade `chain` certainly does not exist:
-    /// iptables is the nf_tables variant (`iptables-nft`, Debian's default)
-    /// and the kernel says the chain is not in its `nat` table. Then neither
-    /// a rule in the chain nor a jump to it can exist (a jump needs its
-    /// target), so the `*tables-save` dump can be skipped. Legacy iptables
-    /// keeps its rules outside nf_tables: always `false` there.
+    /// iptables is the nf_tables variant and the kernel says the chain is
+    /// not in its `nat` table. Then neither a rule in the chain nor a jump
+    /// to it can exist (a jump needs its target), so the `*tables-save`
+    /// dump can be skipped. Legacy iptables keeps its rules outside
+    /// nf_tables: always `false` there.
     fn chain_certainly_absent(self, chain: &str) -> bool {
-        let (restore, nf) = match self {
-            Family::V4 => ("iptables-restore", NfFamily::Ip),
-            Family::V6 => ("ip6tables-restore", NfFamily::Ip6),
-        };
-        is_nft_variant(restore) && nf_exists(nf, "nat", Some(chain)) == Some(false)
+        self.is_nft() && nf_exists(self.nf(), "nat", Some(chain)) == Some(false)
+    }
+    /// Removes `chain` and the jumps to it without running a tool where
+    /// that is possible (iptables-nft, see `nft_teardown`); `Exec` leaves
+    /// this family to `sweep`. `netlink == false` only probes.
+    fn teardown_without_exec(self, chain: &str, netlink: bool) -> TeardownPath {
+        if !self.is_nft() {
+            return TeardownPath::Exec;
+        }
+        if !netlink {
+            return match nf_exists(self.nf(), "nat", Some(chain)) {
+                Some(false) => TeardownPath::Absent,
+                _ => TeardownPath::Exec,
+            };
+        }
+        match nft_teardown::remove_chain(self.nf(), chain) {
+            Ok(Removed::Absent) => TeardownPath::Absent,
+            Ok(Removed::Deleted) => TeardownPath::Netlink,
+            Err(e) => {
+                eprintln!(
+                    "ipMasq: nf_tables teardown of {chain} not done, using iptables-restore: {e}"
+                );
+                TeardownPath::Exec
+            }
+        }
     }
     /// True if this family's iptables works here; the reference's
     /// `SupportsIPTables` probe (`-t filter -S INPUT`).
@@ -342,19 +379,44 @@ pub(crate) fn setup(network: &str, container_id: &str, ips: &[IpNet]) -> Result<
     restore_all(scripts)
 }
 
+/// How [`teardown`] removed one family's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeardownPath {
+    /// The chain did not exist (nf_tables probe): nothing to remove.
+    Absent,
+    /// Deleted over nf_tables netlink, with every jump to it.
+    Netlink,
+    /// Left to `*tables-save` + `*tables-restore` (legacy iptables, or the
+    /// netlink way failed or was not allowed).
+    Exec,
+}
+
 /// Removes the container's chain and every jump to it, in both families.
 /// Needs no addresses: the chain name is deterministic and the jumps are
 /// found by target, which also covers the legacy `-s ip/prefix` form.
 pub(crate) fn teardown(network: &str, container_id: &str) -> Result<(), FirewallError> {
+    teardown_via(network, container_id, true).map(drop)
+}
+
+/// [`teardown`], returning how each family (IPv4, IPv6) went. With
+/// `netlink == false` nothing is deleted over netlink (tests compare both).
+pub(crate) fn teardown_via(
+    network: &str,
+    container_id: &str,
+    netlink: bool,
+) -> Result<[TeardownPath; 2], FirewallError> {
     let chain = chain_name(network, container_id);
-    let families: Vec<Family> = Family::ALL
+    let paths = Family::ALL.map(|f| f.teardown_without_exec(&chain, netlink));
+    let exec: Vec<Family> = Family::ALL
         .into_iter()
-        .filter(|f| !f.chain_certainly_absent(&chain))
+        .zip(paths)
+        .filter(|(_, path)| *path == TeardownPath::Exec)
+        .map(|(family, _)| family)
         .collect();
-    if families.is_empty() {
-        return Ok(());
+    if !exec.is_empty() {
+        sweep(&exec, |table| teardown_lines(table, &chain))?;
     }
-    sweep(&families, |table| teardown_lines(table, &chain))
+    Ok(paths)
 }
 
 /// Verifies that every rule setup would add for `ips` is present.

@@ -4,8 +4,10 @@
 //!
 //! All changes are made by exec'ing `iptables-save`/`iptables-restore`
 //! (and the ip6 variants) and `nft` in the calling thread's network namespace,
-//! except a new pod's IPv4 masquerade chain on an iptables-nft host, which
-//! is written over nf_tables netlink in iptables-nft's encoding (`nft_direct`).
+//! except on an iptables-nft host: a new pod's IPv4 masquerade chain is
+//! written over nf_tables netlink in iptables-nft's encoding (`nft_direct`),
+//! and a pod's chain is removed over netlink in both families
+//! (`nft_teardown`).
 
 mod error;
 mod exec;
@@ -14,6 +16,7 @@ mod iptables_save;
 pub mod naming;
 mod nft;
 mod nft_direct;
+mod nft_teardown;
 mod nftables;
 pub mod spoofcheck;
 
@@ -24,6 +27,7 @@ use std::sync::OnceLock;
 use ipnet::IpNet;
 
 pub use error::FirewallError;
+pub use iptables::TeardownPath;
 
 /// Which tool programs the masquerade rules (`ipMasqBackend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +144,18 @@ pub fn teardown_ipmasq(t: &MasqTarget<'_>, ips: &[IpNet]) -> Result<(), Firewall
     let nft =
         nft.unwrap_or_else(|_| Err(FirewallError::Missing("nftables teardown panicked".into())));
     supported_errors(ipt, nft)
+}
+
+/// The iptables half of [`teardown_ipmasq`], saying how each family's
+/// chain (IPv4, IPv6) was removed; `netlink == false` allows only the
+/// `*tables-save`/`*tables-restore` path. For tests and diagnostics.
+#[doc(hidden)]
+pub fn teardown_ipmasq_iptables(
+    network: &str,
+    container_id: &str,
+    netlink: bool,
+) -> Result<[TeardownPath; 2], FirewallError> {
+    iptables::teardown_via(network, container_id, netlink)
 }
 
 /// Keeps errors only from backends that work on this host.

@@ -1,6 +1,7 @@
 //! A small synchronous rtnetlink client: links (`ip link`, `bridge vlan`),
 //! addresses (`ip addr`) and routes (`ip route`); plus nf_tables existence
-//! probes (`nftables.rs`) and one-transaction rule writes (`nft_rules.rs`).
+//! probes (`nftables.rs`), one-transaction rule writes (`nft_rules.rs`) and
+//! rule dumps that find jumps by their verdict (`nft_dump.rs`).
 //!
 //! Why this shape (design.md G4–G6):
 //! - The socket is opened on a thread that entered the target namespace
@@ -19,6 +20,7 @@
 
 mod addr;
 mod link;
+mod nft_dump;
 mod nft_rules;
 mod nftables;
 mod route;
@@ -33,6 +35,7 @@ use crate::netns::{NetNs, NetnsError};
 
 pub use addr::Address;
 pub use link::{format_mac, parse_mac, BridgeVlan, InfoKind, Link, OperState, VethSpec};
+pub use nft_dump::{nft_table_rules, NftRuleRef};
 pub use nft_rules::{CmpOp, NftBatch, NftExpr};
 pub use nftables::{nf_exists, NfFamily};
 pub use route::{Route, RouteSpec};

@@ -23,41 +23,50 @@ use super::nftables::NfFamily;
 use super::wire::{self, Request};
 use super::{NetlinkError, Result};
 
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELCHAIN: u16 = 5;
+pub(super) const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
 
 /// `NLA_F_NESTED`.
 const NLA_F_NESTED: u16 = 0x8000;
 /// `NLM_F_APPEND` (a `NEW` request flag: add at the end of the list).
 const NLM_F_APPEND: u16 = 0x800;
+/// `NLM_F_NONREC` (a `DEL` request flag): delete the chain only if nothing
+/// (no rule of its own, no jump) is left in it, as `iptables -X` asks.
+const NLM_F_NONREC: u16 = 0x100;
 
 // enum nft_chain_attributes / nft_rule_attributes
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub(super) const NFTA_RULE_TABLE: u16 = 1;
+pub(super) const NFTA_RULE_CHAIN: u16 = 2;
+pub(super) const NFTA_RULE_HANDLE: u16 = 3;
+pub(super) const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_RULE_COMPAT: u16 = 5;
 const NFTA_RULE_COMPAT_PROTO: u16 = 1;
 const NFTA_RULE_COMPAT_FLAGS: u16 = 2;
 // expression list
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
+pub(super) const NFTA_LIST_ELEM: u16 = 1;
+pub(super) const NFTA_EXPR_NAME: u16 = 1;
+pub(super) const NFTA_EXPR_DATA: u16 = 2;
+/// `NFTA_IMMEDIATE_DATA`.
+pub(super) const NFTA_IMMEDIATE_DATA: u16 = 2;
 // nft_data
 const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
+pub(super) const NFTA_DATA_VERDICT: u16 = 2;
+pub(super) const NFTA_VERDICT_CODE: u16 = 1;
+pub(super) const NFTA_VERDICT_CHAIN: u16 = 2;
 /// `NFT_REG_VERDICT` and `NFT_REG_1`, the registers iptables-nft uses.
 const REG_VERDICT: u32 = 0;
 const REG_1: u32 = 1;
-/// `NF_ACCEPT` and `NFT_JUMP`.
+/// `NF_ACCEPT`, `NFT_JUMP` and `NFT_GOTO`.
 const VERDICT_ACCEPT: i32 = 1;
-const VERDICT_JUMP: i32 = -3;
+pub(super) const VERDICT_JUMP: i32 = -3;
+pub(super) const VERDICT_GOTO: i32 = -4;
 
 /// `NFT_PAYLOAD_NETWORK_HEADER`.
 const PAYLOAD_NETWORK_HEADER: u32 = 1;
@@ -171,7 +180,7 @@ impl NftExpr<'_> {
             NftExpr::Accept | NftExpr::Jump(_) => {
                 // NFTA_IMMEDIATE_DREG, _DATA { NFTA_DATA_VERDICT { code, chain } }
                 be32(req, 1, REG_VERDICT);
-                let imm = nest(req, 2);
+                let imm = nest(req, NFTA_IMMEDIATE_DATA);
                 let verdict = nest(req, NFTA_DATA_VERDICT);
                 match self {
                     NftExpr::Jump(chain) => {
@@ -271,12 +280,7 @@ impl NftBatch {
         chain: &str,
         exprs: &[NftExpr<'_>],
     ) -> &mut NftBatch {
-        let mut req = Request::new(
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE,
-            &self.object_header(),
-        );
-        req.attr_str(NFTA_RULE_TABLE, table)
-            .attr_str(NFTA_RULE_CHAIN, chain);
+        let mut req = self.rule_request(NFT_MSG_NEWRULE, table, chain);
         let list = nest(&mut req, NFTA_RULE_EXPRESSIONS);
         for expr in exprs {
             expr.encode(&mut req);
@@ -289,6 +293,52 @@ impl NftBatch {
         let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK | wire::NLM_F_CREATE | NLM_F_APPEND;
         self.push(req, flags, Some(format!("append rule to {table} {chain}")));
         self
+    }
+
+    /// `DELRULE` of the rule `handle` of `table`/`chain` (`iptables -D`
+    /// after its lookup). `ENOENT` if it is gone, e.g. deleted by a
+    /// concurrent DEL since it was dumped. Handles are never reused within
+    /// a table, so a stale handle cannot hit another rule.
+    pub fn delete_rule(&mut self, table: &str, chain: &str, handle: u64) -> &mut NftBatch {
+        let mut req = self.rule_request(NFT_MSG_DELRULE, table, chain);
+        req.attr(NFTA_RULE_HANDLE, &handle.to_be_bytes());
+        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK;
+        let what = format!("delete rule {handle} of {table} {chain}");
+        self.push(req, flags, Some(what));
+        self
+    }
+
+    /// `DELRULE` with a chain but no handle: the kernel deletes every rule
+    /// of `table`/`chain` (`nft_delrule_by_chain`; what `iptables -F`
+    /// sends). `ENOENT` if the chain does not exist.
+    pub fn flush_chain(&mut self, table: &str, chain: &str) -> &mut NftBatch {
+        let req = self.rule_request(NFT_MSG_DELRULE, table, chain);
+        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK;
+        self.push(req, flags, Some(format!("flush chain {table} {chain}")));
+        self
+    }
+
+    /// `DELCHAIN` of a chain that must be unused by then (`NLM_F_NONREC`,
+    /// as `iptables -X`): `EBUSY` if a rule or a jump to it is left (one
+    /// this batch does not delete, e.g. from a verdict map).
+    pub fn delete_chain(&mut self, table: &str, chain: &str) -> &mut NftBatch {
+        let mut req = Request::new(
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELCHAIN,
+            &self.object_header(),
+        );
+        req.attr_str(NFTA_CHAIN_TABLE, table)
+            .attr_str(NFTA_CHAIN_NAME, chain);
+        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK | NLM_F_NONREC;
+        self.push(req, flags, Some(format!("delete chain {table} {chain}")));
+        self
+    }
+
+    /// A rule message with its table and chain.
+    fn rule_request(&self, msg: u16, table: &str, chain: &str) -> Request {
+        let mut req = Request::new((NFNL_SUBSYS_NFTABLES << 8) | msg, &self.object_header());
+        req.attr_str(NFTA_RULE_TABLE, table)
+            .attr_str(NFTA_RULE_CHAIN, chain);
+        req
     }
 
     /// The whole datagram, `BATCH_END` included.
@@ -535,6 +585,50 @@ mod tests {
             m[..28],
             hex("2c010180 0a000100 6d617463 68000000 1c010280 0c000100 636f6d6d")
         );
+    }
+
+    /// The teardown batch: DELRULE by handle, DELRULE of a whole chain,
+    /// DELCHAIN with `NLM_F_NONREC`. The flush and the chain deletion carry
+    /// what iptables-restore 1.8.9 sent for `-F`/`-X` (strace capture),
+    /// minus `NFTA_CHAIN_USE` (not read by the kernel on delete), plus
+    /// `NLM_F_ACK`.
+    #[test]
+    fn delete_batch_layout() {
+        let chain = "CNI-70a29d9dc18bc4d652ea5d59";
+        let mut batch = NftBatch::new(NfFamily::Ip6);
+        batch
+            .delete_rule("nat", "POSTROUTING", 0x0102_0304_0506)
+            .flush_chain("nat", chain)
+            .delete_chain("nat", chain);
+        let msgs = split(&batch.to_bytes());
+        assert_eq!(msgs.len(), 5);
+        let name = "21000200 434e492d 37306132 39643964 63313862
+                    63346436 35326561 35643539 00000000";
+        let (kind, flags, seq, head, attrs) = &msgs[1];
+        assert_eq!((*kind, *flags, *seq), (0x0a08, 0x0005, 2));
+        assert_eq!(head, &[10, 0, 0, 0]);
+        assert_eq!(
+            attrs,
+            &hex("08000100 6e617400 10000200 504f5354 524f5554 494e4700
+                  0c000300 00000102 03040506")
+        );
+        let (kind, flags, seq, head, attrs) = &msgs[2];
+        assert_eq!((*kind, *flags, *seq), (0x0a08, 0x0005, 3));
+        assert_eq!(head, &[10, 0, 0, 0]);
+        assert_eq!(attrs, &hex(&format!("08000100 6e617400 {name}")));
+        let (kind, flags, seq, _, attrs) = &msgs[3];
+        assert_eq!((*kind, *flags, *seq), (0x0a05, 0x0105, 4));
+        assert_eq!(
+            attrs,
+            &hex(&format!(
+                "08000100 6e617400 {}",
+                name.replacen("0200", "0300", 1)
+            ))
+        );
+        let (kind, _, seq, _, _) = &msgs[4];
+        assert_eq!((*kind, *seq), (0x11, 5));
+        let acked: Vec<u32> = batch.pending.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(acked, vec![2, 3, 4]);
     }
 
     fn reply(seq: u32, code: i32) -> Vec<u8> {

@@ -23,6 +23,8 @@ pub(super) const NLM_F_ACK: u16 = 0x4;
 pub(super) const NLM_F_EXCL: u16 = 0x200;
 pub(super) const NLM_F_CREATE: u16 = 0x400;
 pub(super) const NLM_F_DUMP: u16 = 0x300;
+/// Set on dump replies when the dumped objects changed during the dump.
+pub(super) const NLM_F_DUMP_INTR: u16 = 0x10;
 
 /// The flag bits of `nla_type`; the rest is the attribute type.
 const NLA_TYPE_MASK: u16 = !(0x8000 | 0x4000);
@@ -131,6 +133,8 @@ pub(super) struct Nest(usize);
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Message<'a> {
     pub(super) msg_type: u16,
+    /// `nlmsg_flags` (e.g. `NLM_F_MULTI`, `NLM_F_DUMP_INTR`).
+    pub(super) flags: u16,
     pub(super) seq: u32,
     /// Everything after the `nlmsghdr`.
     pub(super) payload: &'a [u8],
@@ -151,6 +155,7 @@ pub(super) fn messages(data: &[u8]) -> impl Iterator<Item = Result<Message<'_>, 
         }
         let msg = Message {
             msg_type: read_u16(rest, 4)?,
+            flags: read_u16(rest, 6)?,
             seq: read_u32(rest, 8)?,
             payload: rest.get(HEADER_LEN..len)?,
         };
