@@ -494,17 +494,7 @@ fn foreign_rules_are_left_alone() {
          COMMIT\n",
         comment.replace('"', "\\\"")
     );
-    let mut child = Command::new("iptables-restore")
-        .args(["--noflush", "-w"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn iptables-restore");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), foreign.as_bytes())
-        .expect("write");
-    assert!(
-        child.wait().expect("wait").success(),
-        "preload foreign rules"
-    );
+    restore("iptables-restore", &foreign);
     let before = nat_lines("iptables-save");
 
     let t = target(NET, CID);
@@ -607,14 +597,7 @@ fn restored_by_iptables() -> (Vec<String>, Vec<Vec<String>>) {
             script += &restore_script(net, cid, &ips);
         }
         script += "COMMIT\n";
-        let mut child = Command::new("iptables-restore")
-            .args(["--noflush", "-w"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn iptables-restore");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
-            .expect("write");
-        assert!(child.wait().expect("wait").success(), "{script}");
+        restore("iptables-restore", &script);
         let mut dumps = vec![nft_exprs("POSTROUTING")];
         for (net, cid, _) in fast_path_pods() {
             dumps.push(nft_exprs(&naming::chain_name(net, cid)));
