@@ -112,10 +112,7 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a connection in the calling thread's namespace.
     pub fn open() -> Result<Netlink> {
-        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
-        sock.bind_auto().map_err(NetlinkError::Socket)?;
-        sock.connect(&SocketAddr::new(0, 0))
-            .map_err(NetlinkError::Socket)?;
+        let sock = open_socket(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
         Ok(Netlink { sock, seq: 0 })
     }
 
@@ -189,6 +186,15 @@ impl Netlink {
 
 /// Message types below this are netlink control messages.
 const NLMSG_MIN_TYPE: u16 = 0x10;
+
+/// A netlink socket of `protocol` in the calling thread's namespace, bound
+/// to a kernel-chosen port and connected to the kernel.
+pub(crate) fn open_socket(protocol: isize) -> io::Result<Socket> {
+    let mut sock = Socket::new(protocol)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    Ok(sock)
+}
 
 /// Receive buffer size. The kernel builds netlink replies of at most 32 KiB
 /// for a reader whose buffer is at least that large, so one `recv` always

@@ -14,7 +14,7 @@
 //! a verdict), and anything not understood is an error, never a panic. A
 //! dump the ruleset changed under (`NLM_F_DUMP_INTR`) is started over.
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::nft_rules::{
     NFNL_SUBSYS_NFTABLES, NFTA_DATA_VERDICT, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_IMMEDIATE_DATA,
@@ -68,10 +68,7 @@ fn dump_once(family: NfFamily, table: &str) -> Result<Option<Vec<NftRuleRef>>> {
         op: format!("dump rules of table {table}"),
         detail,
     };
-    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
-    sock.bind_auto().map_err(NetlinkError::Socket)?;
-    sock.connect(&SocketAddr::new(0, 0))
-        .map_err(NetlinkError::Socket)?;
+    let sock = super::open_socket(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
     let request = dump_request(family, table);
     super::retry_eintr(|| sock.send(&request, 0)).map_err(|e| protocol(e.to_string()))?;
     let mut rules = Vec::new();

@@ -11,7 +11,7 @@
 
 use std::io;
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::wire::{self, Request, NLMSG_ERROR};
 
@@ -61,9 +61,7 @@ fn encode(msg_type: u16, family: NfFamily, attrs: &[(u16, &str)]) -> Vec<u8> {
 
 /// Sends the request and reads until the kernel's ACK or error.
 fn exchange(request: &[u8]) -> io::Result<Vec<u8>> {
-    let mut sock = Socket::new(NETLINK_NETFILTER)?;
-    sock.bind_auto()?;
-    sock.connect(&SocketAddr::new(0, 0))?;
+    let sock = super::open_socket(NETLINK_NETFILTER)?;
     sock.send(request, 0)?;
     let mut all = Vec::new();
     let mut data = Vec::new();
