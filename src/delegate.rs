@@ -63,7 +63,7 @@ struct ChildOutput {
 }
 
 /// The environment overrides for the child: `CNI_COMMAND` plus the CNI
-/// variables from `a` (identical to ours when called from [`crate::skel::run`];
+/// variables from `a` (identical to ours when called from [`crate::skel::run_with_arg`];
 /// explicit so delegation also works when `a` came from an injected env).
 fn cni_env(command: Command, a: &CmdArgs) -> Vec<(&'static str, String)> {
     let mut env = vec![("CNI_COMMAND", command.as_str().to_string())];

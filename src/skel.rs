@@ -4,7 +4,7 @@
 //! error object (exit 1), or nothing.
 //!
 //! [`dispatch`] does the work with injectable env/stdin/stdout/stderr so it
-//! is unit-testable; [`run`] wires it to the real process.
+//! is unit-testable; [`run_with_arg`] wires it to the real process.
 
 use crate::args::CniArgs;
 use crate::error::{codes, CniError, Result};
@@ -580,11 +580,6 @@ pub unsafe fn c_arg(
             .to_string_lossy()
             .into_owned(),
     )
-}
-
-/// The plugin's `main` with Rust's set-up: [`run_with_arg`] on `argv[1]`.
-pub fn run<P: Plugin>(p: &P) -> ! {
-    run_with_arg(p, std::env::args().nth(1))
 }
 
 /// Handles `--version`/`--help` (`first_arg` is `argv[1]`), refuses to

@@ -379,7 +379,7 @@ pub(crate) fn setup(network: &str, container_id: &str, ips: &[IpNet]) -> Result<
     restore_all(scripts)
 }
 
-/// How [`teardown`] removed one family's chain.
+/// How the iptables teardown removed one family's chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TeardownPath {
     /// The chain did not exist (nf_tables probe): nothing to remove.

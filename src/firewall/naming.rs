@@ -67,7 +67,7 @@ pub fn nft_instance_hash(network: &str, ifname: &str, container_id: &str) -> Str
 }
 
 /// `commentForInstance`: instance hash plus a readable tail, double quotes
-/// removed, cut to [`NFT_COMMENT_MAX`] bytes (at a char boundary: Go cuts
+/// removed, cut to `NFT_COMMENT_MAX` bytes (at a char boundary: Go cuts
 /// bytes, which only differs for non-ASCII names).
 pub fn nft_comment(network: &str, ifname: &str, container_id: &str) -> String {
     let strip = |s: &str| s.replace('"', "");

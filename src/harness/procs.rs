@@ -26,7 +26,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ProcRecord {
     /// Process id.
     pub pid: i32,
-    /// Start time (clock ticks since boot, /proc/<pid>/stat field 22).
+    /// Start time (clock ticks since boot, `/proc/<pid>/stat` field 22).
     pub start_time: u64,
     /// The hidden subcommand it runs (`__pause`, `__echo-server`).
     pub helper: String,
