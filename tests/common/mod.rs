@@ -259,10 +259,19 @@ impl PodNs {
 }
 
 impl Drop for PodNs {
+    /// Stops the parked thread and waits until its netns path is gone.
+    /// Why wait: `join` returns when the thread has cleared its tid (early
+    /// in the kernel's exit), but `/proc/<pid>/task/<tid>` lingers until the
+    /// task is released a moment later; tests that check "the pod netns is
+    /// gone" right after the drop must not race that.
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }
