@@ -16,17 +16,6 @@ use std::process::{Command, Output};
 use common::TempDir;
 use serde_json::Value;
 
-fn plugin_dir() -> PathBuf {
-    std::env::var_os("CNI_RS_HARNESS_PLUGINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            common::bin("bridge")
-                .parent()
-                .expect("bin dir")
-                .to_path_buf()
-        })
-}
-
 fn version_args() -> Vec<String> {
     match std::env::var("CNI_RS_HARNESS_CNI_VERSION") {
         Ok(v) => vec!["--cni-version".into(), v],
@@ -61,7 +50,7 @@ struct Cluster {
 
 impl Cluster {
     fn up(nodes: u8) -> Cluster {
-        Cluster::up_with(nodes, &plugin_dir(), &[])
+        Cluster::up_with(nodes, &common::harness_plugin_dir(), &[])
     }
 
     fn up_with(nodes: u8, plugins: &Path, extra: &[&str]) -> Cluster {
@@ -286,7 +275,7 @@ fn dual_stack_pods_reach_each_other_over_both_families() {
         env!("CARGO_MANIFEST_DIR"),
         "/conf/20-bridge-dualstack.conflist"
     );
-    let c = Cluster::up_with(2, &plugin_dir(), &["--conflist", conf]);
+    let c = Cluster::up_with(2, &common::harness_plugin_dir(), &["--conflist", conf]);
     c.run_pod("a", "node-1");
     c.run_pod("b", "node-2");
     let ips = |pod: &str| -> Vec<String> {
@@ -538,7 +527,7 @@ fn plugin_gc_frees_what_the_cache_forgot() {
         env!("CARGO_MANIFEST_DIR"),
         "/conf/30-bridge-ipmasq.conflist"
     );
-    let c = Cluster::up_with(1, &plugin_dir(), &["--conflist", conf]);
+    let c = Cluster::up_with(1, &common::harness_plugin_dir(), &["--conflist", conf]);
     c.run_pod("keep", "node-1");
     c.run_pod("leak", "node-1");
     let leaked = vanish_without_del(&c, "leak");
@@ -609,7 +598,7 @@ fn plugin_missing_from_cni_path_at_pod_creation_leaves_nothing() {
     let bin = TempDir::new("plugins");
     for p in ["bridge", "host-local"] {
         let dst = bin.path().join(p);
-        std::fs::copy(plugin_dir().join(p), &dst).expect("copy plugin");
+        std::fs::copy(common::harness_plugin_dir().join(p), &dst).expect("copy plugin");
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     let c = Cluster::up_with(1, bin.path(), &[]);
@@ -634,7 +623,7 @@ fn bad_up_input_is_explained_and_leaves_nothing() {
     require_root!();
     let dir = TempDir::new("badup");
     let state = dir.path().join("state");
-    let plugins = plugin_dir().display().to_string();
+    let plugins = common::harness_plugin_dir().display().to_string();
     let invalid = dir.path().join("bad.conflist");
     std::fs::write(
         &invalid,
@@ -698,7 +687,7 @@ fn demo_passes() {
     require_root!();
     let dir = TempDir::new("demo");
     let state = dir.path().join("state");
-    let plugins = plugin_dir().display().to_string();
+    let plugins = common::harness_plugin_dir().display().to_string();
     let mut args = vec!["demo".to_string(), "--cni-bin-dir".into(), plugins];
     args.extend(version_args());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -6,22 +6,11 @@
 //! point the bridge test at other plugins (e.g. `/usr/lib/cni`, `1.0.0`).
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cni::runtime::{Attachment, CniConfig, NetworkConfigList, RuntimeConf};
 use common::{NodeNs, PluginCall, PodNs, TempDir};
 use serde_json::{json, Value};
-
-fn plugin_dir() -> PathBuf {
-    std::env::var_os("CNI_RS_HARNESS_PLUGINS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            common::bin("bridge")
-                .parent()
-                .expect("bin dir")
-                .to_path_buf()
-        })
-}
 
 fn cni_version() -> String {
     std::env::var("CNI_RS_HARNESS_CNI_VERSION").unwrap_or_else(|_| "1.1.0".into())
@@ -145,7 +134,7 @@ fn runtime_drives_bridge_chain_in_a_node_netns() {
     conf["plugins"][0]["ipam"]["dataDir"] = json!(data);
     let list =
         NetworkConfigList::from_bytes(&serde_json::to_vec(&conf).expect("json")).expect("list");
-    let runtime = CniConfig::new(vec![plugin_dir()], tmp.path().join("cache"));
+    let runtime = CniConfig::new(vec![common::harness_plugin_dir()], tmp.path().join("cache"));
     let pod = PodNs::new();
     let netns = pod.path.display().to_string();
 

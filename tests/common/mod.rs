@@ -349,6 +349,14 @@ pub fn our_cni_path() -> PathBuf {
     bin("host-local").parent().expect("bin dir").to_path_buf()
 }
 
+/// The plugins the harness tests drive: `CNI_RS_HARNESS_PLUGINS` if set
+/// (e.g. a release or musl build), else [`our_cni_path`].
+pub fn harness_plugin_dir() -> PathBuf {
+    std::env::var_os("CNI_RS_HARNESS_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(our_cni_path)
+}
+
 /// Debian's reference plugins (package `containernetworking-plugins`).
 pub const REFERENCE_CNI_PATH: &str = "/usr/lib/cni";
 
