@@ -485,15 +485,7 @@ fn lease_count(c: &Cluster, node: &str) -> usize {
 
 fn cache_entries(c: &Cluster, node: &str) -> Vec<String> {
     let dir = PathBuf::from(c.node(node)["cache_dir"].as_str().expect("cache")).join("results");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    common::dir_names(&dir)
 }
 
 #[test]

@@ -157,17 +157,7 @@ impl Node {
 
     /// Files in the host-local store of the test network (leases and meta).
     pub fn leases(&self) -> Vec<String> {
-        let dir = self.data.path().join(NETWORK);
-        let mut out: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
+        common::lease_files(&self.data.path().join(NETWORK))
     }
 }
 

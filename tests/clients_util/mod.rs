@@ -342,16 +342,7 @@ pub fn cache_entries(cache_dir: &Path) -> Vec<String> {
 
 /// Lease files (`<ip>`) in a host-local store dir `<dataDir>/<net>`.
 pub fn leases(store: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(store)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    crate::common::lease_files(store)
 }
 
 /// `ping` from inside a pod netns (3 packets, bounded in time): only to

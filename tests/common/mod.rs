@@ -357,6 +357,27 @@ pub fn harness_plugin_dir() -> PathBuf {
         .unwrap_or_else(our_cni_path)
 }
 
+/// Sorted names of the entries of `dir` (none if it cannot be read).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Lease files (named `<ip>`) in a host-local store dir `<dataDir>/<net>`.
+pub fn lease_files(store: &Path) -> Vec<String> {
+    dir_names(store)
+        .into_iter()
+        .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+        .collect()
+}
+
 /// Debian's reference plugins (package `containernetworking-plugins`).
 pub const REFERENCE_CNI_PATH: &str = "/usr/lib/cni";
 
