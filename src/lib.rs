@@ -8,6 +8,7 @@ pub mod error;
 pub mod firewall;
 pub mod harness;
 pub mod ipam;
+pub mod lock;
 pub mod log;
 pub mod netlink;
 pub mod netns;
