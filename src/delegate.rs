@@ -116,27 +116,58 @@ fn spawn(bin: &Path, env: &[(&'static str, String)]) -> Result<std::process::Chi
     }
 }
 
+/// A failed delegated call, and whether the plugin may have kept state for
+/// it (what a caller's rollback must release).
+#[derive(Debug)]
+pub struct Failure {
+    pub error: CniError,
+    /// False when the plugin never ran, or ran to its end and answered with
+    /// a CNI error (a plugin that refuses an ADD allocates nothing: host-local
+    /// undoes its own writes under its lock). True when it died, was killed
+    /// or printed something that is no answer: its state is unknown.
+    pub may_hold: bool,
+}
+
+impl From<Failure> for CniError {
+    fn from(f: Failure) -> CniError {
+        f.error
+    }
+}
+
 /// Runs the delegate and maps a failure to the child's own CNI error.
 fn exec(plugin_type: &str, command: Command, a: &CmdArgs) -> Result<ChildOutput> {
-    let bin = find_plugin(plugin_type, &a.path)?;
+    exec_tracked(plugin_type, command, a).map_err(CniError::from)
+}
+
+/// [`exec`], telling apart a plugin's own answer from a death.
+fn exec_tracked(plugin_type: &str, command: Command, a: &CmdArgs) -> Result<ChildOutput, Failure> {
+    let unknown = |error| Failure {
+        error,
+        may_hold: true,
+    };
+    let answered = |error| Failure {
+        error,
+        may_hold: false,
+    };
+    let bin = find_plugin(plugin_type, &a.path).map_err(answered)?;
     crate::cni_debug!("delegate {command} to {}", bin.display());
-    let mut child = spawn(&bin, &cni_env(command, a))?;
+    let mut child = spawn(&bin, &cni_env(command, a)).map_err(answered)?;
     // Feed stdin from a thread so a child that writes a lot before reading
     // cannot deadlock us on full pipes.
     let mut pipe = child
         .stdin
         .take()
-        .ok_or_else(|| CniError::internal("delegate stdin not captured"))?;
+        .ok_or_else(|| unknown(CniError::internal("delegate stdin not captured")))?;
     let input = a.stdin.clone();
     let writer = std::thread::spawn(move || {
         // A child that exits without reading stdin causes EPIPE: harmless.
         let _ = pipe.write_all(&input);
     });
     let out = child.wait_with_output().map_err(|e| {
-        CniError::new(
+        unknown(CniError::new(
             codes::IO,
             format!("failed to wait for plugin {}: {e}", bin.display()),
-        )
+        ))
     })?;
     let _ = writer.join();
     // Forward the child's diagnostics to our stderr (never our stdout).
@@ -147,44 +178,57 @@ fn exec(plugin_type: &str, command: Command, a: &CmdArgs) -> Result<ChildOutput>
         return Ok(ChildOutput { stdout: out.stdout });
     }
     if let Some(sig) = out.status.signal() {
-        return Err(CniError::internal(format!(
+        return Err(unknown(CniError::internal(format!(
             "plugin {} was killed by signal {sig}",
             bin.display()
-        )));
+        ))));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     if text.trim().is_empty() {
-        return Err(CniError::internal(format!(
+        return Err(unknown(CniError::internal(format!(
             "netplugin failed: {:?}",
             String::from_utf8_lossy(&out.stderr).trim_end()
-        )));
+        ))));
     }
     match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-        Ok(v) => Err(CniError::from_json(&v).unwrap_or_else(|| {
-            CniError::internal(format!(
+        Ok(v) => match CniError::from_json(&v) {
+            Some(e) => Err(answered(e)),
+            None => Err(unknown(CniError::internal(format!(
                 "netplugin failed but error parsing its diagnostic message {:?}: no error code",
                 text.trim()
-            ))
-        })),
-        Err(e) => Err(CniError::internal(format!(
+            )))),
+        },
+        Err(e) => Err(unknown(CniError::internal(format!(
             "netplugin failed but error parsing its diagnostic message {:?}: {e}",
             text.trim()
-        ))),
+        )))),
     }
 }
 
 /// Delegated ADD: returns the child's result in the internal model (a
 /// missing `cniVersion` in it means the config's, as libcni does).
 pub fn add(plugin_type: &str, a: &CmdArgs) -> Result<CniResult> {
-    let out = exec(plugin_type, Command::Add, a)?;
+    add_tracked(plugin_type, a).map_err(CniError::from)
+}
+
+/// Delegated ADD that says, on failure, whether the plugin may hold an
+/// allocation for it: a caller's rollback releases only what its own call
+/// allocated, never a lease an earlier ADD of the same attachment holds.
+pub fn add_tracked(plugin_type: &str, a: &CmdArgs) -> Result<CniResult, Failure> {
+    let out = exec_tracked(plugin_type, Command::Add, a)?;
+    // The plugin succeeded: whatever we make of its answer, it allocated.
+    let held = |error| Failure {
+        error,
+        may_hold: true,
+    };
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        CniError::new(
+        held(CniError::new(
             codes::DECODE,
             format!("failed to decode result of plugin {plugin_type:?}: {e}"),
-        )
+        ))
     })?;
     CniResult::from_json_any(&v, &a.conf.cni_version)
-        .map_err(|e| e.context(format!("result of plugin {plugin_type:?}")))
+        .map_err(|e| held(e.context(format!("result of plugin {plugin_type:?}"))))
 }
 
 /// Delegated DEL.
