@@ -5,6 +5,7 @@
 use cni::delegate;
 use cni::error::{codes, CniError, Result};
 use cni::firewall::{self, spoofcheck, MasqTarget};
+use cni::lock::{FileLock, LockMode};
 use cni::netlink::{Link, Netlink};
 use cni::netns::NetNs;
 use cni::skel::CmdArgs;
@@ -16,6 +17,7 @@ use crate::conf::BridgeConf;
 use crate::container;
 use crate::fw;
 use crate::gateway::calc_gateways;
+use crate::locks;
 use crate::port::{self, Container};
 use crate::rollback::Rollback;
 
@@ -46,12 +48,15 @@ struct Ctx<'a> {
     nl: Netlink,
     /// Container netns connection.
     cnl: Netlink,
+    /// The shared bridge lock, held until our veth is a port (`locks`).
+    bridge_window: Option<FileLock>,
 }
 
 /// The bridge ADD, step by step.
 pub fn add(a: &CmdArgs) -> Result<CniResult> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
     preflight(a, &conf)?;
+    let _attachment = locks::attachment(&conf.network, a)?;
     let netns = open_netns(a)?;
     let mut cx = Ctx {
         a,
@@ -59,31 +64,35 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         netns: &netns,
         nl: Netlink::open()?,
         cnl: Netlink::open_in(&netns)?,
+        bridge_window: None,
     };
+    // Before the bridge: an ADD that cannot succeed changes nothing.
+    container::ensure_absent(&mut cx.cnl, &a.ifname, &netns)?;
+    cx.bridge_window = Some(locks::bridge(&conf.bridge, LockMode::Shared)?);
     let (bridge, bridge_is_new) = bridge_dev::ensure_bridge(&mut cx.nl, &conf)?;
     let mut undo = Rollback::default();
     if bridge_is_new {
-        let name = conf.bridge.clone();
+        let (name, index) = (conf.bridge.clone(), bridge.index);
         undo.push("delete unused bridge", move || {
-            bridge_dev::delete_if_unused(&name)
+            bridge_dev::delete_if_unused(&name, index)
         });
     }
-    container::ensure_absent(&mut cx.cnl, &a.ifname, &netns)?;
     // Why a thread: the IPAM plugin is a separate process (≈ 2 ms, most of
     // it process start-up) and nothing in the veth set-up depends on its
     // answer, so it runs while the kernel builds the pair. The reference
     // runs it after the veth; the outcome is the same.
     std::thread::scope(|s| {
-        let mut ipam = conf.ipam_type.as_deref().map(|ipam| {
-            // Registered before the call: a failed IPAM ADD is cleaned up too (SPEC §4).
-            undo.push("ipam del", move || delegate::del(ipam, a));
-            s.spawn(move || delegate::add(ipam, a))
-        });
+        let mut ipam = conf
+            .ipam_type
+            .as_deref()
+            .map(|ipam| s.spawn(move || delegate::add_tracked(ipam, a)));
         let built = cx.build(&bridge, &mut ipam, &mut undo);
-        // A failure before the IPAM answer was used: wait for the child
-        // before the rollback releases its lease.
-        if let Some(pending) = ipam.take() {
-            let _ = pending.join();
+        // A rollback may need the bridge lock exclusively: never hold it then.
+        cx.bridge_window = None;
+        // A failure before the IPAM answer was used: wait for the child,
+        // then release what it allocated.
+        if let (Some(pending), Some(ipam_type)) = (ipam.take(), conf.ipam_type.as_deref()) {
+            release_on_rollback(&join_ipam(pending), ipam_type, a, &mut undo);
         }
         let result = built?;
         undo.commit();
@@ -92,7 +101,38 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
 }
 
 /// The IPAM ADD running on its own thread.
-type PendingIpam<'s> = std::thread::ScopedJoinHandle<'s, Result<CniResult>>;
+type PendingIpam<'s> =
+    std::thread::ScopedJoinHandle<'s, std::result::Result<CniResult, delegate::Failure>>;
+
+/// The IPAM thread's outcome (a panic there is an unknown state).
+fn join_ipam(pending: PendingIpam<'_>) -> std::result::Result<CniResult, delegate::Failure> {
+    pending.join().unwrap_or_else(|_| {
+        Err(delegate::Failure {
+            error: CniError::internal("IPAM thread panicked"),
+            may_hold: true,
+        })
+    })
+}
+
+/// Registers the IPAM DEL for a rollback only when this call's IPAM ADD may
+/// have allocated (SPEC §4 cleans up a failed IPAM ADD; but an IPAM plugin
+/// that refused, e.g. because the attachment already holds a lease, owns
+/// nothing of ours, and a DEL by container id would free another call's
+/// lease).
+fn release_on_rollback<'a, T>(
+    outcome: &std::result::Result<T, delegate::Failure>,
+    ipam: &'a str,
+    a: &'a CmdArgs,
+    undo: &mut Rollback<'a>,
+) {
+    let may_hold = match outcome {
+        Ok(_) => true,
+        Err(f) => f.may_hold,
+    };
+    if may_hold {
+        undo.push("ipam del", move || delegate::del(ipam, a));
+    }
+}
 
 /// Checks that need no kernel change, so bad input leaves nothing behind.
 fn preflight(a: &CmdArgs, conf: &BridgeConf) -> Result<()> {
@@ -125,17 +165,15 @@ impl<'a> Ctx<'a> {
     ) -> Result<CniResult> {
         let (host, cont) = self.attach(bridge, undo)?;
         let mut result = self.base_result(bridge, &host, &cont);
-        match ipam.take() {
-            Some(pending) => {
-                let ipam_result = pending
-                    .join()
-                    .unwrap_or_else(|_| Err(CniError::internal("IPAM thread panicked")))?;
+        match (ipam.take(), self.conf.ipam_type.as_deref()) {
+            (Some(pending), Some(ipam_type)) => {
+                let outcome = join_ipam(pending);
+                release_on_rollback(&outcome, ipam_type, self.a, undo);
+                let ipam_result = outcome.map_err(CniError::from)?;
                 self.configure_ip(ipam_result, bridge, &cont, &mut result, undo)?;
             }
-            None if !self.conf.disable_container_interface => {
-                container::up_l2(&mut self.cnl, &cont)?
-            }
-            None => {}
+            _ if !self.conf.disable_container_interface => container::up_l2(&mut self.cnl, &cont)?,
+            _ => {}
         }
         self.finish(bridge, host, &mut result)?;
         Ok(result)
@@ -152,6 +190,8 @@ impl<'a> Ctx<'a> {
             ifname: &a.ifname,
         };
         let host = port::create_veth(&mut self.nl, &mut c, conf, bridge.index)?;
+        // Our port now keeps the bridge in use: other rollbacks may judge it.
+        self.bridge_window = None;
         let host_name = host.name.clone();
         undo.push("delete veth", move || delete_veth(&host_name));
         port::configure_port(&mut self.nl, &host, conf)?;

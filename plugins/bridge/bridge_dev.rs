@@ -3,6 +3,7 @@
 //! `ensureAddr`, `ensureVlanInterface`, `enableIPForward`).
 
 use cni::error::{codes, CniError, Result};
+use cni::lock::LockMode;
 use cni::netlink::{InfoKind, Link, Netlink, VethSpec};
 use cni::netns::NetNs;
 use cni::spec::Interface;
@@ -11,6 +12,7 @@ use ipnet::IpNet;
 
 use crate::conf::BridgeConf;
 use crate::gateway::Gateways;
+use crate::locks;
 use crate::names;
 use crate::port;
 
@@ -45,17 +47,28 @@ pub fn ensure_bridge(nl: &mut Netlink, conf: &BridgeConf) -> Result<(Link, bool)
     Ok((link, created))
 }
 
-/// Undo for an ADD that created the bridge and then failed: removes the
-/// bridge unless a port was attached meanwhile (a parallel ADD using it).
-/// The reference keeps it; the issue wants a failed ADD to leave no trace.
-pub fn delete_if_unused(name: &str) -> Result<()> {
+/// Undo for an ADD that created the bridge (ifindex `created`) and then
+/// failed: removes it if it is still that bridge and has no port. Under the
+/// exclusive bridge lock no ADD is between finding the bridge and attaching
+/// its veth, so "no port" really means "used by nobody" (see `locks`).
+/// The reference never removes a bridge; a failed first ADD here leaves the
+/// node as it found it.
+pub fn delete_if_unused(name: &str, created: u32) -> Result<()> {
+    let lock = locks::bridge(name, LockMode::Exclusive)?;
     let mut nl = Netlink::open()?;
-    let Some(bridge) = nl.link_by_name(name)? else {
-        return Ok(());
+    let bridge = match nl.link_by_name(name)? {
+        Some(b) if b.index == created => b,
+        // Gone, or a bridge another call created since: not ours to judge.
+        Some(_) => return Ok(()),
+        None => {
+            lock.remove();
+            return Ok(());
+        }
     };
     let has_ports = nl.links()?.iter().any(|l| l.master == Some(bridge.index));
     if !has_ports {
         nl.del_link(bridge.index)?;
+        lock.remove();
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use crate::add::{masq_target, open_netns};
 use crate::conf::BridgeConf;
 use crate::fw;
+use crate::locks;
 
 fn fail(msg: String) -> CniError {
     CniError::internal(msg)
@@ -143,6 +144,7 @@ fn check_l3(nl: &mut Netlink, ifname: &str, cont: &Link, result: &CniResult) -> 
 /// The bridge CHECK.
 pub fn check(a: &CmdArgs) -> Result<()> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
+    let _attachment = locks::attachment(&conf.network, a)?;
     let netns = open_netns(a)?;
     if let Some(ipam) = &conf.ipam_type {
         delegate::check(ipam, a)?;

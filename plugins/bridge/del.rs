@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use crate::add::masq_target;
 use crate::conf::BridgeConf;
 use crate::fw;
+use crate::locks;
 
 /// The container interface found for deletion: the connection inside the
 /// container netns, its index and its global unicast addresses.
@@ -106,6 +107,7 @@ fn prev_result_ips(a: &CmdArgs) -> Vec<IpNet> {
 /// teardown run while the kernel deletes the link.
 pub fn del(a: &CmdArgs) -> Result<()> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
+    let _attachment = locks::attachment(&conf.network, a)?;
     let (iface_res, ipam_res, masq_res) = std::thread::scope(|s| {
         let ipam = conf
             .ipam_type

@@ -14,6 +14,8 @@ use crate::fw;
 /// Spoof-check rules are swept only for `macspoofchk` networks.
 pub fn gc(a: &CmdArgs) -> Result<()> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
+    // Lock files of bridges that went with their netns.
+    cni::lock::sweep();
     if let Some(ipam) = &conf.ipam_type {
         delegate::gc(ipam, a)?;
     }

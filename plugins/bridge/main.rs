@@ -12,6 +12,7 @@ mod container;
 mod del;
 mod gateway;
 mod lifecycle;
+mod locks;
 mod names;
 mod port;
 mod rollback;
