@@ -301,9 +301,15 @@ fn save_all(
     Ok(out)
 }
 
-/// Removes what `plan` lists for each family's current table. One retry on
-/// a failed restore: a concurrent DEL of the same pod may have removed a rule
-/// between our dump and our `-D`, and the second dump no longer lists it.
+/// How often [`sweep`] re-dumps after a failed restore.
+const SWEEP_ATTEMPTS: usize = 8;
+
+/// Removes what `plan` lists for each family's current table. A failed
+/// restore is retried on a fresh dump: concurrent DELs (of the same pod, or
+/// of pods a GC sweeps) may remove a chain between our dump and our `-X`,
+/// and the next dump no longer lists it. Each retry follows someone else's
+/// progress, so a few always suffice; the bound only stops a restore that
+/// fails for another reason.
 fn sweep(
     families: &[Family],
     plan: impl Fn(&NatTable) -> Vec<String>,
@@ -315,7 +321,14 @@ fn sweep(
             .collect();
         restore_all(scripts)
     };
-    attempt().or_else(|_| attempt())
+    let mut result = attempt();
+    for _ in 1..SWEEP_ATTEMPTS {
+        if result.is_ok() {
+            break;
+        }
+        result = attempt();
+    }
+    result
 }
 
 /// Applies one restore script per family, in parallel.
