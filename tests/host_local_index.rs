@@ -10,8 +10,9 @@ mod common;
 mod host_local_common;
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 use common::{PluginRun, TempDir};
 use host_local_common::*;
@@ -419,5 +420,193 @@ fn gc_rebuilds_the_index() {
     assert!(log.contains("index trusted"), "{log}");
     chk.expect_err(999);
     fast_ok("ADD", "b", &c);
+    fast_ok("CHECK", "a", &c);
+}
+
+/// The network directory's mtime as `stat` reports it: the sentinel our
+/// last write command set.
+fn dir_mtime(dir: &Path) -> (i64, i64) {
+    let m = std::fs::metadata(dir).expect("stat");
+    (m.mtime(), m.mtime_nsec())
+}
+
+/// Sets `dir`'s mtime to `t` from this process, right after the change it
+/// hides: what a clock stepped back (or a same-tick writer) leaves behind.
+fn forge_mtime(dir: &Path, t: (i64, i64)) {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        dir,
+        &TimeSpec::UTIME_OMIT,
+        &TimeSpec::new(t.0, t.1),
+        UtimensatFlags::FollowSymlink,
+    )
+    .expect("utimensat");
+    assert_eq!(dir_mtime(dir), t);
+}
+
+/// Runs a coreutils command that must succeed (`touch -d`, `cp -a`, ...).
+fn sh(argv: &[&str]) {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .expect("spawn");
+    assert!(out.status.success(), "{argv:?}: {out:?}");
+}
+
+/// A hand-written lease, as the reference would write it.
+fn write_lease(dir: &Path, ip: &str, id: &str) {
+    std::fs::write(dir.join(ip), lease_text(id, "eth0")).expect("lease");
+}
+
+/// A lease added behind the index's back and the directory mtime set back
+/// to our sentinel at once, in the same clock tick where possible: a clock
+/// step back makes the kernel stamp exactly that. DEL and CHECK must still
+/// see the lease. Many rounds: each races our previous command's exit.
+#[test]
+fn foreign_write_with_the_mtime_stepped_back_is_detected() {
+    let tmp = TempDir::new("hl-idx-clock");
+    let c = v4(tmp.path(), "clk", "10.70.0.0/24");
+    let dir = tmp.path().join("clk");
+    scan_ok("ADD", "a", &c);
+    for round in 0..40 {
+        fast_ok("ADD", &format!("a{round}"), &c);
+        let stamp = dir_mtime(&dir);
+        let f = format!("f{round}");
+        write_lease(&dir, &format!("10.70.0.{}", 200 + round), &f);
+        forge_mtime(&dir, stamp);
+        scan_ok("CHECK", &f, &c);
+        scan_ok("DEL", &f, &c);
+        assert!(!ids_of(&dir).contains(&f), "round {round}");
+    }
+    assert_eq!(leases(&dir).len(), 41);
+}
+
+/// An operator (or a restore tool) writes a lease and puts the directory's
+/// mtime back with `touch -d`: the mtime matches the state, the ctime does not.
+#[test]
+fn mtime_restored_by_touch_after_a_foreign_write_is_detected() {
+    let tmp = TempDir::new("hl-idx-touch");
+    let c = v4(tmp.path(), "tch", "10.71.0.0/24");
+    let dir = tmp.path().join("tch");
+    scan_ok("ADD", "a", &c);
+    fast_ok("ADD", "b", &c);
+    let (sec, nsec) = dir_mtime(&dir);
+    write_lease(&dir, "10.71.0.9", "m");
+    std::fs::remove_file(dir.join("10.71.0.2")).expect("rm a's lease");
+    sh(&[
+        "touch",
+        "-m",
+        "-d",
+        &format!("@{sec}.{nsec:09}"),
+        &dir.display().to_string(),
+    ]);
+    assert_eq!(dir_mtime(&dir), (sec, nsec));
+    scan_ok("CHECK", "m", &c);
+    scan_ok("DEL", "m", &c);
+    assert!(!dir.join("10.71.0.9").exists());
+    // a's lease is gone: a may ADD again without a duplicate error.
+    fast_ok("ADD", "a", &c);
+    assert_eq!(ids_of(&dir), set(&["a", "b"]));
+}
+
+/// `cp -a` keeps the mtime, so a copied store (network directory and index
+/// alike) looks sealed; its directory is another inode with a new ctime. A
+/// copy is scanned once, then trusted; a copy changed by the reference and
+/// re-stamped with the original's mtime (`touch -r`, as `rsync -t` does)
+/// has its new lease found. Copying never disturbs the original's trust.
+#[test]
+fn a_copied_store_is_not_trusted_blindly() {
+    let orig = TempDir::new("hl-idx-copy-orig");
+    let c = v4(orig.path(), "cp", "10.72.0.0/24");
+    let dir = orig.path().join("cp");
+    scan_ok("ADD", "a", &c);
+    fast_ok("ADD", "b", &c);
+    for modify in [false, true] {
+        let copy = TempDir::new("hl-idx-copy");
+        sh(&[
+            "cp",
+            "-a",
+            &format!("{}/.", orig.path().display()),
+            &copy.path().display().to_string(),
+        ]);
+        let cc = v4(copy.path(), "cp", "10.72.0.0/24");
+        let cdir = copy.path().join("cp");
+        assert_eq!(dir_mtime(&cdir), dir_mtime(&dir), "cp -a keeps the mtime");
+        assert!(copy.path().join(INDEX_DIR).join("cp/state").is_file());
+        if modify {
+            if have_reference() {
+                let r = add_ok(&reference(), "r", &cc);
+                assert_eq!(addresses(&r), vec!["10.72.0.4/24"]);
+            } else {
+                write_lease(&cdir, "10.72.0.4", "r");
+            }
+            sh(&[
+                "touch",
+                "-m",
+                "-r",
+                &dir.display().to_string(),
+                &cdir.display().to_string(),
+            ]);
+            assert_eq!(dir_mtime(&cdir), dir_mtime(&dir));
+            scan_ok("CHECK", "r", &cc);
+            scan_ok("DEL", "r", &cc);
+            assert!(!cdir.join("10.72.0.4").exists());
+        } else {
+            scan_ok("CHECK", "a", &cc);
+            // A writing command rebuilds the copy's index; then it is trusted.
+            scan_ok("ADD", "c", &cc);
+        }
+        fast_ok("CHECK", "b", &cc);
+        fast_ok("CHECK", "b", &c);
+    }
+    assert_eq!(ids_of(&dir), set(&["a", "b"]));
+}
+
+/// The reference host-local (which does not know the index) adds a lease
+/// right after our command; setting the mtime back to our sentinel makes
+/// it look as if it had written within our clock tick. Many rounds.
+#[test]
+fn reference_write_in_the_same_tick_is_detected() {
+    if !have_reference() {
+        return;
+    }
+    let tmp = TempDir::new("hl-idx-ref-tick");
+    let c = v4(tmp.path(), "tick", "10.73.0.0/24");
+    let dir = tmp.path().join("tick");
+    scan_ok("ADD", "a", &c);
+    for round in 0..15 {
+        fast_ok("ADD", &format!("a{round}"), &c);
+        let stamp = dir_mtime(&dir);
+        let r = format!("r{round}");
+        add_ok(&reference(), &r, &c);
+        forge_mtime(&dir, stamp);
+        scan_ok("CHECK", &r, &c);
+        scan_ok("DEL", &r, &c);
+        assert!(!ids_of(&dir).contains(&r), "round {round}");
+    }
+    assert_eq!(leases(&dir).len(), 16);
+}
+
+/// A state file of the first index format (mtime only) is never read as
+/// the current one: the index is rebuilt.
+#[test]
+fn a_v1_state_file_is_rebuilt() {
+    let tmp = TempDir::new("hl-idx-v1");
+    let c = v4(tmp.path(), "old", "10.74.0.0/24");
+    let dir = tmp.path().join("old");
+    scan_ok("ADD", "a", &c);
+    let (sec, nsec) = dir_mtime(&dir);
+    let state = tmp.path().join(INDEX_DIR).join("old/state");
+    std::fs::write(
+        &state,
+        format!("cni-rs host-local index v1\n{sec} {nsec}\n"),
+    )
+    .expect("v1");
+    scan_ok("CHECK", "a", &c);
+    scan_ok("ADD", "b", &c);
+    let text = std::fs::read_to_string(&state).expect("state");
+    assert!(text.starts_with("cni-rs host-local index v2\n"), "{text}");
     fast_ok("CHECK", "a", &c);
 }

@@ -70,7 +70,7 @@ fn crash_point(point: &str) {
 #[derive(Debug)]
 pub struct DiskStore {
     dir: PathBuf,
-    /// The network directory itself, for `openat`/`fstatat` and its mtime.
+    /// The network directory itself, for `openat`/`fstatat` and its stamp.
     dir_fd: File,
     index: Index,
     /// This command created, removed or renamed something in `dir`.
@@ -251,7 +251,7 @@ impl DiskStore {
     /// attachment's addresses (`before` as its marker listed them, `after` as
     /// they are now) and re-trusts the index. Order: lease files (already
     /// done) → sentinel mtime → marker → state; a crash anywhere leaves the
-    /// mtime different from the state, i.e. an untrusted index.
+    /// directory's stamp different from the state, i.e. an untrusted index.
     pub fn finish_fast(&mut self, id: &str, ifname: &str, before: &[IpAddr], after: &[IpAddr]) {
         if !self.dirty {
             return;

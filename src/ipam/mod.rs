@@ -49,16 +49,26 @@
 //! - **Where**: `<dataDir>/.cni-rs-index/<network>/` (0700), beside the
 //!   network directories (a network name cannot start with `.`; the
 //!   reference never looks there). `by-id/<hash(id, ifname)>` lists the
-//!   addresses of one attachment; `state` records a sentinel mtime.
-//! - **When it is trusted**: only if the network directory's mtime equals
-//!   the sentinel in `state`. After every command that changed the directory
-//!   we (still under the lock) set its mtime to a fresh sentinel — two
-//!   seconds in the past with random nanoseconds, read back as stored — and
-//!   write it to `state`. Anyone else creating, removing or renaming an entry
-//!   (the reference binary, an operator, our own crashed process) makes the
-//!   kernel stamp the directory with its *current* time, which never equals a
-//!   past sentinel, so the next command sees the mismatch. First use of an
-//!   existing store: no `state`, so not trusted either.
+//!   addresses of one attachment; `state` (format v2) records the network
+//!   directory's stamp: a sentinel mtime, its ctime, device and inode.
+//! - **When it is trusted**: only if the network directory's stamp equals
+//!   the one in `state`, field by field (equality, not ordering: a clock
+//!   stepped back gives earlier times). After every command that changed the
+//!   directory we (still under the lock) set its mtime to a fresh sentinel —
+//!   two seconds in the past with random nanoseconds, read back as stored —
+//!   and record the resulting stamp. Anyone else creating, removing or
+//!   renaming an entry (the reference binary, an operator, our own crashed
+//!   process) makes the kernel set the directory's mtime and ctime to the
+//!   current time. Putting the mtime back (`touch -d`, `rsync -t`, a clock
+//!   step back) still moves the ctime, which userspace cannot set; a copy or
+//!   restore (`cp -a`) is another inode. A change in the same clock tick as
+//!   our seal could get the same ctime, so before releasing the lock we wait
+//!   until the kernel's coarse clock has left that tick (at most one tick,
+//!   1–10 ms) — unless the seal shows fine-grained ctimes (multigrain
+//!   timestamps, Linux ≥ 6.13), which the kernel never hands out twice once
+//!   read. Filesystems that round timestamps never trust the index. First
+//!   use of an existing store, or a v1 `state`: not trusted either, so the
+//!   index is rebuilt.
 //! - **Fast path** (trusted; ADD, DEL, CHECK): read the attachment's marker
 //!   and verify each listed lease file still holds `<id>\r\n<ifname>` (one
 //!   small read each); ADD then walks the round-robin candidates with
