@@ -412,3 +412,49 @@ fn host_local_gc_and_status_print_nothing() {
         assert!(run.stdout.trim().is_empty(), "{cmd}: {run:#?}");
     }
 }
+
+/// A helper thread that panics while the main thread prints its answer
+/// must not add a second document: stdout is exactly one JSON document
+/// (the panic's code-999 error, or the answer the panic hook let finish)
+/// and the exit status is 1. Two hook points (`CNI_RS_TEST_CRASH_POINT`)
+/// take the race every time: `helper-panic-before-write` lets the hook
+/// start its error document before the answer is written,
+/// `helper-panic-mid-write` panics after half the answer is out. Both the
+/// success path (VERSION reply) and the error path (bad stdin) are raced,
+/// on both plugins.
+#[test]
+fn helper_panic_while_answering_gives_one_document() {
+    let cases = [
+        ("VERSION", String::new(), None),
+        ("ADD", "{".to_string(), Some(6)),
+    ];
+    for plugin in PLUGINS {
+        for point in ["helper-panic-before-write", "helper-panic-mid-write"] {
+            for (cmd, stdin, answer_code) in &cases {
+                for round in 0..10 {
+                    let c = call(cmd)
+                        .env(cni::ipam::disk::CRASH_ENV, point)
+                        .stdin(stdin.as_bytes());
+                    let run = run_plugin(&bin(plugin), &c);
+                    let what = format!("{plugin} {point} {cmd} round {round}");
+                    let v = one_document(&run);
+                    assert_eq!(run.code, Some(1), "{what}:\n{run:#?}");
+                    let code = v["code"].as_u64();
+                    let answered = match answer_code {
+                        None => v.get("supportedVersions").is_some(),
+                        Some(c) => code == Some(*c),
+                    };
+                    assert!(
+                        answered || code == Some(999),
+                        "{what}: neither the answer nor the panic error: {v}"
+                    );
+                    if point == "helper-panic-before-write" {
+                        assert_eq!(code, Some(999), "{what}: the hook claimed first: {v}");
+                    } else {
+                        assert!(answered, "{what}: the answer was claimed first: {v}");
+                    }
+                }
+            }
+        }
+    }
+}
