@@ -15,8 +15,9 @@ use crate::spec::{
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Largest stdin accepted: generous for big prevResults, small enough that
 /// a runaway writer cannot exhaust memory.
@@ -254,9 +255,73 @@ pub fn help_text(name: &str) -> String {
 /// The config version of the command in flight, for the panic hook.
 static ERROR_VERSION: Mutex<Option<String>> = Mutex::new(None);
 
-/// Set once [`dispatch`] has written its document, so a late panic never
-/// adds a second one.
-static STDOUT_WRITTEN: AtomicBool = AtomicBool::new(false);
+/// The right to write the process's one stdout document, shared by
+/// [`run_with_arg`]'s dispatch and the panic hook.
+static STDOUT_DOC: DocGate = DocGate::new();
+
+/// A once-only right to write one document. Whoever claims it first (before
+/// writing a byte) writes; the other never does, and waits until the
+/// winner's write is finished. Why: a flag set around the write left a
+/// window where the answer and a helper thread's panic error were both
+/// printed (two documents), or the hook's `exit` cut the answer short.
+struct DocGate {
+    /// `FREE`, `WRITING` or `DONE`.
+    state: AtomicU8,
+    /// Kernel thread id of the claimer: the hook must not wait for its own
+    /// thread's write.
+    writer: AtomicI32,
+}
+
+const FREE: u8 = 0;
+const WRITING: u8 = 1;
+const DONE: u8 = 2;
+
+/// Set first thing by the panic hook: a process in which any thread
+/// panicked exits 1, even when dispatch's answer was written first.
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// How long a loser waits for the winner's write (a few KB to a pipe).
+const WRITE_WAIT: Duration = Duration::from_secs(5);
+
+impl DocGate {
+    const fn new() -> DocGate {
+        DocGate {
+            state: AtomicU8::new(FREE),
+            writer: AtomicI32::new(0),
+        }
+    }
+
+    /// True if the caller got the right to write (exactly one caller does).
+    fn claim(&self) -> bool {
+        let won = self
+            .state
+            .compare_exchange(FREE, WRITING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if won {
+            self.writer
+                .store(nix::unistd::gettid().as_raw(), Ordering::SeqCst);
+        }
+        won
+    }
+
+    /// Marks the claimed write as complete (flushed or failed).
+    fn finish(&self) {
+        self.state.store(DONE, Ordering::SeqCst);
+    }
+
+    /// Waits until the winner's write is complete, at most [`WRITE_WAIT`];
+    /// returns at once if the winner is the calling thread (it panicked
+    /// mid-write and will never finish).
+    fn wait_done(&self) {
+        let deadline = Instant::now() + WRITE_WAIT;
+        while self.state.load(Ordering::SeqCst) != DONE && Instant::now() < deadline {
+            if self.writer.load(Ordering::SeqCst) == nix::unistd::gettid().as_raw() {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}
 
 fn set_error_version(v: &str) {
     if let Ok(mut g) = ERROR_VERSION.lock() {
@@ -455,6 +520,19 @@ pub fn dispatch<P: Plugin>(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
+    dispatch_to(p, env, stdin, stdout, stderr, &DocGate::new())
+}
+
+/// [`dispatch`], writing its document only if it wins `gate` (the process's
+/// [`STDOUT_DOC`] when the panic hook may write too).
+fn dispatch_to<P: Plugin>(
+    p: &P,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    gate: &DocGate,
+) -> i32 {
     let command = env("CNI_COMMAND").unwrap_or_default();
     if command.is_empty() {
         let _ = stderr.write_all(about_text(p.name()).as_bytes());
@@ -464,11 +542,7 @@ pub fn dispatch<P: Plugin>(
     match execute(p, &command, env, stdin, &mut error_version) {
         Ok(out) => {
             if let Some(text) = out {
-                STDOUT_WRITTEN.store(true, Ordering::SeqCst);
-                if let Err(e) = stdout
-                    .write_all(text.as_bytes())
-                    .and_then(|()| stdout.flush())
-                {
+                if let Err(e) = write_document(gate, env, stdout, &text) {
                     let _ = writeln!(stderr, "{}: failed to write result: {e}", p.name());
                     return 1;
                 }
@@ -478,22 +552,111 @@ pub fn dispatch<P: Plugin>(
         Err(e) => {
             crate::cni_debug!("{} {command} failed: code {} {}", p.name(), e.code(), e);
             let text = format!("{}\n", pretty(&e.to_json(&error_version)));
-            STDOUT_WRITTEN.store(true, Ordering::SeqCst);
-            let _ = stdout.write_all(text.as_bytes());
-            let _ = stdout.flush();
+            let _ = write_document(gate, env, stdout, &text);
             1
         }
     }
 }
 
-/// Makes any panic, on any thread, end the process with a code-999 error
-/// JSON on stdout and exit 1. Done in the hook because the release profile
+/// Writes `text` as the process's one document if `gate` lets us. If the
+/// panic hook holds it, its error document is being written and it ends
+/// the process: wait for that instead of returning (our `exit(0)` could
+/// cut its document short), and report the lost claim if it does not.
+fn write_document(
+    gate: &DocGate,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdout: &mut dyn Write,
+    text: &str,
+) -> std::io::Result<()> {
+    let point = race::point(env);
+    if point == Some(race::Point::BeforeWrite) {
+        race::helper_panic();
+        race::wait_for(&race::HOOK_CLAIMED);
+    }
+    if !gate.claim() {
+        gate.wait_done();
+        return Err(std::io::Error::other(
+            "stdout already taken by the panic hook",
+        ));
+    }
+    let written = if point == Some(race::Point::MidWrite) {
+        race::write_in_halves(stdout, text)
+    } else {
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+    };
+    gate.finish();
+    written
+}
+
+/// Test-only hook points that take the answer-vs-panic race every time:
+/// with `CNI_RS_TEST_CRASH_POINT` (see [`crate::ipam::disk::CRASH_ENV`])
+/// set to `helper-panic-before-write`, a helper thread panics and the
+/// answer waits until the panic hook has claimed stdout; with
+/// `helper-panic-mid-write`, the helper panics after half the answer is
+/// out and the second half follows once the hook runs. Unset, nothing
+/// happens. Only tests set it (`tests/protocol.rs`).
+mod race {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// Set by the panic hook once it holds the right to write.
+    pub(super) static HOOK_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Point {
+        BeforeWrite,
+        MidWrite,
+    }
+
+    pub(super) fn point(env: &dyn Fn(&str) -> Option<String>) -> Option<Point> {
+        match env(crate::ipam::disk::CRASH_ENV)?.as_str() {
+            "helper-panic-before-write" => Some(Point::BeforeWrite),
+            "helper-panic-mid-write" => Some(Point::MidWrite),
+            _ => None,
+        }
+    }
+
+    pub(super) fn helper_panic() {
+        let _ = std::thread::Builder::new()
+            .spawn(|| panic!("test: a helper thread panicked while the answer was written"));
+    }
+
+    /// Waits (at most 2 s) until `flag` is set.
+    pub(super) fn wait_for(flag: &AtomicBool) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Half of `text`, a helper's panic, a pause in which the hook runs,
+    /// then the other half.
+    pub(super) fn write_in_halves(out: &mut dyn Write, text: &str) -> std::io::Result<()> {
+        let (first, second) = text.as_bytes().split_at(text.len() / 2);
+        out.write_all(first)?;
+        out.flush()?;
+        helper_panic();
+        wait_for(&super::PANICKED);
+        std::thread::sleep(Duration::from_millis(20));
+        out.write_all(second)?;
+        out.flush()
+    }
+}
+
+/// Makes any panic, on any thread, end the process with exit status 1 and
+/// a code-999 error JSON on stdout — unless dispatch already claimed stdout
+/// ([`STDOUT_DOC`]): then its document is the only one, and the hook waits
+/// for it to be complete before exiting. Done in the hook because the release profile
 /// uses `panic = "abort"`, where `catch_unwind` never gets control (and a
 /// library cannot reliably tell which strategy the final binary uses).
 /// The default hook still prints the panic message on stderr.
 fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Ordering::SeqCst);
         crate::cni_debug!("panic: {info}");
         default(info);
         let version = ERROR_VERSION
@@ -502,13 +665,16 @@ fn install_panic_hook() {
             .and_then(|g| g.clone())
             .unwrap_or_else(|| CURRENT_VERSION.to_string());
         let msg = panic_message(info.payload());
-        if STDOUT_WRITTEN.load(Ordering::SeqCst) {
+        if !STDOUT_DOC.claim() {
+            STDOUT_DOC.wait_done();
             std::process::exit(1);
         }
+        race::HOOK_CLAIMED.store(true, Ordering::SeqCst);
         let e = CniError::internal(format!("plugin panicked: {msg}"));
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", pretty(&e.to_json(&version)));
         let _ = out.flush();
+        STDOUT_DOC.finish();
         std::process::exit(1);
     }));
 }
@@ -610,14 +776,21 @@ pub fn run_with_arg<P: Plugin>(p: &P, first_arg: Option<String>) -> ! {
     let env = |k: &str| std::env::var(k).ok();
     // Unlocked handles: a panic hook on another thread must be able to
     // write to stdout while dispatch runs.
-    let code = dispatch(
+    let code = dispatch_to(
         p,
         &env,
         &mut std::io::stdin(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),
+        &STDOUT_DOC,
     );
-    std::process::exit(code)
+    // The hook exits 1 itself; this only decides the race between its
+    // `exit(1)` and ours when the answer was complete first.
+    std::process::exit(if PANICKED.load(Ordering::SeqCst) {
+        1
+    } else {
+        code
+    })
 }
 
 #[cfg(test)]
@@ -1205,6 +1378,33 @@ mod tests {
             c["cni.dev/valid-attachments"] = bad;
             assert_eq!(valid_attachments(&netconf(c)).unwrap_err().code(), 6);
         }
+    }
+
+    #[test]
+    fn doc_gate_has_one_winner_and_losers_wait_for_it() {
+        let gate = DocGate::new();
+        let winners = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|sc| {
+            for _ in 0..8 {
+                sc.spawn(|| {
+                    if gate.claim() {
+                        winners.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        gate.finish();
+                    } else {
+                        gate.wait_done();
+                        assert_eq!(gate.state.load(Ordering::SeqCst), DONE);
+                    }
+                });
+            }
+        });
+        assert_eq!(winners.load(Ordering::SeqCst), 1);
+        // The winner itself never waits for its own (unfinished) write.
+        let gate = DocGate::new();
+        assert!(gate.claim());
+        let t = Instant::now();
+        gate.wait_done();
+        assert!(t.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

@@ -356,14 +356,6 @@ fn norm_output(run: &PluginRun, pods: &[PodNs]) -> Value {
         return json!({"exit": 0});
     }
     let mut v = run.json();
-    // Accepted difference: reference 1.1.1 prints `"dns":{}` in every
-    // version; ours omits an empty dns in 1.x results. Both
-    // decode to the same empty DNS in every client.
-    if let Some(obj) = v.as_object_mut() {
-        if obj.get("dns") == Some(&json!({})) {
-            obj.remove("dns");
-        }
-    }
     if let Some(ifaces) = v["interfaces"].as_array_mut() {
         for i in ifaces {
             if i.get("mac").is_some() {

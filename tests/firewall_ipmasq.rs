@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use cni::firewall::{
-    check_ipmasq, default_backend, gc_ipmasq, naming, setup_ipmasq, teardown_ipmasq,
-    teardown_ipmasq_iptables, MasqBackend, MasqTarget, TeardownPath,
+    check_ipmasq, default_backend, gc_ipmasq, iptables_version, naming, setup_ipmasq,
+    teardown_ipmasq, teardown_ipmasq_iptables, MasqBackend, MasqTarget, TeardownPath,
 };
 use common::{result_nets, run_plugin, NodeNs, PluginCall, PodNs, TempDir, REFERENCE_CNI_PATH};
 use ipnet::IpNet;
@@ -792,4 +792,162 @@ fn netlink_teardown_removes_gotos_and_is_idempotent() {
     assert_eq!(nat_lines("iptables-save"), vec![":KUBE-X -".to_string()]);
     let paths = teardown_ipmasq_iptables(NET, CID, true).expect("teardown again");
     assert_eq!(paths, [TeardownPath::Absent, TeardownPath::Absent]);
+}
+
+/// Our bridge's environment for the iptables-version tests: a fake
+/// `iptables` first on `PATH` that answers `--version` with a chosen
+/// version (appending a line to a counter file each time) and hands every
+/// other call to the real one; a private version cache; the debug log.
+struct FakeIptables {
+    dir: TempDir,
+}
+
+impl FakeIptables {
+    fn new(version: &str) -> FakeIptables {
+        let dir = TempDir::new("fw-iptables-version");
+        let fake = FakeIptables { dir };
+        std::fs::create_dir_all(fake.bin_dir()).expect("mkdir bin");
+        fake.write_script(version, "");
+        fake
+    }
+    fn bin_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("bin")
+    }
+    /// (Re)writes the script; `extra` changes its size, as an upgrade would.
+    fn write_script(&self, version: &str, extra: &str) {
+        let path = std::env::var_os("PATH").expect("PATH");
+        let real = std::env::split_paths(&path)
+            .map(|d| d.join("iptables"))
+            .find(|p| p.is_file())
+            .expect("a real iptables on PATH");
+        let script = format!(
+            "#!/bin/sh\n# {extra}\nif [ \"$1\" = --version ]; then\n  echo x >> {calls}\n  \
+             echo '{version}'\n  exit 0\nfi\nexec {real} \"$@\"\n",
+            calls = self.calls_file().display(),
+            real = real.display()
+        );
+        let file = self.bin_dir().join("iptables");
+        std::fs::write(&file, script).expect("write fake iptables");
+        let mut perms = std::fs::metadata(&file).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&file, perms).expect("chmod");
+    }
+    fn calls_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("version-calls")
+    }
+    fn cache(&self) -> std::path::PathBuf {
+        self.dir.path().join("cache").join("iptables-version")
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+    /// How often `iptables --version` ran.
+    fn version_calls(&self) -> usize {
+        std::fs::read_to_string(self.calls_file())
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+    fn call(&self, cmd: &str, cid: &str, pod: &PodNs) -> PluginCall {
+        let path = format!(
+            "{}:{}",
+            self.bin_dir().display(),
+            std::env::var("PATH").expect("PATH")
+        );
+        let conf = reference_conf(&self.dir.path().join("data"));
+        PluginCall::new(
+            cmd,
+            cid,
+            &pod.path.display().to_string(),
+            "eth0",
+            &common::our_cni_path(),
+        )
+        .env("PATH", &path)
+        .env(
+            iptables_version::CACHE_ENV,
+            &self.cache().display().to_string(),
+        )
+        .env(
+            "CNI_RS_LOG",
+            &self.dir.path().join("log").display().to_string(),
+        )
+        .stdin(conf)
+    }
+}
+
+const FAST_PATH_LOG: &str = "written over nf_tables netlink";
+
+/// With an iptables whose encoding no test has checked (here a fake
+/// 1.8.7), the bridge writes and removes the masquerade rules with the
+/// iptables tools, never over nf_tables netlink, and they are still the
+/// reference's rules.
+#[test]
+fn unverified_iptables_version_takes_the_exec_path() {
+    require_root!();
+    let node = NodeNs::enter();
+    node.assert_inside();
+    prepare_nat();
+    let fake = FakeIptables::new("iptables v1.8.7 (nf_tables)");
+    let pod = PodNs::new();
+    let bridge = common::bin("bridge");
+    run_plugin(&bridge, &fake.call("ADD", CID, &pod)).expect_ok();
+    assert_eq!(nat_lines("iptables-save"), reference_v4_lines());
+    assert_eq!(nat_lines("ip6tables-save"), reference_v6_lines());
+    let log = fake.log();
+    assert!(
+        log.contains("\"iptables v1.8.7 (nf_tables)\" is not a verified version"),
+        "{log}"
+    );
+    assert!(!log.contains(FAST_PATH_LOG), "fast path taken:\n{log}");
+    assert_eq!(fake.version_calls(), 1);
+    run_plugin(&bridge, &fake.call("DEL", CID, &pod)).expect_ok();
+    assert_nat_clean();
+}
+
+/// The verified version (a fake answering 1.8.9) takes the fast path, and
+/// `iptables --version` runs once per iptables binary, not per call: the
+/// cache is used until the binary changes or the cache is corrupt.
+#[test]
+fn iptables_version_is_detected_once_per_binary() {
+    require_root!();
+    let node = NodeNs::enter();
+    node.assert_inside();
+    prepare_nat();
+    let version = "iptables v1.8.9 (nf_tables)";
+    let fake = FakeIptables::new(version);
+    let bridge = common::bin("bridge");
+    let pods: Vec<(String, PodNs)> = (0..4).map(|i| (format!("pod{i}"), PodNs::new())).collect();
+    let add = |i: usize| {
+        let (cid, pod) = &pods[i];
+        run_plugin(&bridge, &fake.call("ADD", cid, pod)).expect_ok();
+        let chain = naming::chain_name(NET, cid);
+        let log = fake.log();
+        assert!(
+            log.contains(&format!("ipMasq: {chain} {FAST_PATH_LOG}")),
+            "pod {i}: fast path not taken:\n{log}"
+        );
+    };
+    add(0);
+    assert_eq!(fake.version_calls(), 1);
+    add(1);
+    assert_eq!(fake.version_calls(), 1, "cached: no second exec");
+
+    fake.write_script(version, "upgraded");
+    add(2);
+    assert_eq!(fake.version_calls(), 2, "another binary: detected again");
+
+    std::fs::write(fake.cache(), "garbage").expect("corrupt the cache");
+    add(3);
+    assert_eq!(fake.version_calls(), 3, "corrupt cache: detected again");
+    let cache = std::fs::read_to_string(fake.cache()).expect("cache rewritten");
+    assert!(
+        cache.ends_with(&format!("\nversion {version}\n")),
+        "{cache}"
+    );
+    assert!(!fake.log().contains("not a verified version"));
+
+    for (cid, pod) in &pods {
+        run_plugin(&bridge, &fake.call("DEL", cid, pod)).expect_ok();
+    }
+    assert_eq!(fake.version_calls(), 3, "DELs use the cache");
+    assert_nat_clean();
 }

@@ -383,7 +383,7 @@ fn host_local_add_prints_one_result_in_each_version() {
             }
             _ => {
                 assert!(r["ips"][0].get("version").is_none());
-                assert!(r.get("dns").is_none(), "1.x drops empty dns: {r}");
+                assert_eq!(r["dns"], json!({}), "1.x prints an empty dns too: {r}");
             }
         }
         let del = PluginCall {
@@ -410,5 +410,51 @@ fn host_local_gc_and_status_print_nothing() {
             .stdin(conf.to_string());
         let run = run_plugin(&bin("host-local"), &c).expect_ok();
         assert!(run.stdout.trim().is_empty(), "{cmd}: {run:#?}");
+    }
+}
+
+/// A helper thread that panics while the main thread prints its answer
+/// must not add a second document: stdout is exactly one JSON document
+/// (the panic's code-999 error, or the answer the panic hook let finish)
+/// and the exit status is 1. Two hook points (`CNI_RS_TEST_CRASH_POINT`)
+/// take the race every time: `helper-panic-before-write` lets the hook
+/// start its error document before the answer is written,
+/// `helper-panic-mid-write` panics after half the answer is out. Both the
+/// success path (VERSION reply) and the error path (bad stdin) are raced,
+/// on both plugins.
+#[test]
+fn helper_panic_while_answering_gives_one_document() {
+    let cases = [
+        ("VERSION", String::new(), None),
+        ("ADD", "{".to_string(), Some(6)),
+    ];
+    for plugin in PLUGINS {
+        for point in ["helper-panic-before-write", "helper-panic-mid-write"] {
+            for (cmd, stdin, answer_code) in &cases {
+                for round in 0..10 {
+                    let c = call(cmd)
+                        .env(cni::ipam::disk::CRASH_ENV, point)
+                        .stdin(stdin.as_bytes());
+                    let run = run_plugin(&bin(plugin), &c);
+                    let what = format!("{plugin} {point} {cmd} round {round}");
+                    let v = one_document(&run);
+                    assert_eq!(run.code, Some(1), "{what}:\n{run:#?}");
+                    let code = v["code"].as_u64();
+                    let answered = match answer_code {
+                        None => v.get("supportedVersions").is_some(),
+                        Some(c) => code == Some(*c),
+                    };
+                    assert!(
+                        answered || code == Some(999),
+                        "{what}: neither the answer nor the panic error: {v}"
+                    );
+                    if point == "helper-panic-before-write" {
+                        assert_eq!(code, Some(999), "{what}: the hook claimed first: {v}");
+                    } else {
+                        assert!(answered, "{what}: the answer was claimed first: {v}");
+                    }
+                }
+            }
+        }
     }
 }

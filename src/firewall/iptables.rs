@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use super::error::FirewallError;
 use super::exec::{Cmd, Running};
 use super::iptables_save::{restore_quote, NatTable};
+use super::iptables_version::fast_path_verified;
 use super::naming::{chain_name, container_id_from_comment, iptables_comment};
 use super::nft_direct;
 use super::nft_teardown::{self, Removed};
@@ -74,6 +75,12 @@ impl Family {
             Family::V6 => "ip6tables-restore",
         })
     }
+    /// True when this family's rules may be written or removed over
+    /// nf_tables netlink: iptables-nft, in a version whose encoding a test
+    /// has checked (`iptables_version::VERIFIED`; detected once per binary).
+    fn netlink_ok(self) -> bool {
+        self.is_nft() && fast_path_verified()
+    }
     /// True when this family's masquerade `chain` certainly does not exist:
     /// iptables is the nf_tables variant and the kernel says the chain is
     /// not in its `nat` table. Then neither a rule in the chain nor a jump
@@ -87,7 +94,7 @@ impl Family {
     /// that is possible (iptables-nft, see `nft_teardown`); `Exec` leaves
     /// this family to `sweep`. `netlink == false` only probes.
     fn teardown_without_exec(self, chain: &str, netlink: bool) -> TeardownPath {
-        if !self.is_nft() {
+        if !self.netlink_ok() {
             return TeardownPath::Exec;
         }
         if !netlink {
@@ -367,10 +374,13 @@ pub(crate) fn setup(network: &str, container_id: &str, ips: &[IpNet]) -> Result<
         .partition(|f| f.chain_certainly_absent(&chain));
     let mut tables = Vec::new();
     for family in fresh {
-        if family == Family::V4 && nft_direct::base_chain_ready() {
+        if family == Family::V4 && family.netlink_ok() && nft_direct::base_chain_ready() {
             let rules = planned_rules(&NatTable::default(), &chain, &comment, &of_family(family));
             match nft_direct::append_masq_rules(&chain, &rules) {
-                Ok(()) => continue,
+                Ok(()) => {
+                    crate::cni_debug!("ipMasq: {chain} written over nf_tables netlink");
+                    continue;
+                }
                 // Nothing was applied (or, on EEXIST, a concurrent ADD made
                 // the chain): dump and add what is missing, idempotently.
                 Err(e) => {

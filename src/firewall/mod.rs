@@ -7,12 +7,14 @@
 //! except on an iptables-nft host: a new pod's IPv4 masquerade chain is
 //! written over nf_tables netlink in iptables-nft's encoding (`nft_direct`),
 //! and a pod's chain is removed over netlink in both families
-//! (`nft_teardown`).
+//! (`nft_teardown`) — both only for an iptables-nft version whose encoding
+//! a test has checked (`iptables_version`), else the tools do it.
 
 mod error;
 mod exec;
 mod iptables;
 mod iptables_save;
+pub mod iptables_version;
 pub mod naming;
 mod nft;
 mod nft_direct;

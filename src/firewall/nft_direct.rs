@@ -15,7 +15,9 @@
 //! first: IPv4, the chain absent, table `ip nat` with its base chain
 //! `POSTROUTING` present (`iptables.rs` checks; creating tables and base
 //! chains is left to iptables). Everything else, and any refusal by the
-//! kernel, takes the `iptables-restore` path.
+//! kernel, takes the `iptables-restore` path. So does any iptables other
+//! than the versions in `iptables_version::VERIFIED`: another version's
+//! userspace may encode (or parse) these rules differently.
 
 use ipnet::{IpNet, Ipv4Net};
 

@@ -18,7 +18,9 @@
 //! failure is success (someone else's DEL did the job).
 //! Anything else (probe without a clear answer, undecodable dump, the chain
 //! still referenced by something we cannot delete, e.g. a verdict map:
-//! `EBUSY`) is an error, and the caller falls back to the tools.
+//! `EBUSY`) is an error, and the caller falls back to the tools, which
+//! also do the job for an iptables version not in
+//! `iptables_version::VERIFIED`.
 
 use super::error::FirewallError;
 use crate::netlink::{nf_exists, nft_table_rules, NetlinkError, NfFamily, NftBatch, NftRuleRef};

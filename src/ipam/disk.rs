@@ -27,7 +27,9 @@
 //! set, marker and state not yet written), `index-after-marker` (marker
 //! written, state not), `index-during-rebuild` (after the first marker file
 //! of a rebuild), `index-after-rebuild` (markers synced, state not written).
-//! Unset, nothing happens. Only tests set it.
+//! `cni::skel` adds `helper-panic-before-write` and `helper-panic-mid-write`
+//! (a helper thread panics while the answer is printed). Unset, nothing
+//! happens. Only tests set it.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};

@@ -1,9 +1,10 @@
 //! The ADD result: the internal 1.1.0-shaped model and its conversion to and
 //! from every wire version (Go `pkg/types/{020,040,100}`).
 //!
-//! Output mimics Go's `encoding/json`: empty fields are omitted, 1.x drops
-//! an empty `dns`, 0.x always prints `"dns":{}`; fields a version does not
-//! know are dropped.
+//! Output mimics Go's `encoding/json`: empty fields are omitted, except
+//! `dns`, which every version prints, `"dns": {}` when empty (Go's
+//! `omitempty` never omits a struct: the reference prints it so, and byte
+//! parity costs nothing); fields a version does not know are dropped.
 
 use super::casefold::casefold_from_value;
 use super::version::check_version;
@@ -174,7 +175,7 @@ struct WireIface04 {
     sandbox: Option<String>,
 }
 
-/// 1.0.0/1.1.0 result.
+/// 1.0.0/1.1.0 result: `dns` always printed, as the reference does.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Wire1 {
@@ -186,7 +187,7 @@ struct Wire1 {
     ips: Vec<WireIp1>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     routes: Vec<Route>,
-    #[serde(default, skip_serializing_if = "Dns::is_empty")]
+    #[serde(default)]
     dns: Dns,
 }
 
@@ -639,10 +640,12 @@ mod tests {
     fn empty_dns_handling() {
         let mut r = sample();
         r.dns = Dns::default();
-        assert!(r.to_json_version("1.1.0").unwrap().get("dns").is_none());
-        assert!(r.to_json_version("1.0.0").unwrap().get("dns").is_none());
-        assert_eq!(r.to_json_version("0.4.0").unwrap()["dns"], json!({}));
-        assert_eq!(r.to_json_version("0.2.0").unwrap()["dns"], json!({}));
+        // As the reference (Go `omitempty` on a struct) prints it: always.
+        for ver in super::super::SUPPORTED_VERSIONS {
+            assert_eq!(r.to_json_version(ver).unwrap()["dns"], json!({}), "{ver}");
+        }
+        let text = r.to_string_version("1.0.0").unwrap();
+        assert!(text.contains("\n    \"dns\": {}\n}"), "{text}");
     }
 
     #[test]
@@ -650,7 +653,7 @@ mod tests {
         let r = CniResult::default();
         assert_eq!(
             r.to_json_version("1.1.0").unwrap(),
-            json!({"cniVersion": "1.1.0"})
+            json!({"cniVersion": "1.1.0", "dns": {}})
         );
         assert_eq!(
             r.to_json_version("0.3.1").unwrap(),
@@ -722,7 +725,8 @@ mod tests {
             json!({
                 "cniVersion": "1.0.0",
                 "ips": [{"address": "10.1.0.5/16", "gateway": "10.1.0.1"}, {"address": "fd10::5/64"}],
-                "routes": [{"dst": "0.0.0.0/0"}]
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dns": {}
             })
         );
     }
