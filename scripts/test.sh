@@ -9,12 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --all-targets
+cargo test --workspace --all-targets
 
 MUSL=x86_64-unknown-linux-musl
 if rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
   echo "test.sh: second pass, everything built for $MUSL" >&2
-  cargo test --target "$MUSL" --all-targets
+  cargo test --workspace --target "$MUSL" --all-targets
 else
   echo "test.sh: skipping the $MUSL pass: that Rust target is not installed" \
        "(rustup target add $MUSL)" >&2

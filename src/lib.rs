@@ -1,12 +1,11 @@
 //! Rust implementation of the CNI protocol (spec 1.1) and the mechanisms behind
-//! our drop-in `bridge` and `host-local` plugins, plus a small libcni-like
-//! runtime and a kubelet-like harness.
+//! our drop-in plugins, plus a small libcni-like runtime (`runtime`). The
+//! executables are the workspace's member crates (`plugins/*`, `tools/*`).
 
 pub mod args;
 pub mod delegate;
 pub mod error;
 pub mod firewall;
-pub mod harness;
 pub mod ipam;
 pub mod lock;
 pub mod log;

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 /// The bridge plugin's config module lives in the binary crate; it only uses
 /// the library's public API, so it is compiled into this target as is.
 #[allow(dead_code)]
-#[path = "../../plugins/bridge/conf.rs"]
+#[path = "../../plugins/bridge/src/conf.rs"]
 mod bridge_conf;
 
 fuzz_target!(|data: &[u8]| {

@@ -333,15 +333,57 @@ impl Drop for TempDir {
     }
 }
 
-/// Path of one of our built binaries, e.g. `bin("bridge")`.
+/// Our executables are other packages of the workspace, so Cargo gives the
+/// tests no `CARGO_BIN_EXE_*` for them, and `cargo test` does not build
+/// them. The first call builds every binary of the workspace with the same
+/// Cargo, profile and target as this test (a no-op when up to date, so the
+/// binaries are never stale) and returns their directory:
+/// `target/[<triple>/]<profile>`, the parent of this test's `deps/`.
+pub fn bin_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable under target/<profile>/deps")
+            .to_path_buf();
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args([
+            "build",
+            "--workspace",
+            "--bins",
+            "--quiet",
+            "--manifest-path",
+        ]);
+        cargo.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        if dir.file_name().is_some_and(|p| p == "release") {
+            cargo.arg("--release");
+        }
+        // target/<triple>/<profile>: built with an explicit --target.
+        let under = dir.parent().expect("profile dir has a parent");
+        if under
+            .parent()
+            .is_some_and(|t| t.join("CACHEDIR.TAG").exists())
+        {
+            cargo
+                .arg("--target")
+                .arg(under.file_name().expect("target triple"));
+        }
+        let status = cargo.status().expect("run cargo build for the binaries");
+        assert!(
+            status.success(),
+            "cargo build of the workspace binaries failed"
+        );
+        dir
+    })
+}
+
+/// One of our executables (see [`bin_dir`]).
 pub fn bin(name: &str) -> PathBuf {
-    match name {
-        "bridge" => PathBuf::from(env!("CARGO_BIN_EXE_bridge")),
-        "host-local" => PathBuf::from(env!("CARGO_BIN_EXE_host-local")),
-        "kubesim" => PathBuf::from(env!("CARGO_BIN_EXE_kubesim")),
-        "cni-bench" => PathBuf::from(env!("CARGO_BIN_EXE_cni-bench")),
-        other => panic!("unknown binary {other}"),
-    }
+    let path = bin_dir().join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
 }
 
 /// Directory holding our plugin binaries: use as `CNI_PATH`.

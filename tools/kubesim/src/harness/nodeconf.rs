@@ -8,10 +8,10 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::error::{HarnessError, Result};
-use crate::runtime::{find_plugin, NetworkConfigList};
+use cni::runtime::{find_plugin, NetworkConfigList};
 
 /// The conflist nodes use unless `up --conflist` says otherwise.
-pub const DEFAULT_TEMPLATE: &str = include_str!("../../conf/10-bridge.conflist");
+pub const DEFAULT_TEMPLATE: &str = include_str!("../../../../conf/10-bridge.conflist");
 
 /// File name of the generated conflist in each node's conf dir.
 pub const NODE_CONFLIST: &str = "10-kubesim.conflist";
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn dual_stack_detected() {
         let t = Template::parse(
-            include_bytes!("../../conf/20-bridge-dualstack.conflist"),
+            include_bytes!("../../../../conf/20-bridge-dualstack.conflist"),
             "ds",
         )
         .expect("parse");

@@ -6,13 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cni::harness::cluster::{self, UpOptions};
-use cni::harness::pod::{self, PodSpec};
-use cni::harness::state::DEFAULT_STATE_DIR;
-use cni::harness::{child, demo, table, teardown, Harness, HarnessError};
+use crate::harness::cluster::{self, UpOptions};
+use crate::harness::pod::{self, PodSpec};
+use crate::harness::state::DEFAULT_STATE_DIR;
+use crate::harness::{child, demo, table, teardown, Harness, HarnessError};
 use cni::runtime::Attachment;
 
 mod args;
+mod harness;
 use args::{parse, Opts};
 
 const USAGE: &str = "\

@@ -9,7 +9,7 @@ use super::nsutil::Netns;
 use super::procs::ProcRecord;
 use super::state::{NodeState, State};
 use super::Harness;
-use crate::runtime::{CniConfig, NetworkConfigList};
+use cni::runtime::{CniConfig, NetworkConfigList};
 
 /// Underlay bridge name inside the underlay netns.
 const UNDERLAY_BRIDGE: &str = "ul-br0";
@@ -301,7 +301,7 @@ pub fn node_runtime(
         });
     }
     let ns = Netns::of_pid(node.holder.pid)?;
-    let list = crate::runtime::load_dir(&node.conf_dir).map_err(HarnessError::cni(format!(
+    let list = cni::runtime::load_dir(&node.conf_dir).map_err(HarnessError::cni(format!(
         "load CNI config of {}",
         node.name
     )))?;

@@ -135,11 +135,6 @@ impl StateDir {
         Ok(StateDir { root })
     }
 
-    /// An existing state dir, without creating it.
-    pub fn existing(root: &Path) -> Option<StateDir> {
-        root.canonicalize().ok().map(|root| StateDir { root })
-    }
-
     /// `state.json`.
     pub fn file(&self) -> PathBuf {
         self.root.join("state.json")

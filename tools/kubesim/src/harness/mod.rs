@@ -6,7 +6,7 @@
 //!   underlay (a bridge in a further netns, one veth per node) with a route
 //!   per remote pod CIDR, so pod IPs are routable cluster-wide;
 //! - a **pod sandbox** is another `__pause` process holding the pod netns;
-//!   the runtime ([`crate::runtime`]) runs CNI ADD/DEL for it, executing the
+//!   the runtime ([`cni::runtime`]) runs CNI ADD/DEL for it, executing the
 //!   plugins inside the node netns, with the kubelet's `CNI_ARGS`;
 //! - a **container** is a `kubesim __echo-server` process that joined the
 //!   sandbox netns; restarting it makes no CNI call.

@@ -9,7 +9,7 @@ use super::error::{HarnessError, Result};
 use super::nsutil::Netns;
 use super::state::{ContainerState, PodState, State};
 use super::{random_hex, Harness};
-use crate::runtime::{result, RuntimeConf};
+use cni::runtime::{result, RuntimeConf};
 
 /// The pod interface name (what the kubelet asks for).
 pub const POD_IFNAME: &str = "eth0";

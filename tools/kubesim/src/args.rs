@@ -1,7 +1,7 @@
 //! Hand-rolled argument parsing: positionals, `--flag value`, `--flag=value`,
 //! value-less switches, and everything after `--` kept verbatim.
 
-use cni::harness::HarnessError;
+use crate::harness::HarnessError;
 
 /// Command-line options after global ones were taken out.
 pub struct Opts {

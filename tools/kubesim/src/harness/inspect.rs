@@ -84,12 +84,12 @@ pub fn leases(node: &NodeState) -> Vec<String> {
             }
         }
     }
-    let index = node.data_dir.join(crate::ipam::index::INDEX_DIR);
+    let index = node.data_dir.join(cni::ipam::index::INDEX_DIR);
     for net in list_names(&index) {
         for marker in list_names(&index.join(&net).join("by-id")) {
             out.push(format!(
                 "{}/{net}/by-id/{marker}",
-                crate::ipam::index::INDEX_DIR
+                cni::ipam::index::INDEX_DIR
             ));
         }
     }

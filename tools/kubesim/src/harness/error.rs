@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::runtime::RuntimeError;
+use cni::runtime::RuntimeError;
 
 /// Everything the harness can report to the user.
 #[derive(Debug, thiserror::Error)]

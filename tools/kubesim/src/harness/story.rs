@@ -60,11 +60,12 @@ fn plugin_status(h: &Harness, r: &mut DemoReport) -> Result<()> {
     for node in &state.nodes {
         let (rt, list) = cluster::node_runtime(h, &state, node)?;
         match rt.status_network_list(&list) {
-            Ok(()) if crate::runtime::version::at_least(&list.cni_version, "1.1.0") => details
-                .push(format!(
+            Ok(()) if cni::runtime::version::at_least(&list.cni_version, "1.1.0") => {
+                details.push(format!(
                     "{}: ready (network {}, cniVersion {})",
                     node.name, list.name, list.cni_version
-                )),
+                ))
+            }
             Ok(()) => details.push(format!(
                 "{}: cniVersion {} has no STATUS verb (skipped)",
                 node.name, list.cni_version
