@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use crate::harness::cluster::{self, UpOptions};
 use crate::harness::pod::{self, PodSpec};
 use crate::harness::state::DEFAULT_STATE_DIR;
-use crate::harness::{child, demo, table, teardown, Harness, HarnessError};
+use crate::harness::{child, demo, lookup, table, teardown, Harness, HarnessError};
 use cni::runtime::Attachment;
 
 mod args;
@@ -304,7 +304,7 @@ fn run_demo(h: &Harness, opts: &Opts) -> Result<u8, HarnessError> {
 
 fn run_gc(h: &Harness, none_valid: bool) -> Result<u8, HarnessError> {
     let _lock = h.dir.lock()?;
-    let state = cluster::require_state(h)?;
+    let state = lookup::require_state(h)?;
     let mut failed = false;
     for node in &state.nodes {
         let valid: Vec<Attachment> = if none_valid {
@@ -320,7 +320,7 @@ fn run_gc(h: &Harness, none_valid: bool) -> Result<u8, HarnessError> {
                 })
                 .collect()
         };
-        let (rt, list) = cluster::node_runtime(h, &state, node)?;
+        let (rt, list) = lookup::node_runtime(h, &state, node)?;
         match rt.gc_network_list(&list, Some(&valid)) {
             Ok(r) => println!(
                 "{}: {} valid, {} stale attachments deleted, GC sent to {} plugins",
@@ -339,7 +339,7 @@ fn run_gc(h: &Harness, none_valid: bool) -> Result<u8, HarnessError> {
 }
 
 fn status(h: &Harness, json: bool) -> Result<u8, HarnessError> {
-    let state = cluster::require_state(h)?;
+    let state = lookup::require_state(h)?;
     if json {
         let text =
             serde_json::to_string_pretty(&state).map_err(|e| HarnessError::Usage(e.to_string()))?;

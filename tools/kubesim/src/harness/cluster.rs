@@ -1,5 +1,5 @@
-//! `up` and `down`: the underlay netns, the node netns with their CNI dirs,
-//! addresses and routes, and the crash-proof teardown of everything.
+//! `up`: the underlay netns, the node netns with their CNI dirs, addresses
+//! and routes. On failure, what was created is torn down again.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ use super::nsutil::Netns;
 use super::procs::ProcRecord;
 use super::state::{NodeState, State};
 use super::Harness;
-use cni::runtime::{CniConfig, NetworkConfigList};
+use cni::runtime::CniConfig;
 
 /// Underlay bridge name inside the underlay netns.
 const UNDERLAY_BRIDGE: &str = "ul-br0";
@@ -281,59 +281,4 @@ fn install_routes(state: &State, dual: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The runtime for `node`: plugins from the state's bin dir, run inside the
-/// node netns, cache in the node's cache dir; plus the node's network config
-/// loaded from its conf dir like a kubelet would.
-pub fn node_runtime(
-    h: &Harness,
-    state: &State,
-    node: &NodeState,
-) -> Result<(CniConfig, NetworkConfigList)> {
-    if !node.holder.is_ours(&h.dir.root) {
-        return Err(HarnessError::State {
-            path: h.dir.file(),
-            reason: format!(
-                "node {} is not running (its netns holder pid {} is gone)",
-                node.name, node.holder.pid
-            ),
-        });
-    }
-    let ns = Netns::of_pid(node.holder.pid)?;
-    let list = cni::runtime::load_dir(&node.conf_dir).map_err(HarnessError::cni(format!(
-        "load CNI config of {}",
-        node.name
-    )))?;
-    let rt = CniConfig::new(vec![state.cni_bin_dir.clone()], &node.cache_dir)
-        .in_netns(ns.path)
-        .with_call_log(h.dir.cni_log());
-    Ok((rt, list))
-}
-
-/// Finds a node by name.
-pub fn find_node<'a>(state: &'a State, name: &str) -> Result<&'a NodeState> {
-    state.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
-        HarnessError::Usage(format!("no node {name:?} (nodes: {})", node_names(state)))
-    })
-}
-
-fn node_names(state: &State) -> String {
-    state
-        .nodes
-        .iter()
-        .map(|n| n.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Loads the state or explains that there is no cluster.
-pub fn require_state(h: &Harness) -> Result<State> {
-    match h.dir.load()? {
-        Some(s) if !s.nodes.is_empty() => Ok(s),
-        _ => Err(HarnessError::Usage(format!(
-            "no cluster in {}; run `kubesim up` first",
-            h.dir.root.display()
-        ))),
-    }
 }
