@@ -225,9 +225,9 @@ fn wire_node(ul: &Netns, ns: &Netns, node: &NodeState, dual: bool) -> Result<()>
         )?;
     }
     ns.run("ip", &["link", "set", NODE_UPLINK, "up"])?;
-    ns.sysctl("net.ipv4.ip_forward", "1")?;
+    ns.sysctl("net/ipv4/ip_forward", "1")?;
     if dual {
-        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        ns.sysctl("net/ipv6/conf/all/forwarding", "1")?;
     }
     Ok(())
 }
