@@ -18,6 +18,23 @@ const NODE_UPLINK: &str = "ul0";
 /// Largest supported cluster (node index goes into IPs).
 pub const MAX_NODES: u8 = 50;
 
+/// Which container runtime makes the CNI calls for pod sandboxes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContainerRuntime {
+    /// kubesim itself, through the library's libcni-like `cni::runtime`.
+    #[default]
+    Builtin,
+}
+
+impl ContainerRuntime {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContainerRuntime::Builtin => "builtin",
+        }
+    }
+}
+
 /// Options of `up`.
 #[derive(Clone, Debug)]
 pub struct UpOptions {
@@ -30,6 +47,8 @@ pub struct UpOptions {
     pub conflist: Option<PathBuf>,
     /// Force the network's cniVersion (e.g. `1.0.0` for older plugins).
     pub cni_version: Option<String>,
+    /// The container runtime.
+    pub runtime: ContainerRuntime,
 }
 
 /// Creates the cluster. On failure everything created so far is removed.
