@@ -21,6 +21,8 @@ const GLOBAL: &str = "Global options";
     name = "kubesim",
     version,
     arg_required_else_help = true,
+    // Later values win, so scripts can append to a default command line.
+    args_override_self = true,
     after_help = "POD is NAME or NAMESPACE/NAME.\n\
                   Run `kubesim demo` for the whole story, or `kubesim COMMAND --help`."
 )]
@@ -243,6 +245,19 @@ mod tests {
         match cli.command {
             Command::User(UserCommand::RunPod { containers, .. }) => {
                 assert_eq!(containers, [("a".into(), 1), ("b".into(), 2)]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let cli = parse("--quiet up --nodes 1 --quiet --nodes 3 --cni-bin-dir /a --cni-bin-dir /b")
+            .expect("parse");
+        match cli.command {
+            Command::User(UserCommand::Up(up)) => {
+                assert_eq!(up.nodes, 3);
+                assert_eq!(up.cni_bin_dir, Some(PathBuf::from("/b")));
             }
             other => panic!("parsed as {other:?}"),
         }
