@@ -272,13 +272,8 @@ pub(super) fn frames(data: &[u8]) -> impl Iterator<Item = Result<Frame<'_>, Stri
             }
         };
         let len = buf.length() as usize;
-        let header = match NetlinkHeader::parse(&NetlinkBuffer::new(&rest)) {
-            Ok(header) => header,
-            Err(e) => {
-                rest = &[];
-                return Some(Err(format!("malformed reply: {e}")));
-            }
-        };
+        // Cannot fail: the header's fields were checked by `new_checked`.
+        let header = NetlinkHeader::parse(&buf).unwrap_or_default();
         let payload = &rest[NETLINK_HEADER_LEN..len];
         rest = rest.get(align(len)..).unwrap_or(&[]);
         Some(Ok(Frame { header, payload }))
