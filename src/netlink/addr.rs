@@ -1,31 +1,19 @@
-//! Address operations: `ip addr` equivalents.
+//! Address operations: `ip addr` equivalents, as netlink-packet-route
+//! `AddressMessage`s.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use netlink_packet_core::Parseable;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
-use super::wire::{self, Request};
-use super::{Netlink, Result, ACK, CREATE_EXCL, DUMP};
+use super::{undecodable, Netlink, Result, ACK, CREATE_EXCL};
 
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const RTM_GETADDR: u16 = 22;
-
-const AF_UNSPEC: u8 = 0;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const IFA_BROADCAST: u16 = 4;
-const IFA_FLAGS: u16 = 8;
-
-const IFA_F_DADFAILED: u32 = 0x08;
-const IFA_F_TENTATIVE: u32 = 0x40;
-
-/// Size of `struct ifaddrmsg`.
-const IFADDRMSG_LEN: usize = 8;
+const RTM_NEWADDR: u16 = libc::RTM_NEWADDR;
 
 /// One interface address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,96 +31,100 @@ pub struct Address {
 }
 
 impl Address {
-    /// Decodes an `RTM_NEWADDR` payload. `Ok(None)` for an address without
-    /// a usable IP; `Err(())` when the message is too short.
-    fn parse(payload: &[u8]) -> Result<Option<Address>, ()> {
-        let header = payload.get(..IFADDRMSG_LEN).ok_or(())?;
+    /// The facts of a kernel `RTM_NEWADDR` reply; `None` for an address
+    /// without a usable IP.
+    fn from_message(msg: AddressMessage) -> Option<Address> {
         let mut local = None;
         let mut address = None;
         let mut flags = None;
-        for (kind, value) in wire::attrs(&payload[IFADDRMSG_LEN..]) {
-            match kind {
-                IFA_LOCAL => local = wire::value_ip(value),
-                IFA_ADDRESS => address = wire::value_ip(value),
-                IFA_FLAGS => flags = wire::value_u32(value),
+        for attr in msg.attributes {
+            match attr {
+                AddressAttribute::Local(ip) => local = Some(ip),
+                AddressAttribute::Address(ip) => address = Some(ip),
+                AddressAttribute::Flags(f) => flags = Some(f),
                 _ => {}
             }
         }
         // For IPv4 IFA_LOCAL is the interface address (IFA_ADDRESS is the
         // peer on point-to-point links); IPv6 only sends IFA_ADDRESS.
-        let Some(ip) = local.or(address) else {
-            return Ok(None);
-        };
-        let Ok(net) = IpNet::new(ip, header[1]) else {
-            return Ok(None);
-        };
+        let net = IpNet::new(local.or(address)?, msg.header.prefix_len).ok()?;
         // IFA_FLAGS (32 bits) supersedes the 8-bit `ifa_flags`.
-        let flags = flags.unwrap_or(u32::from(header[2]));
-        Ok(Some(Address {
-            index: wire::read_u32(header, 4).ok_or(())?,
+        let header = msg.header.flags;
+        let (tentative, dad_failed) = match flags {
+            Some(f) => (
+                f.contains(AddressFlags::Tentative),
+                f.contains(AddressFlags::Dadfailed),
+            ),
+            None => (
+                header.contains(AddressHeaderFlags::Tentative),
+                header.contains(AddressHeaderFlags::Dadfailed),
+            ),
+        };
+        Some(Address {
+            index: msg.header.index,
             net,
-            scope: header[3],
-            tentative: flags & IFA_F_TENTATIVE != 0,
-            dad_failed: flags & IFA_F_DADFAILED != 0,
-        }))
+            scope: msg.header.scope.into(),
+            tentative,
+            dad_failed,
+        })
     }
 }
 
-/// `struct ifaddrmsg`: family, prefix length, flags 0, scope universe.
-fn ifaddrmsg(family: u8, prefix_len: u8, index: u32) -> [u8; IFADDRMSG_LEN] {
-    let mut h = [0u8; IFADDRMSG_LEN];
-    h[0] = family;
-    h[1] = prefix_len;
-    h[4..8].copy_from_slice(&index.to_ne_bytes());
-    h
-}
-
-fn family_of(ip: IpAddr) -> u8 {
+fn family_of(ip: IpAddr) -> AddressFamily {
     match ip {
-        IpAddr::V4(_) => AF_INET,
-        IpAddr::V6(_) => AF_INET6,
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
     }
 }
 
 /// The message `ip addr add NET dev INDEX` sends (IPv4 gets the broadcast
 /// address computed, as iproute2 and Go netlink do).
-fn request(msg_type: u16, index: u32, net: IpNet) -> Request {
-    let header = ifaddrmsg(family_of(net.addr()), net.prefix_len(), index);
-    let mut req = Request::new(msg_type, &header);
-    let ip = wire::ip_bytes(net.addr());
-    req.attr(IFA_LOCAL, &ip).attr(IFA_ADDRESS, &ip);
+fn message(index: u32, net: IpNet) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = family_of(net.addr());
+    msg.header.prefix_len = net.prefix_len();
+    msg.header.index = index;
+    msg.attributes = vec![
+        AddressAttribute::Local(net.addr()),
+        AddressAttribute::Address(net.addr()),
+    ];
     if let IpNet::V4(v4) = net {
         if v4.prefix_len() < 31 {
-            req.attr(IFA_BROADCAST, &v4.broadcast().octets());
+            msg.attributes
+                .push(AddressAttribute::Broadcast(v4.broadcast()));
         }
     }
-    req
+    msg
 }
 
-fn dump_request(v6: Option<bool>) -> Request {
-    let family = match v6 {
-        Some(true) => AF_INET6,
-        Some(false) => AF_INET,
-        None => AF_UNSPEC,
+fn dump_message(v6: Option<bool>) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = match v6 {
+        Some(true) => AddressFamily::Inet6,
+        Some(false) => AddressFamily::Inet,
+        None => AddressFamily::Unspec,
     };
-    Request::new(RTM_GETADDR, &ifaddrmsg(family, 0, 0))
+    msg
+}
+
+/// Decodes an address reply; other message types and addresses without a
+/// usable IP yield nothing.
+fn parse_address(msg_type: u16, payload: &[u8]) -> Result<Option<Address>, String> {
+    if msg_type != RTM_NEWADDR {
+        return Ok(None);
+    }
+    let msg = AddressMessage::parse(payload).map_err(|e| undecodable("address", e))?;
+    Ok(Address::from_message(msg))
 }
 
 impl Netlink {
     /// `ip addr show [dev INDEX]`, optionally restricted to one family.
     pub fn addresses(&mut self, index: Option<u32>, v6: Option<bool>) -> Result<Vec<Address>> {
-        let mut out = Vec::new();
-        self.request(
-            "dump addresses",
-            dump_request(v6),
-            DUMP,
-            |msg_type, payload| {
-                if msg_type == RTM_NEWADDR {
-                    out.extend(Address::parse(payload).ok()?);
-                }
-                Some(())
-            },
-        )?;
+        let msg = RouteNetlinkMessage::GetAddress(dump_message(v6));
+        let mut out = self.dump("dump addresses", msg, |t, payload, out| {
+            out.extend(parse_address(t, payload)?);
+            Ok(())
+        })?;
         out.retain(|a| {
             index.is_none_or(|i| a.index == i) && v6.is_none_or(|v6| a.net.addr().is_ipv6() == v6)
         });
@@ -143,7 +135,8 @@ impl Netlink {
     /// there (parallel ADDs adding the same gateway, plugins#366).
     pub fn add_address(&mut self, index: u32, net: IpNet) -> Result<bool> {
         let op = format!("add address {net} to link #{index}");
-        match self.ack(&op, request(RTM_NEWADDR, index, net), CREATE_EXCL) {
+        let msg = RouteNetlinkMessage::NewAddress(message(index, net));
+        match self.ack(&op, msg, CREATE_EXCL) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -153,7 +146,8 @@ impl Netlink {
     /// `ip addr del NET dev INDEX`; `Ok(false)` when it was not there.
     pub fn del_address(&mut self, index: u32, net: IpNet) -> Result<bool> {
         let op = format!("delete address {net} from link #{index}");
-        match self.ack(&op, request(RTM_DELADDR, index, net), ACK) {
+        let msg = RouteNetlinkMessage::DelAddress(message(index, net));
+        match self.ack(&op, msg, ACK) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::EADDRNOTAVAIL) || e.is(Errno::ENODEV) => Ok(false),
             Err(e) => Err(e),
@@ -163,13 +157,42 @@ impl Netlink {
 
 #[cfg(test)]
 mod tests {
+    use netlink_packet_core::Emitable;
+
     use super::*;
-    use crate::netlink::wire::payload;
+
+    fn emit(msg: &AddressMessage) -> Vec<u8> {
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// `ip addr add 10.1.0.1/16 dev #3`, byte for byte: `ifaddrmsg`,
+    /// `IFA_LOCAL`, `IFA_ADDRESS`, `IFA_BROADCAST`.
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn add_request_is_the_kernel_abi() {
+        let net: IpNet = "10.1.0.1/16".parse().expect("net");
+        assert_eq!(
+            emit(&message(3, net)),
+            hex("02100000 03000000 08000200 0a010001 08000100 0a010001 08000400 0a01ffff")
+        );
+        let net: IpNet = "10.1.0.1/31".parse().expect("net");
+        assert_eq!(emit(&message(3, net)).len(), 8 + 16, "no broadcast for /31");
+    }
 
     #[test]
     fn parses_addresses() {
         let net: IpNet = "10.1.0.1/16".parse().expect("net");
-        let a = Address::parse(&payload(request(RTM_NEWADDR, 3, net))).expect("long enough");
+        let a = parse_address(RTM_NEWADDR, &emit(&message(3, net))).expect("decodes");
         let want = Address {
             index: 3,
             net,
@@ -178,26 +201,26 @@ mod tests {
             dad_failed: false,
         };
         assert_eq!(a, Some(want));
+        assert_eq!(
+            parse_address(RTM_NEWADDR + 1, &emit(&message(3, net))),
+            Ok(None)
+        );
 
         // IPv6: IFA_ADDRESS only; IFA_FLAGS overrides the header's flags.
-        let mut header = ifaddrmsg(AF_INET6, 64, 4);
-        header[2] = IFA_F_DADFAILED as u8;
-        header[3] = 253;
-        let mut req = Request::new(RTM_NEWADDR, &header);
-        req.attr(IFA_ADDRESS, &wire::ip_bytes("fe80::1".parse().expect("ip")));
-        let a = Address::parse(&payload(req))
-            .expect("long enough")
+        // ifaddrmsg: AF_INET6, /64, IFA_F_DADFAILED, scope link, index 4.
+        let header = hex("0a4008fd 04000000");
+        let ip = hex("14000100 fe800000 00000000 00000000 00000001");
+        let a = parse_address(RTM_NEWADDR, &[header.clone(), ip.clone()].concat())
+            .expect("decodes")
             .expect("address");
         assert!(a.dad_failed && !a.tentative);
         assert_eq!(
             (a.index, a.scope, a.net.to_string()),
             (4, 253, "fe80::1/64".into())
         );
-        let mut req = Request::new(RTM_NEWADDR, &header);
-        req.attr(IFA_ADDRESS, &wire::ip_bytes("fe80::1".parse().expect("ip")))
-            .attr_u32(IFA_FLAGS, IFA_F_TENTATIVE);
-        let a = Address::parse(&payload(req))
-            .expect("long enough")
+        let flags = hex("08000800 40000000"); // IFA_FLAGS: IFA_F_TENTATIVE
+        let a = parse_address(RTM_NEWADDR, &[header, ip, flags].concat())
+            .expect("decodes")
             .expect("address");
         assert!(a.tentative && !a.dad_failed);
     }
@@ -205,14 +228,14 @@ mod tests {
     #[test]
     fn truncated_address_never_panics() {
         let net: IpNet = "fd00::1/64".parse().expect("net");
-        let full = payload(request(RTM_NEWADDR, 3, net));
+        let full = emit(&message(3, net));
         for cut in 0..full.len() {
-            let parsed = Address::parse(&full[..cut]);
-            assert_eq!(parsed.is_ok(), cut >= IFADDRMSG_LEN, "{cut}");
+            let _ = parse_address(RTM_NEWADDR, &full[..cut]);
         }
+        assert!(parse_address(RTM_NEWADDR, &full[..4]).is_err());
         // A bad prefix length is no address, not an error.
         let mut bad = full.clone();
         bad[1] = 200;
-        assert_eq!(Address::parse(&bad), Ok(None));
+        assert_eq!(parse_address(RTM_NEWADDR, &bad), Ok(None));
     }
 }

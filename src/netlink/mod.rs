@@ -7,13 +7,24 @@
 //! - The socket is opened on a thread that entered the target namespace
 //!   ([`Netlink::open_in`]); a netlink socket stays bound to the namespace it
 //!   was created in, so it can then be used from any thread.
-//! - Requests are plain blocking `send`/`recv` on one socket, one request in
-//!   flight at a time. rtnetlink's async connection needs a reactor thread
-//!   (async-io) and a cross-thread wake-up per reply; for a one-shot plugin
-//!   that is pure overhead (and binary size). Nothing async is involved.
-//! - Messages are encoded and decoded by hand (`wire.rs` plus one module per
-//!   object): only a dozen request shapes and a few reply attributes are
-//!   needed, and a general rtnetlink codec was a third of the binary.
+//! - Every request, rtnetlink or nfnetlink, goes over one blocking
+//!   transport (`transport.rs`, on netlink-sys): sequence numbers, ACKs,
+//!   multi-part dumps, `EINTR` and dumps interrupted by a concurrent change
+//!   (`NLM_F_DUMP_INTR`, restarted a bounded number of times) are handled
+//!   there once. rtnetlink's async connection needs a reactor thread and a
+//!   cross-thread wake-up per reply; for a one-shot plugin that is pure
+//!   overhead. Nothing async is involved.
+//! - rtnetlink messages are netlink-packet-route's typed messages
+//!   (`LinkMessage`, `AddressMessage`, `RouteMessage`): the kernel ABI's
+//!   numbers and layouts come from the crate, not retyped here. Replies are
+//!   decoded with the one message type's parser (not the whole
+//!   `RouteNetlinkMessage` dispatch), which keeps the parsers of objects we
+//!   never read (tc, neighbours, rules) out of the binaries.
+//! - nf_tables messages stay hand-written (`nft_wire.rs` and the `nft_*`
+//!   modules): no crate encodes the xtables-compat expressions that
+//!   iptables-nft writes, and the rules must be byte-for-byte what
+//!   iptables-nft sends (golden-bytes tests). Their constants come from
+//!   `libc` where it has them.
 //! - Kernel errors are classified once here (`ENODEV` → `Ok(None)` for
 //!   lookups, `EEXIST` → "already there" where that is what the caller wants),
 //!   so callers never compare strings.
@@ -22,19 +33,30 @@ mod addr;
 mod link;
 mod nft_dump;
 mod nft_rules;
+mod nft_wire;
 mod nftables;
 mod route;
-mod wire;
+mod transport;
 
 use std::io;
 
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::protocols::NETLINK_ROUTE;
 use nix::errno::Errno;
 
 use crate::netns::{NetNs, NetnsError};
 
 pub use addr::Address;
-pub use link::{format_mac, parse_mac, BridgeVlan, InfoKind, Link, OperState, VethSpec};
+pub use link::{format_mac, parse_mac, BridgeVlan, Link, VethSpec};
+/// `IFLA_INFO_KIND` (bridge, veth, ...), as netlink-packet-route names it.
+pub use netlink_packet_route::link::InfoKind;
+/// `IFLA_OPERSTATE` (RFC 2863 `IF_OPER_*`). The Debug names are what the
+/// bridge plugin lowercases into its "port in error state" message.
+pub use netlink_packet_route::link::State as OperState;
 pub use nft_dump::{nft_table_rules, NftRuleRef};
 pub use nft_rules::{CmpOp, NftBatch, NftExpr};
 pub use nftables::{nf_exists, NfFamily};
@@ -104,16 +126,15 @@ pub type Result<T, E = NetlinkError> = std::result::Result<T, E>;
 
 /// An rtnetlink connection bound to one network namespace.
 pub struct Netlink {
-    sock: Socket,
-    /// Sequence number of the last request; replies are matched on it.
-    seq: u32,
+    transport: transport::Transport,
 }
 
 impl Netlink {
     /// Opens a connection in the calling thread's namespace.
     pub fn open() -> Result<Netlink> {
-        let sock = open_socket(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
-        Ok(Netlink { sock, seq: 0 })
+        Ok(Netlink {
+            transport: transport::Transport::open(NETLINK_ROUTE)?,
+        })
     }
 
     /// Opens a connection inside `ns` (socket created on a thread that
@@ -122,115 +143,63 @@ impl Netlink {
         ns.run(Netlink::open)?
     }
 
-    /// Sends one request with `flags` and hands each reply message of this
-    /// request (type, payload after the `nlmsghdr`) to `on_reply`, until the
-    /// kernel's ACK (`NLMSG_ERROR` with code 0) or, for dumps, `NLMSG_DONE`.
-    /// A netlink error reply becomes [`NetlinkError::Kernel`]; `on_reply`
-    /// returning `None` (a reply it cannot decode) a protocol error.
+    /// Sends `msg` with `flags` and hands each reply message (type,
+    /// payload after the `nlmsghdr`) to `on_reply` until the kernel's ACK.
+    /// A netlink error reply becomes [`NetlinkError::Kernel`]; `on_reply`'s
+    /// error (a reply it cannot decode) a protocol error.
     fn request(
         &mut self,
         op: &str,
-        req: wire::Request,
+        msg: RouteNetlinkMessage,
         flags: u16,
-        mut on_reply: impl FnMut(u16, &[u8]) -> Option<()>,
+        mut on_reply: impl FnMut(u16, &[u8]) -> Result<(), String>,
     ) -> Result<()> {
-        let protocol = |detail: String| NetlinkError::Protocol {
-            op: op.to_string(),
-            detail,
-        };
-        let kernel = |code: i32| NetlinkError::Kernel {
-            op: op.to_string(),
-            source: io::Error::from_raw_os_error(code.wrapping_neg()),
-        };
-        self.seq = self.seq.wrapping_add(1);
-        let buf = req.finish(flags, self.seq);
-        retry_eintr(|| self.sock.send(&buf, 0)).map_err(|e| protocol(e.to_string()))?;
-        let mut data = Vec::new();
-        loop {
-            retry_eintr(|| recv_datagram(&self.sock, &mut data))
-                .map_err(|e| protocol(e.to_string()))?;
-            for msg in wire::messages(&data) {
-                let msg =
-                    msg.map_err(|len| protocol(format!("malformed reply (message length {len})")))?;
-                if msg.seq != self.seq {
-                    continue; // a late reply to an earlier request
-                }
-                match msg.msg_type {
-                    wire::NLMSG_ERROR => {
-                        // `struct nlmsgerr`: the errno, negated, then the request.
-                        let code = wire::read_i32(msg.payload, 0)
-                            .ok_or_else(|| protocol("truncated error reply".into()))?;
-                        return if code == 0 { Ok(()) } else { Err(kernel(code)) };
-                    }
-                    wire::NLMSG_DONE => {
-                        // A dump that failed midway reports the errno here.
-                        return match wire::read_i32(msg.payload, 0) {
-                            Some(code) if code < 0 => Err(kernel(code)),
-                            _ => Ok(()),
-                        };
-                    }
-                    wire::NLMSG_OVERRUN => return Err(protocol("reply overrun".into())),
-                    t if t < NLMSG_MIN_TYPE => {} // NLMSG_NOOP
-                    t => on_reply(t, msg.payload)
-                        .ok_or_else(|| protocol("undecodable reply".into()))?,
-                }
-            }
-        }
+        self.transport
+            .request(op, &mut encode(msg), flags, |frame| {
+                on_reply(frame.header.message_type, frame.payload)
+            })
     }
 
     /// A request answered by an ACK only (or whose replies do not matter).
-    fn ack(&mut self, op: &str, req: wire::Request, flags: u16) -> Result<()> {
-        self.request(op, req, flags, |_, _| Some(()))
+    fn ack(&mut self, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
+        self.request(op, msg, flags, |_, _| Ok(()))
+    }
+
+    /// A dump: `decode` turns each reply message (type, payload) into
+    /// items. Restarted when the kernel flags it inconsistent.
+    fn dump<T>(
+        &mut self,
+        op: &str,
+        msg: RouteNetlinkMessage,
+        mut decode: impl FnMut(u16, &[u8], &mut Vec<T>) -> Result<(), String>,
+    ) -> Result<Vec<T>> {
+        self.transport
+            .dump(op, &mut encode(msg), DUMP, |frame, out| {
+                decode(frame.header.message_type, frame.payload, out)
+            })
     }
 }
 
-/// Message types below this are netlink control messages.
-const NLMSG_MIN_TYPE: u16 = 0x10;
-
-/// A netlink socket of `protocol` in the calling thread's namespace, bound
-/// to a kernel-chosen port and connected to the kernel.
-pub(crate) fn open_socket(protocol: isize) -> io::Result<Socket> {
-    let mut sock = Socket::new(protocol)?;
-    sock.bind_auto()?;
-    sock.connect(&SocketAddr::new(0, 0))?;
-    Ok(sock)
+/// One rtnetlink request as bytes, `nlmsghdr` included (flags and sequence
+/// number are set by the transport).
+fn encode(msg: RouteNetlinkMessage) -> Vec<u8> {
+    let mut msg = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::InnerMessage(msg));
+    msg.finalize();
+    let mut buf = vec![0; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    buf
 }
 
-/// Receive buffer size. The kernel builds netlink replies of at most 32 KiB
-/// for a reader whose buffer is at least that large, so one `recv` always
-/// gets a whole datagram. (netlink-sys's `recv_from_full` peeks first to
-/// size its buffer: two syscalls per reply.)
-const RECV_BUFFER: usize = 64 * 1024;
-
-/// Receives one datagram into `buf` (replacing its contents).
-pub(crate) fn recv_datagram(sock: &Socket, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    buf.reserve(RECV_BUFFER);
-    // With MSG_TRUNC the result is the datagram's real length.
-    let len = sock.recv(buf, nix::libc::MSG_TRUNC)?;
-    if len > buf.len() {
-        return Err(io::Error::other(format!(
-            "netlink reply of {len} bytes exceeds the {RECV_BUFFER}-byte buffer"
-        )));
-    }
-    Ok(())
-}
-
-/// Retries a blocking socket call interrupted by a signal.
-fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
+/// A decoding failure of a reply, as the protocol error's detail.
+fn undecodable(what: &str, e: netlink_packet_core::DecodeError) -> String {
+    format!("undecodable {what}: {e}")
 }
 
 /// Flags for a request that must be acknowledged.
-const ACK: u16 = wire::NLM_F_REQUEST | wire::NLM_F_ACK;
+const ACK: u16 = NLM_F_REQUEST | NLM_F_ACK;
 /// Flags for a dump.
-const DUMP: u16 = wire::NLM_F_REQUEST | wire::NLM_F_DUMP;
+const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
 /// Flags for "create, fail if it exists".
-const CREATE_EXCL: u16 = ACK | wire::NLM_F_CREATE | wire::NLM_F_EXCL;
+const CREATE_EXCL: u16 = ACK | NLM_F_CREATE | NLM_F_EXCL;
 /// Flags for "create or add next to an existing one" (`RouteAddEcmp`).
-const CREATE: u16 = ACK | wire::NLM_F_CREATE;
+const CREATE: u16 = ACK | NLM_F_CREATE;

@@ -12,25 +12,20 @@
 //! The kernel's replies are input: every length is checked, a nested
 //! attribute must be walked to its exact end (a garbled nest must not hide
 //! a verdict), and anything not understood is an error, never a panic. A
-//! dump the ruleset changed under (`NLM_F_DUMP_INTR`) is started over.
+//! dump the ruleset changed under (`NLM_F_DUMP_INTR`) is started over
+//! (by the transport, as every dump).
 
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::nft_rules::{
-    NFNL_SUBSYS_NFTABLES, NFTA_DATA_VERDICT, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_IMMEDIATE_DATA,
-    NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_HANDLE, NFTA_RULE_TABLE,
-    NFTA_VERDICT_CHAIN, NFTA_VERDICT_CODE, NFT_MSG_NEWRULE, VERDICT_GOTO, VERDICT_JUMP,
+    NFTA_DATA_VERDICT, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_IMMEDIATE_DATA, NFTA_LIST_ELEM,
+    NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_VERDICT_CHAIN,
+    NFTA_VERDICT_CODE, VERDICT_GOTO, VERDICT_JUMP,
 };
+use super::nft_wire::{attrs_exact, nfgenmsg, nft_type, value_str, Request};
 use super::nftables::NfFamily;
-use super::wire::{self, Request};
-use super::{NetlinkError, Result};
-
-const NFT_MSG_GETRULE: u16 = 7;
-/// Sequence number of the dump request (one request per socket).
-const SEQ: u32 = 1;
-/// `nlattr` header size, and the flag bits of `nla_type`.
-const ATTR_HEADER_LEN: usize = 4;
-const NLA_TYPE_MASK: u16 = 0x3fff;
+use super::transport::{Transport, Wire};
+use super::Result;
 
 /// One rule of a dumped table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,119 +38,43 @@ pub struct NftRuleRef {
     pub jumps: Vec<String>,
 }
 
-/// How many times a dump the ruleset changed under is started over.
-const DUMP_TRIES: usize = 4;
-
 /// Every rule of `table` in `family`, in the calling thread's network
 /// namespace. A missing table is `ENOENT` ([`NetlinkError::Kernel`]). A
-/// dump interrupted by a concurrent change is started over (a few times:
-/// each interruption is someone else's commit, e.g. parallel DELs).
+/// dump interrupted by a concurrent change (each interruption is someone
+/// else's commit, e.g. parallel DELs) is started over by the transport, a
+/// bounded number of times.
+///
+/// [`NetlinkError::Kernel`]: super::NetlinkError::Kernel
 pub fn nft_table_rules(family: NfFamily, table: &str) -> Result<Vec<NftRuleRef>> {
-    for _ in 1..DUMP_TRIES {
-        if let Some(rules) = dump_once(family, table)? {
-            return Ok(rules);
+    dump_on(&mut Transport::open(NETLINK_NETFILTER)?, family, table)
+}
+
+fn dump_on<W: Wire>(
+    transport: &mut Transport<W>,
+    family: NfFamily,
+    table: &str,
+) -> Result<Vec<NftRuleRef>> {
+    let op = format!("dump rules of table {table}");
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    let mut request = dump_request(family, table);
+    transport.dump(&op, &mut request, flags, |frame, rules| {
+        if frame.header.message_type != nft_type(libc::NFT_MSG_NEWRULE) {
+            return Ok(()); // nothing else is part of a rule dump
         }
-    }
-    dump_once(family, table)?.ok_or_else(|| NetlinkError::Protocol {
-        op: format!("dump rules of table {table}"),
-        detail: format!("the ruleset changed during each of {DUMP_TRIES} dumps"),
+        match parse_rule(frame.payload, family, table) {
+            Some(Some(rule)) => rules.push(rule),
+            Some(None) => {}
+            None => return Err("undecodable rule".into()),
+        }
+        Ok(())
     })
-}
-
-/// One dump on a fresh socket; `None` if it was interrupted.
-fn dump_once(family: NfFamily, table: &str) -> Result<Option<Vec<NftRuleRef>>> {
-    let protocol = |detail: String| NetlinkError::Protocol {
-        op: format!("dump rules of table {table}"),
-        detail,
-    };
-    let sock = super::open_socket(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
-    let request = dump_request(family, table);
-    super::retry_eintr(|| sock.send(&request, 0)).map_err(|e| protocol(e.to_string()))?;
-    let mut rules = Vec::new();
-    let mut data = Vec::new();
-    loop {
-        super::retry_eintr(|| super::recv_datagram(&sock, &mut data))
-            .map_err(|e| protocol(e.to_string()))?;
-        if data.is_empty() {
-            return Err(protocol(
-                "connection closed before the end of the dump".into(),
-            ));
-        }
-        match parse_datagram(&data, family, table, &mut rules)? {
-            Dump::More => {}
-            Dump::Done => return Ok(Some(rules)),
-            Dump::Interrupted => return Ok(None),
-        }
-    }
-}
-
-/// Where a dump stands after one datagram.
-#[derive(Debug, PartialEq, Eq)]
-enum Dump {
-    /// More datagrams follow.
-    More,
-    /// `NLMSG_DONE`: complete.
-    Done,
-    /// `NLM_F_DUMP_INTR`: the ruleset changed since the dump began, so the
-    /// rules read so far may be inconsistent.
-    Interrupted,
 }
 
 /// `NFT_MSG_GETRULE` dump of one table (what `nft list table` sends).
 fn dump_request(family: NfFamily, table: &str) -> Vec<u8> {
-    let mut req = Request::new(
-        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
-        &[family as u8, 0, 0, 0],
-    );
+    let mut req = Request::new(nft_type(libc::NFT_MSG_GETRULE), &nfgenmsg(family as u8));
     req.attr_str(NFTA_RULE_TABLE, table);
-    req.finish(wire::NLM_F_REQUEST | wire::NLM_F_DUMP, SEQ)
-}
-
-/// Adds the rules in one reply datagram to `rules`.
-fn parse_datagram(
-    data: &[u8],
-    family: NfFamily,
-    table: &str,
-    rules: &mut Vec<NftRuleRef>,
-) -> Result<Dump> {
-    let op = || format!("dump rules of table {table}");
-    let protocol = |detail: &str| NetlinkError::Protocol {
-        op: op(),
-        detail: detail.to_string(),
-    };
-    for msg in wire::messages(data) {
-        let msg =
-            msg.map_err(|len| protocol(&format!("malformed reply (message length {len})")))?;
-        if msg.seq != SEQ {
-            continue;
-        }
-        if msg.flags & wire::NLM_F_DUMP_INTR != 0 {
-            return Ok(Dump::Interrupted);
-        }
-        match msg.msg_type {
-            wire::NLMSG_ERROR | wire::NLMSG_DONE => {
-                let code = wire::read_i32(msg.payload, 0)
-                    .ok_or_else(|| protocol("truncated end of dump"))?;
-                if code < 0 {
-                    return Err(NetlinkError::Kernel {
-                        op: op(),
-                        source: std::io::Error::from_raw_os_error(code.wrapping_neg()),
-                    });
-                }
-                return Ok(Dump::Done);
-            }
-            wire::NLMSG_OVERRUN => return Err(protocol("reply overrun")),
-            t if t == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE => {
-                match parse_rule(msg.payload, family, table) {
-                    Some(Some(rule)) => rules.push(rule),
-                    Some(None) => {}
-                    None => return Err(protocol("undecodable rule")),
-                }
-            }
-            _ => {} // NLMSG_NOOP, or nothing a rule dump sends
-        }
-    }
-    Ok(Dump::More)
+    req.finish((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16, 0)
 }
 
 /// One `NEWRULE` message (after `nlmsghdr`): `None` if malformed,
@@ -170,8 +89,8 @@ fn parse_rule(payload: &[u8], family: NfFamily, table: &str) -> Option<Option<Nf
     let mut jumps = Vec::new();
     for (kind, value) in attrs_exact(payload.get(4..)?)? {
         match kind {
-            NFTA_RULE_TABLE => rule_table = Some(wire::value_str(value)),
-            NFTA_RULE_CHAIN => chain = Some(wire::value_str(value)),
+            NFTA_RULE_TABLE => rule_table = Some(value_str(value)),
+            NFTA_RULE_CHAIN => chain = Some(value_str(value)),
             NFTA_RULE_HANDLE => handle = Some(u64::from_be_bytes(value.try_into().ok()?)),
             NFTA_RULE_EXPRESSIONS => jumps = expression_jumps(value)?,
             _ => {}
@@ -199,7 +118,7 @@ fn expression_jumps(list: &[u8]) -> Option<Vec<String>> {
         let mut data = None;
         for (kind, value) in attrs_exact(elem)? {
             match kind {
-                NFTA_EXPR_NAME => name = Some(wire::value_str(value)),
+                NFTA_EXPR_NAME => name = Some(value_str(value)),
                 NFTA_EXPR_DATA => data = Some(value),
                 _ => {}
             }
@@ -233,7 +152,7 @@ fn verdict_jump(verdict: &[u8]) -> Option<Option<String>> {
     for (kind, value) in attrs_exact(verdict)? {
         match kind {
             NFTA_VERDICT_CODE => code = Some(i32::from_be_bytes(value.try_into().ok()?)),
-            NFTA_VERDICT_CHAIN => chain = Some(wire::value_str(value)),
+            NFTA_VERDICT_CHAIN => chain = Some(value_str(value)),
             _ => {}
         }
     }
@@ -243,27 +162,10 @@ fn verdict_jump(verdict: &[u8]) -> Option<Option<String>> {
     }
 }
 
-/// The `(type, value)` attributes of `data`, or `None` unless they cover it
-/// exactly (up to the last attribute's padding). Stricter than
-/// `wire::attrs`, which stops quietly at a malformed attribute.
-fn attrs_exact(data: &[u8]) -> Option<Vec<(u16, &[u8])>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let len = usize::from(wire::read_u16(data, at)?);
-        if len < ATTR_HEADER_LEN {
-            return None;
-        }
-        let kind = wire::read_u16(data, at + 2)? & NLA_TYPE_MASK;
-        out.push((kind, data.get(at + ATTR_HEADER_LEN..at + len)?));
-        at += (len + 3) & !3;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::transport::replay::Replay;
 
     const CHAIN: &str = "CNI-70a29d9dc18bc4d652ea5d59";
 
@@ -285,33 +187,44 @@ mod tests {
         hex(include_str!("testdata/nft-1.0.6-getrule-dump.hex"))
     }
 
-    /// The capture with its sequence numbers set to ours.
+    /// The capture with its sequence numbers set to `seq`, and `flags`
+    /// added to every message.
     #[cfg(target_endian = "little")]
-    fn captured_with_our_seq() -> Vec<u8> {
+    fn captured_as(seq: u32, flags: u16) -> Vec<u8> {
         let mut data = captured();
         let mut at = 0;
         while at + 16 <= data.len() {
-            let len = wire::read_u32(&data, at).expect("len") as usize;
-            data[at + 8..at + 12].copy_from_slice(&SEQ.to_ne_bytes());
+            let len = u32::from_ne_bytes(data[at..at + 4].try_into().expect("len")) as usize;
+            let old = u16::from_ne_bytes(data[at + 6..at + 8].try_into().expect("flags"));
+            data[at + 6..at + 8].copy_from_slice(&(old | flags).to_ne_bytes());
+            data[at + 8..at + 12].copy_from_slice(&seq.to_ne_bytes());
             at += (len + 3) & !3;
         }
         data
     }
 
+    fn replay(
+        replies: impl IntoIterator<Item = Vec<u8>>,
+        family: NfFamily,
+        table: &str,
+    ) -> (Result<Vec<NftRuleRef>>, usize) {
+        let mut t = Transport::new(Replay::new(replies));
+        let rules = dump_on(&mut t, family, table);
+        (rules, t.wire().sent.len())
+    }
+
     #[cfg(target_endian = "little")]
     #[test]
     fn parses_captured_dump() {
-        let mut rules = Vec::new();
-        let done = parse_datagram(&captured_with_our_seq(), NfFamily::Ip, "nat", &mut rules)
-            .expect("parse");
-        assert_eq!(done, Dump::Done);
+        let (rules, sent) = replay([captured_as(1, 0)], NfFamily::Ip, "nat");
+        assert_eq!(sent, 1);
         let rule = |chain: &str, handle, jumps: &[&str]| NftRuleRef {
             chain: chain.into(),
             handle,
             jumps: jumps.iter().map(|j| j.to_string()).collect(),
         };
         assert_eq!(
-            rules,
+            rules.expect("parse"),
             vec![
                 rule(CHAIN, 5, &[]),
                 rule("CNI-other", 6, &[CHAIN]),
@@ -319,22 +232,33 @@ mod tests {
             ]
         );
         // Other family or table: skipped, not an error.
-        let mut other = Vec::new();
         for (family, table) in [(NfFamily::Ip6, "nat"), (NfFamily::Ip, "filter")] {
-            let done = parse_datagram(&captured_with_our_seq(), family, table, &mut other);
-            assert_eq!(done.expect("parse"), Dump::Done);
+            let (rules, _) = replay([captured_as(1, 0)], family, table);
+            assert_eq!(rules.expect("parse"), vec![]);
         }
-        assert!(other.is_empty());
-        // Replies to another request are not ours.
-        let mut none = Vec::new();
-        let more = parse_datagram(&captured(), NfFamily::Ip, "nat", &mut none).expect("parse");
-        assert_eq!(more, Dump::More);
-        assert!(none.is_empty());
-        // A message flagged NLM_F_DUMP_INTR: the dump must start over.
-        let mut data = captured_with_our_seq();
-        data[6] |= wire::NLM_F_DUMP_INTR as u8;
-        let intr = parse_datagram(&data, NfFamily::Ip, "nat", &mut Vec::new()).expect("parse");
-        assert_eq!(intr, Dump::Interrupted);
+        // Replies to another request are not ours: the dump reads on.
+        let (rules, _) = replay([captured(), captured_as(1, 0)], NfFamily::Ip, "nat");
+        assert_eq!(rules.expect("parse").len(), 3);
+    }
+
+    /// Recorded frames replayed: the first dump is flagged
+    /// `NLM_F_DUMP_INTR` (the ruleset changed under it), so it is thrown
+    /// away and the table dumped again with the next sequence number.
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn interrupted_dump_is_dumped_again() {
+        let intr = libc::NLM_F_DUMP_INTR as u16;
+        let (rules, sent) = replay(
+            [captured_as(1, intr), captured_as(2, 0)],
+            NfFamily::Ip,
+            "nat",
+        );
+        assert_eq!((rules.expect("second dump").len(), sent), (3, 2));
+        let always = (1..=10).map(|seq| captured_as(seq, intr));
+        let (rules, sent) = replay(always, NfFamily::Ip, "nat");
+        let err = rules.expect_err("never consistent");
+        assert!(err.to_string().contains("changed during each"), "{err}");
+        assert_eq!(sent, crate::netlink::transport::DUMP_TRIES);
     }
 
     /// Cut anywhere, the capture never panics: a cut message is an error,
@@ -343,13 +267,13 @@ mod tests {
     fn truncated_dump_never_panics() {
         let data = captured();
         for cut in 0..data.len() {
-            let mut rules = Vec::new();
-            let _ = parse_datagram(&data[..cut], NfFamily::Ip, "nat", &mut rules);
+            let (rules, _) = replay([data[..cut].to_vec()], NfFamily::Ip, "nat");
+            assert!(rules.is_err(), "no NLMSG_DONE of ours: {cut}");
         }
         // The first message's payload, cut at every length: it decodes only
         // if cut between top-level attributes before the expressions (then
         // no verdict is in it), never to a wrong jump.
-        let first_len = wire::read_u32(&data, 0).expect("len") as usize;
+        let first_len = u32::from_ne_bytes(data[0..4].try_into().expect("len")) as usize;
         let payload = &data[16..first_len];
         let full = parse_rule(payload, NfFamily::Ip, "nat")
             .flatten()
@@ -364,15 +288,16 @@ mod tests {
         }
     }
 
+    #[cfg(target_endian = "little")]
     #[test]
     fn request_is_what_nft_sends() {
         // nft 1.0.6 `list table ip nat`: flags REQUEST|DUMP, family ip,
         // NFTA_RULE_TABLE "nat" (sequence number 0 there, 1 here).
         let want = hex("1c000000 070a0103 01000000 00000000
              02000000 08000100 6e617400");
-        let mut got = dump_request(NfFamily::Ip, "nat");
-        got[8..12].copy_from_slice(&[1, 0, 0, 0]);
-        assert_eq!(got, want);
+        let mut t = Transport::new(Replay::new([captured_as(1, 0)]));
+        dump_on(&mut t, NfFamily::Ip, "nat").expect("dump");
+        assert_eq!(t.wire().sent, vec![want]);
     }
 
     #[test]
@@ -383,7 +308,7 @@ mod tests {
             if let Some(c) = chain {
                 req.attr_str(NFTA_VERDICT_CHAIN, c);
             }
-            wire::payload(req)
+            crate::netlink::nft_wire::payload(req)
         };
         assert_eq!(
             verdict_jump(&verdict(-3, Some("X"))),
@@ -396,9 +321,5 @@ mod tests {
         assert_eq!(verdict_jump(&verdict(1, None)), Some(None));
         assert_eq!(verdict_jump(&verdict(-3, None)), None, "jump without chain");
         assert_eq!(verdict_jump(&[]), None, "no code");
-        assert_eq!(attrs_exact(&[4, 0, 1, 0]), Some(vec![(1, &[][..])]));
-        assert_eq!(attrs_exact(&[3, 0, 1, 0]), None);
-        assert_eq!(attrs_exact(&[8, 0, 1, 0, 1]), None);
-        assert_eq!(attrs_exact(&[5, 0, 1, 0, 9]), Some(vec![(1, &[9u8][..])]));
     }
 }

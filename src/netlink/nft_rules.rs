@@ -15,69 +15,88 @@
 //! outcome is known without guessing; the kernel queues all answers before
 //! `send` returns, so they are read without blocking.
 
-use std::io;
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
-
+use super::nft_wire::{nfgenmsg, nft_type, Request};
 use super::nftables::NfFamily;
-use super::wire::{self, Request};
-use super::{NetlinkError, Result};
+use super::transport::{Transport, Wire};
+use super::Result;
 
-pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_DELCHAIN: u16 = 5;
-pub(super) const NFT_MSG_NEWRULE: u16 = 6;
-const NFT_MSG_DELRULE: u16 = 8;
+// Request flags (`NLM_F_APPEND`: add at the end of the list; `NLM_F_NONREC`
+// on a `DEL`: delete the chain only if nothing, no rule of its own and no
+// jump, is left in it, as `iptables -X` asks).
+const REQUEST: u16 = libc::NLM_F_REQUEST as u16;
+const ACK: u16 = libc::NLM_F_ACK as u16;
+const EXCL: u16 = libc::NLM_F_EXCL as u16;
+const CREATE: u16 = libc::NLM_F_CREATE as u16;
+const APPEND: u16 = libc::NLM_F_APPEND as u16;
+const NONREC: u16 = libc::NLM_F_NONREC as u16;
 
-/// `NLA_F_NESTED`.
-const NLA_F_NESTED: u16 = 0x8000;
-/// `NLM_F_APPEND` (a `NEW` request flag: add at the end of the list).
-const NLM_F_APPEND: u16 = 0x800;
-/// `NLM_F_NONREC` (a `DEL` request flag): delete the chain only if nothing
-/// (no rule of its own, no jump) is left in it, as `iptables -X` asks.
-const NLM_F_NONREC: u16 = 0x100;
-
-// enum nft_chain_attributes / nft_rule_attributes
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
+// nf_tables attribute numbers (uapi `linux/netfilter/nf_tables.h`), which
+// `libc` does not define; everything else (message types, registers,
+// verdicts, families) comes from `libc`.
+/// `NFTA_TABLE_NAME` (`enum nft_table_attributes`).
+pub(super) const NFTA_TABLE_NAME: u16 = 1;
+/// `NFTA_CHAIN_TABLE`, `NFTA_CHAIN_NAME` (`enum nft_chain_attributes`).
+pub(super) const NFTA_CHAIN_TABLE: u16 = 1;
+pub(super) const NFTA_CHAIN_NAME: u16 = 3;
+/// `enum nft_rule_attributes`.
 pub(super) const NFTA_RULE_TABLE: u16 = 1;
 pub(super) const NFTA_RULE_CHAIN: u16 = 2;
 pub(super) const NFTA_RULE_HANDLE: u16 = 3;
 pub(super) const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_RULE_COMPAT: u16 = 5;
+/// `enum nft_rule_compat_attributes`.
 const NFTA_RULE_COMPAT_PROTO: u16 = 1;
 const NFTA_RULE_COMPAT_FLAGS: u16 = 2;
-// expression list
+/// `enum nft_list_attributes`, `enum nft_expr_attributes`.
 pub(super) const NFTA_LIST_ELEM: u16 = 1;
 pub(super) const NFTA_EXPR_NAME: u16 = 1;
 pub(super) const NFTA_EXPR_DATA: u16 = 2;
-/// `NFTA_IMMEDIATE_DATA`.
+/// `enum nft_immediate_attributes`.
+const NFTA_IMMEDIATE_DREG: u16 = 1;
 pub(super) const NFTA_IMMEDIATE_DATA: u16 = 2;
-// nft_data
+/// `enum nft_data_attributes`, `enum nft_verdict_attributes`.
 const NFTA_DATA_VALUE: u16 = 1;
 pub(super) const NFTA_DATA_VERDICT: u16 = 2;
 pub(super) const NFTA_VERDICT_CODE: u16 = 1;
 pub(super) const NFTA_VERDICT_CHAIN: u16 = 2;
-/// `NFT_REG_VERDICT` and `NFT_REG_1`, the registers iptables-nft uses.
-const REG_VERDICT: u32 = 0;
-const REG_1: u32 = 1;
-/// `NF_ACCEPT`, `NFT_JUMP` and `NFT_GOTO`.
-const VERDICT_ACCEPT: i32 = 1;
-pub(super) const VERDICT_JUMP: i32 = -3;
-pub(super) const VERDICT_GOTO: i32 = -4;
+/// `enum nft_payload_attributes`.
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+/// `enum nft_bitwise_attributes`.
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+const NFTA_BITWISE_MASK: u16 = 4;
+const NFTA_BITWISE_XOR: u16 = 5;
+/// `enum nft_cmp_attributes`.
+const NFTA_CMP_SREG: u16 = 1;
+const NFTA_CMP_OP: u16 = 2;
+const NFTA_CMP_DATA: u16 = 3;
+/// `enum nft_match_attributes` (`nft_target_attributes` are the same).
+const NFTA_MATCH_NAME: u16 = 1;
+const NFTA_MATCH_REV: u16 = 2;
+const NFTA_MATCH_INFO: u16 = 3;
+/// `enum nft_counter_attributes`.
+const NFTA_COUNTER_BYTES: u16 = 1;
+const NFTA_COUNTER_PACKETS: u16 = 2;
 
-/// `NFT_PAYLOAD_NETWORK_HEADER`.
-const PAYLOAD_NETWORK_HEADER: u32 = 1;
+/// The registers iptables-nft uses, and the verdicts.
+const REG_VERDICT: u32 = libc::NFT_REG_VERDICT as u32;
+const REG_1: u32 = libc::NFT_REG_1 as u32;
+pub(super) const VERDICT_JUMP: i32 = libc::NFT_JUMP;
+pub(super) const VERDICT_GOTO: i32 = libc::NFT_GOTO;
 
 /// Comparison of a `cmp` expression (`enum nft_cmp_ops`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
     /// `NFT_CMP_EQ`.
-    Eq = 0,
+    Eq = libc::NFT_CMP_EQ as isize,
     /// `NFT_CMP_NEQ`.
-    Neq = 1,
+    Neq = libc::NFT_CMP_NEQ as isize,
 }
 
 /// One rule expression, with the registers iptables-nft uses (data in
@@ -132,7 +151,7 @@ pub enum NftExpr<'a> {
 impl NftExpr<'_> {
     /// Appends this expression as one `NFTA_LIST_ELEM`.
     fn encode(&self, req: &mut Request) {
-        let elem = nest(req, NFTA_LIST_ELEM);
+        let elem = req.begin_nest(NFTA_LIST_ELEM);
         let name = match self {
             NftExpr::NetworkPayload { .. } => "payload",
             NftExpr::Bitwise { .. } => "bitwise",
@@ -143,52 +162,51 @@ impl NftExpr<'_> {
             NftExpr::Accept | NftExpr::Jump(_) => "immediate",
         };
         req.attr_str(NFTA_EXPR_NAME, name);
-        let data = nest(req, NFTA_EXPR_DATA);
+        let data = req.begin_nest(NFTA_EXPR_DATA);
         match self {
             NftExpr::NetworkPayload { offset, len } => {
-                // NFTA_PAYLOAD_DREG, _BASE, _OFFSET, _LEN
-                be32(req, 1, REG_1);
-                be32(req, 2, PAYLOAD_NETWORK_HEADER);
-                be32(req, 3, *offset);
-                be32(req, 4, *len);
+                be32(req, NFTA_PAYLOAD_DREG, REG_1);
+                be32(
+                    req,
+                    NFTA_PAYLOAD_BASE,
+                    libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
+                );
+                be32(req, NFTA_PAYLOAD_OFFSET, *offset);
+                be32(req, NFTA_PAYLOAD_LEN, *len);
             }
             NftExpr::Bitwise { mask } => {
-                // NFTA_BITWISE_SREG, _DREG, _LEN, _MASK, _XOR
-                be32(req, 1, REG_1);
-                be32(req, 2, REG_1);
-                be32(req, 3, mask.len() as u32);
-                data_value(req, 4, mask);
-                data_value(req, 5, &vec![0; mask.len()]);
+                be32(req, NFTA_BITWISE_SREG, REG_1);
+                be32(req, NFTA_BITWISE_DREG, REG_1);
+                be32(req, NFTA_BITWISE_LEN, mask.len() as u32);
+                data_value(req, NFTA_BITWISE_MASK, mask);
+                data_value(req, NFTA_BITWISE_XOR, &vec![0; mask.len()]);
             }
             NftExpr::Cmp { op, data } => {
-                // NFTA_CMP_SREG, _OP, _DATA
-                be32(req, 1, REG_1);
-                be32(req, 2, *op as u32);
-                data_value(req, 3, data);
+                be32(req, NFTA_CMP_SREG, REG_1);
+                be32(req, NFTA_CMP_OP, *op as u32);
+                data_value(req, NFTA_CMP_DATA, data);
             }
             NftExpr::Match { name, rev, info } | NftExpr::Target { name, rev, info } => {
-                // NFTA_MATCH_NAME, _REV, _INFO (same numbers for targets)
-                req.attr_str(1, name);
-                be32(req, 2, *rev);
-                req.attr(3, info);
+                req.attr_str(NFTA_MATCH_NAME, name);
+                be32(req, NFTA_MATCH_REV, *rev);
+                req.attr(NFTA_MATCH_INFO, info);
             }
             NftExpr::Counter => {
-                // NFTA_COUNTER_BYTES, _PACKETS
-                req.attr(1, &0u64.to_be_bytes());
-                req.attr(2, &0u64.to_be_bytes());
+                req.attr(NFTA_COUNTER_BYTES, &0u64.to_be_bytes());
+                req.attr(NFTA_COUNTER_PACKETS, &0u64.to_be_bytes());
             }
             NftExpr::Accept | NftExpr::Jump(_) => {
-                // NFTA_IMMEDIATE_DREG, _DATA { NFTA_DATA_VERDICT { code, chain } }
-                be32(req, 1, REG_VERDICT);
-                let imm = nest(req, NFTA_IMMEDIATE_DATA);
-                let verdict = nest(req, NFTA_DATA_VERDICT);
+                // _DREG, _DATA { NFTA_DATA_VERDICT { code, chain } }
+                be32(req, NFTA_IMMEDIATE_DREG, REG_VERDICT);
+                let imm = req.begin_nest(NFTA_IMMEDIATE_DATA);
+                let verdict = req.begin_nest(NFTA_DATA_VERDICT);
                 match self {
                     NftExpr::Jump(chain) => {
                         be32(req, NFTA_VERDICT_CODE, VERDICT_JUMP as u32);
                         req.attr_str(NFTA_VERDICT_CHAIN, chain);
                     }
                     _ => {
-                        be32(req, NFTA_VERDICT_CODE, VERDICT_ACCEPT as u32);
+                        be32(req, NFTA_VERDICT_CODE, libc::NF_ACCEPT as u32);
                     }
                 }
                 req.end_nest(verdict);
@@ -200,11 +218,6 @@ impl NftExpr<'_> {
     }
 }
 
-/// Opens a nested attribute with `NLA_F_NESTED` set, as libnftnl does.
-fn nest(req: &mut Request, kind: u16) -> wire::Nest {
-    req.begin_nest(kind | NLA_F_NESTED)
-}
-
 /// A big-endian `u32` attribute.
 fn be32(req: &mut Request, kind: u16, value: u32) {
     req.attr(kind, &value.to_be_bytes());
@@ -212,7 +225,7 @@ fn be32(req: &mut Request, kind: u16, value: u32) {
 
 /// `kind { NFTA_DATA_VALUE <bytes> }`.
 fn data_value(req: &mut Request, kind: u16, bytes: &[u8]) {
-    let value = nest(req, kind);
+    let value = req.begin_nest(kind);
     req.attr(NFTA_DATA_VALUE, bytes);
     req.end_nest(value);
 }
@@ -239,14 +252,14 @@ impl NftBatch {
             pending: Vec::new(),
             family,
         };
-        let begin = Request::new(NFNL_MSG_BATCH_BEGIN, &batch_header());
-        batch.push(begin, wire::NLM_F_REQUEST, None);
+        let begin = Request::new(libc::NFNL_MSG_BATCH_BEGIN as u16, &batch_header());
+        batch.push(begin, REQUEST, None);
         batch
     }
 
     /// `nfgenmsg` of an object message: family, version 0, res_id 0.
     fn object_header(&self) -> [u8; 4] {
-        [self.family as u8, 0, 0, 0]
+        nfgenmsg(self.family as u8)
     }
 
     /// Appends a message; `what` (for error messages) marks it as acked.
@@ -261,13 +274,10 @@ impl NftBatch {
     /// `NEWCHAIN` of a regular chain, failing with `EEXIST` if it exists
     /// (`NLM_F_EXCL`, as iptables-nft sends for `:CHAIN - [0:0]`).
     pub fn new_chain(&mut self, table: &str, chain: &str) -> &mut NftBatch {
-        let mut req = Request::new(
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN,
-            &self.object_header(),
-        );
+        let mut req = Request::new(nft_type(libc::NFT_MSG_NEWCHAIN), &self.object_header());
         req.attr_str(NFTA_CHAIN_TABLE, table)
             .attr_str(NFTA_CHAIN_NAME, chain);
-        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK | wire::NLM_F_EXCL;
+        let flags = REQUEST | ACK | EXCL;
         self.push(req, flags, Some(format!("add chain {table} {chain}")));
         self
     }
@@ -280,17 +290,17 @@ impl NftBatch {
         chain: &str,
         exprs: &[NftExpr<'_>],
     ) -> &mut NftBatch {
-        let mut req = self.rule_request(NFT_MSG_NEWRULE, table, chain);
-        let list = nest(&mut req, NFTA_RULE_EXPRESSIONS);
+        let mut req = self.rule_request(libc::NFT_MSG_NEWRULE, table, chain);
+        let list = req.begin_nest(NFTA_RULE_EXPRESSIONS);
         for expr in exprs {
             expr.encode(&mut req);
         }
         req.end_nest(list);
-        let compat = nest(&mut req, NFTA_RULE_COMPAT);
+        let compat = req.begin_nest(NFTA_RULE_COMPAT);
         be32(&mut req, NFTA_RULE_COMPAT_PROTO, 0);
         be32(&mut req, NFTA_RULE_COMPAT_FLAGS, 0);
         req.end_nest(compat);
-        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK | wire::NLM_F_CREATE | NLM_F_APPEND;
+        let flags = REQUEST | ACK | CREATE | APPEND;
         self.push(req, flags, Some(format!("append rule to {table} {chain}")));
         self
     }
@@ -300,9 +310,9 @@ impl NftBatch {
     /// concurrent DEL since it was dumped. Handles are never reused within
     /// a table, so a stale handle cannot hit another rule.
     pub fn delete_rule(&mut self, table: &str, chain: &str, handle: u64) -> &mut NftBatch {
-        let mut req = self.rule_request(NFT_MSG_DELRULE, table, chain);
+        let mut req = self.rule_request(libc::NFT_MSG_DELRULE, table, chain);
         req.attr(NFTA_RULE_HANDLE, &handle.to_be_bytes());
-        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK;
+        let flags = REQUEST | ACK;
         let what = format!("delete rule {handle} of {table} {chain}");
         self.push(req, flags, Some(what));
         self
@@ -312,8 +322,8 @@ impl NftBatch {
     /// of `table`/`chain` (`nft_delrule_by_chain`; what `iptables -F`
     /// sends). `ENOENT` if the chain does not exist.
     pub fn flush_chain(&mut self, table: &str, chain: &str) -> &mut NftBatch {
-        let req = self.rule_request(NFT_MSG_DELRULE, table, chain);
-        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK;
+        let req = self.rule_request(libc::NFT_MSG_DELRULE, table, chain);
+        let flags = REQUEST | ACK;
         self.push(req, flags, Some(format!("flush chain {table} {chain}")));
         self
     }
@@ -322,20 +332,17 @@ impl NftBatch {
     /// as `iptables -X`): `EBUSY` if a rule or a jump to it is left (one
     /// this batch does not delete, e.g. from a verdict map).
     pub fn delete_chain(&mut self, table: &str, chain: &str) -> &mut NftBatch {
-        let mut req = Request::new(
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELCHAIN,
-            &self.object_header(),
-        );
+        let mut req = Request::new(nft_type(libc::NFT_MSG_DELCHAIN), &self.object_header());
         req.attr_str(NFTA_CHAIN_TABLE, table)
             .attr_str(NFTA_CHAIN_NAME, chain);
-        let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK | NLM_F_NONREC;
+        let flags = REQUEST | ACK | NONREC;
         self.push(req, flags, Some(format!("delete chain {table} {chain}")));
         self
     }
 
     /// A rule message with its table and chain.
-    fn rule_request(&self, msg: u16, table: &str, chain: &str) -> Request {
-        let mut req = Request::new((NFNL_SUBSYS_NFTABLES << 8) | msg, &self.object_header());
+    fn rule_request(&self, msg: libc::c_int, table: &str, chain: &str) -> Request {
+        let mut req = Request::new(nft_type(msg), &self.object_header());
         req.attr_str(NFTA_RULE_TABLE, table)
             .attr_str(NFTA_RULE_CHAIN, chain);
         req
@@ -344,8 +351,8 @@ impl NftBatch {
     /// The whole datagram, `BATCH_END` included.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.buf.clone();
-        let end = Request::new(NFNL_MSG_BATCH_END, &batch_header());
-        out.extend_from_slice(&end.finish(wire::NLM_F_REQUEST, self.seq));
+        let end = Request::new(libc::NFNL_MSG_BATCH_END as u16, &batch_header());
+        out.extend_from_slice(&end.finish(REQUEST, self.seq));
         out
     }
 
@@ -353,88 +360,21 @@ impl NftBatch {
     /// kernel error (e.g. `EEXIST` for the chain, `ENOENT` for a missing
     /// table) becomes [`NetlinkError::Kernel`]; then nothing was applied.
     pub fn commit(&self) -> Result<()> {
-        let protocol = |detail: String| NetlinkError::Protocol {
-            op: "nf_tables batch".into(),
-            detail,
-        };
-        let datagram = self.to_bytes();
-        let sock = super::open_socket(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
-        super::retry_eintr(|| sock.send(&datagram, 0)).map_err(|e| protocol(e.to_string()))?;
-        let mut unacked: Vec<(u32, &str)> = self
-            .pending
-            .iter()
-            .map(|(seq, what)| (*seq, what.as_str()))
-            .collect();
-        let mut data = Vec::new();
-        while !unacked.is_empty() {
-            // nfnetlink handles the whole batch inside `send`: every answer
-            // is already queued, so an empty queue means a missing ACK.
-            recv_nonblocking(&sock, &mut data)
-                .map_err(|e| protocol(format!("{e} (waiting for: {})", describe(&unacked))))?;
-            acks(&data, &mut unacked)?;
-        }
-        Ok(())
+        self.commit_on(&mut Transport::open(NETLINK_NETFILTER)?)
+    }
+
+    /// [`NftBatch::commit`] over `transport` (a fresh one: the batch's
+    /// sequence numbers start at 1).
+    fn commit_on<W: Wire>(&self, transport: &mut Transport<W>) -> Result<()> {
+        transport.batch("commit nf_tables batch", &self.to_bytes(), &self.pending)
     }
 }
 
 /// `nfgenmsg` of the batch delimiters: `AF_UNSPEC`, and the subsystem as
 /// `res_id` (big-endian, like every `nfgenmsg` `res_id`).
 fn batch_header() -> [u8; 4] {
-    let res_id = NFNL_SUBSYS_NFTABLES.to_be_bytes();
+    let res_id = (libc::NFNL_SUBSYS_NFTABLES as u16).to_be_bytes();
     [0, 0, res_id[0], res_id[1]]
-}
-
-fn describe(unacked: &[(u32, &str)]) -> String {
-    unacked
-        .iter()
-        .map(|(_, w)| *w)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Crosses off the ACKs in `data`; the first error reply is returned as the
-/// error of the message it answers (the batch as a whole if the commit
-/// itself failed, which the kernel reports against `BATCH_BEGIN`).
-fn acks(data: &[u8], unacked: &mut Vec<(u32, &str)>) -> Result<()> {
-    for msg in wire::messages(data) {
-        let msg = msg.map_err(|len| NetlinkError::Protocol {
-            op: "nf_tables batch".into(),
-            detail: format!("malformed reply (message length {len})"),
-        })?;
-        if msg.msg_type != wire::NLMSG_ERROR {
-            continue;
-        }
-        let code = wire::read_i32(msg.payload, 0).ok_or_else(|| NetlinkError::Protocol {
-            op: "nf_tables batch".into(),
-            detail: "truncated error reply".into(),
-        })?;
-        let what = unacked
-            .iter()
-            .find(|(seq, _)| *seq == msg.seq)
-            .map_or("commit nf_tables batch", |(_, w)| *w);
-        if code != 0 {
-            return Err(NetlinkError::Kernel {
-                op: what.to_string(),
-                source: io::Error::from_raw_os_error(code.wrapping_neg()),
-            });
-        }
-        unacked.retain(|(seq, _)| *seq != msg.seq);
-    }
-    Ok(())
-}
-
-/// One queued datagram, or `WouldBlock` if there is none.
-fn recv_nonblocking(sock: &Socket, buf: &mut Vec<u8>) -> io::Result<()> {
-    buf.clear();
-    buf.reserve(super::RECV_BUFFER);
-    let flags = nix::libc::MSG_TRUNC | nix::libc::MSG_DONTWAIT;
-    let len = super::retry_eintr(|| sock.recv(buf, flags))?;
-    if len > buf.len() {
-        return Err(io::Error::other(format!(
-            "netlink reply of {len} bytes exceeds the buffer"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -447,13 +387,13 @@ mod tests {
     fn split(data: &[u8]) -> Vec<Split> {
         let mut out = Vec::new();
         let mut at = 0;
-        while at + wire::HEADER_LEN <= data.len() {
-            let len = wire::read_u32(data, at).unwrap() as usize;
+        while at + 16 <= data.len() {
+            let len = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap()) as usize;
             let msg = &data[at..at + len];
             out.push((
-                wire::read_u16(msg, 4).unwrap(),
-                wire::read_u16(msg, 6).unwrap(),
-                wire::read_u32(msg, 8).unwrap(),
+                u16::from_ne_bytes(msg[4..6].try_into().unwrap()),
+                u16::from_ne_bytes(msg[6..8].try_into().unwrap()),
+                u32::from_ne_bytes(msg[8..12].try_into().unwrap()),
                 msg[16..20].try_into().unwrap(),
                 msg[20..].to_vec(),
             ));
@@ -529,7 +469,7 @@ mod tests {
         let encode = |e: NftExpr<'_>| {
             let mut req = Request::new(0, &[]);
             e.encode(&mut req);
-            wire::payload(req)
+            crate::netlink::nft_wire::payload(req)
         };
         assert_eq!(
             encode(NftExpr::Bitwise {
@@ -628,28 +568,19 @@ mod tests {
         assert_eq!(acked, vec![2, 3, 4]);
     }
 
-    fn reply(seq: u32, code: i32) -> Vec<u8> {
-        let mut m = Vec::new();
-        m.extend_from_slice(&36u32.to_ne_bytes());
-        m.extend_from_slice(&wire::NLMSG_ERROR.to_ne_bytes());
-        m.extend_from_slice(&0u16.to_ne_bytes());
-        m.extend_from_slice(&seq.to_ne_bytes());
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(&code.to_ne_bytes());
-        m.extend_from_slice(&[0; 16]);
-        m
-    }
-
+    /// The commit crosses off each object's ACK; a refused object fails
+    /// the batch under its own description.
     #[test]
-    fn acks_cross_off_and_errors_name_the_message() {
-        let mut unacked = vec![(2, "add chain nat CNI-x"), (3, "append rule")];
-        acks(&reply(2, 0), &mut unacked).unwrap();
-        assert_eq!(unacked, vec![(3, "append rule")]);
-        let err = acks(&reply(3, -nix::libc::ENOENT), &mut unacked).unwrap_err();
-        assert!(err.is(nix::errno::Errno::ENOENT), "{err}");
-        assert!(err.to_string().starts_with("append rule"), "{err}");
-        let err = acks(&reply(1, -nix::libc::EPERM), &mut unacked).unwrap_err();
-        assert!(err.to_string().starts_with("commit"), "{err}");
-        assert!(acks(&[1, 2, 3], &mut unacked).is_ok());
+    fn commit_waits_for_every_ack() {
+        use crate::netlink::transport::replay::{error, Replay};
+        let mut batch = NftBatch::new(NfFamily::Ip);
+        batch.new_chain("nat", "CNI-x").flush_chain("nat", "CNI-x");
+        let mut t = Transport::new(Replay::new([[error(2, 0), error(3, 0)].concat()]));
+        batch.commit_on(&mut t).expect("acked");
+        assert_eq!(t.wire().sent, vec![batch.to_bytes()]);
+        let mut t = Transport::new(Replay::new([error(2, -libc::EEXIST)]));
+        let err = batch.commit_on(&mut t).expect_err("EEXIST");
+        assert!(err.is(nix::errno::Errno::EEXIST), "{err}");
+        assert!(err.to_string().starts_with("add chain nat CNI-x"), "{err}");
     }
 }

@@ -9,123 +9,79 @@
 //! says so in microseconds. Callers treat anything but a clear answer as
 //! "unknown" and fall back to the tools.
 
-use std::io;
-
 use netlink_sys::protocols::NETLINK_NETFILTER;
+use nix::errno::Errno;
 
-use super::wire::{self, Request, NLMSG_ERROR};
+use super::nft_rules::{NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_TABLE_NAME};
+use super::nft_wire::{nfgenmsg, nft_type, Request};
+use super::transport::{Transport, Wire};
 
 /// `NFPROTO_*`: the nf_tables family of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum NfFamily {
     /// `inet` (both address families).
-    Inet = 1,
+    Inet = libc::NFPROTO_INET as u8,
     /// `ip` (what `iptables-nft` uses).
-    Ip = 2,
+    Ip = libc::NFPROTO_IPV4 as u8,
     /// `ip6` (what `ip6tables-nft` uses).
-    Ip6 = 10,
+    Ip6 = libc::NFPROTO_IPV6 as u8,
 }
-
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_GETTABLE: u16 = 1;
-const NFT_MSG_GETCHAIN: u16 = 4;
-/// `NFTA_TABLE_NAME` and `NFTA_CHAIN_TABLE` (both 1).
-const NFTA_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
 
 /// Whether table `table` (and, if given, its chain `chain`) exists in the
 /// calling thread's network namespace. `None` when the kernel gave no clear
 /// answer (nf_tables not available, permission denied, a malformed reply).
 pub fn nf_exists(family: NfFamily, table: &str, chain: Option<&str>) -> Option<bool> {
-    let (msg_type, attrs) = match chain {
-        None => (NFT_MSG_GETTABLE, vec![(NFTA_TABLE, table)]),
-        Some(c) => (
-            NFT_MSG_GETCHAIN,
-            vec![(NFTA_TABLE, table), (NFTA_CHAIN_NAME, c)],
-        ),
-    };
-    let request = encode((NFNL_SUBSYS_NFTABLES << 8) | msg_type, family, &attrs);
-    let replies = exchange(&request).ok()?;
-    classify(&replies)
+    let mut transport = Transport::open(NETLINK_NETFILTER).ok()?;
+    exists(&mut transport, family, table, chain)
 }
 
-/// `nlmsghdr` + `nfgenmsg` + NUL-terminated string attributes.
-fn encode(msg_type: u16, family: NfFamily, attrs: &[(u16, &str)]) -> Vec<u8> {
-    // family, NFNETLINK_V0, res_id
-    let mut req = Request::new(msg_type, &[family as u8, 0, 0, 0]);
-    for (kind, value) in attrs {
-        req.attr_str(*kind, value);
-    }
-    req.finish(wire::NLM_F_REQUEST | wire::NLM_F_ACK, 1)
-}
-
-/// Sends the request and reads until the kernel's ACK or error.
-fn exchange(request: &[u8]) -> io::Result<Vec<u8>> {
-    let sock = super::open_socket(NETLINK_NETFILTER)?;
-    sock.send(request, 0)?;
-    let mut all = Vec::new();
-    let mut data = Vec::new();
-    loop {
-        super::recv_datagram(&sock, &mut data)?;
-        if data.is_empty() {
-            return Ok(all);
-        }
-        let done = contains_error_message(&data);
-        all.extend_from_slice(&data);
-        if done {
-            return Ok(all);
-        }
-    }
-}
-
-/// Iterates `(type, payload)` of the messages in `data`; stops at the first
-/// malformed length.
-fn messages(data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    wire::messages(data)
-        .map_while(Result::ok)
-        .map(|m| (m.msg_type, m.payload))
-}
-
-fn contains_error_message(data: &[u8]) -> bool {
-    messages(data).any(|(kind, _)| kind == NLMSG_ERROR)
-}
-
-/// An object message means "exists"; `ENOENT` means "does not exist";
-/// any other error, or no answer, is unknown.
-fn classify(replies: &[u8]) -> Option<bool> {
+/// `NFT_MSG_GETTABLE`/`NFT_MSG_GETCHAIN`: an object reply means "exists",
+/// `ENOENT` "does not exist"; any other error, or no answer, is unknown.
+fn exists<W: Wire>(
+    transport: &mut Transport<W>,
+    family: NfFamily,
+    table: &str,
+    chain: Option<&str>,
+) -> Option<bool> {
+    let mut msg = request(family, table, chain);
     let mut found = false;
-    for (kind, payload) in messages(replies) {
-        if kind != NLMSG_ERROR {
-            found = true;
-            continue;
-        }
-        let code = i32::from_ne_bytes(payload.get(0..4)?.try_into().ok()?);
-        return match code {
-            0 => Some(found),
-            c if c == -nix::libc::ENOENT => Some(false),
-            _ => None,
-        };
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+    match transport.request("nf_tables lookup", &mut msg, flags, |_| {
+        found = true;
+        Ok(())
+    }) {
+        Ok(()) => Some(found),
+        Err(e) if e.is(Errno::ENOENT) => Some(false),
+        Err(_) => None,
     }
-    None
+}
+
+/// `nlmsghdr` + `nfgenmsg` + NUL-terminated names (what `nft list table` /
+/// `nft list chain` send, plus `NLM_F_ACK`).
+fn request(family: NfFamily, table: &str, chain: Option<&str>) -> Vec<u8> {
+    let msg_type = match chain {
+        None => libc::NFT_MSG_GETTABLE,
+        Some(_) => libc::NFT_MSG_GETCHAIN,
+    };
+    let mut req = Request::new(nft_type(msg_type), &nfgenmsg(family as u8));
+    // NFTA_TABLE_NAME and NFTA_CHAIN_TABLE are the same attribute number.
+    debug_assert_eq!(NFTA_TABLE_NAME, NFTA_CHAIN_TABLE);
+    req.attr_str(NFTA_TABLE_NAME, table);
+    if let Some(chain) = chain {
+        req.attr_str(NFTA_CHAIN_NAME, chain);
+    }
+    req.finish(0, 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn error_msg(code: i32) -> Vec<u8> {
-        let mut m = Vec::new();
-        m.extend_from_slice(&36u32.to_ne_bytes());
-        m.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-        m.extend_from_slice(&[0; 10]);
-        m.extend_from_slice(&code.to_ne_bytes());
-        m.extend_from_slice(&[0; 16]); // the echoed request header
-        m
-    }
+    use crate::netlink::transport::replay::{error, message, Replay};
 
     #[test]
     fn request_layout() {
-        let m = encode(0x0a04, NfFamily::Ip, &[(1, "nat"), (3, "CNI-x")]);
+        let m = request(NfFamily::Ip, "nat", Some("CNI-x"));
         assert_eq!(m.len() % 4, 0);
         assert_eq!(
             u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize,
@@ -138,20 +94,28 @@ mod tests {
         assert_eq!(&m[28..32], &[10, 0, 3, 0]);
         assert_eq!(&m[32..38], b"CNI-x\0");
         assert_eq!(m.len(), 40);
+        let t = request(NfFamily::Ip6, "nat", None);
+        assert_eq!(u16::from_ne_bytes(t[4..6].try_into().unwrap()), 0x0a01);
+        assert_eq!(t.len(), 28);
+    }
+
+    fn ask(replies: Vec<Vec<u8>>) -> Option<bool> {
+        let mut t = Transport::new(Replay::new(replies));
+        exists(&mut t, NfFamily::Ip, "nat", Some("POSTROUTING"))
     }
 
     #[test]
     fn classify_replies() {
-        assert_eq!(classify(&error_msg(-nix::libc::ENOENT)), Some(false));
-        assert_eq!(classify(&error_msg(-nix::libc::EPERM)), None);
-        assert_eq!(classify(&error_msg(0)), Some(false));
-        let mut object = Vec::new();
-        object.extend_from_slice(&20u32.to_ne_bytes());
-        object.extend_from_slice(&0x0a03u16.to_ne_bytes());
-        object.extend_from_slice(&[0; 14]);
-        object.extend_from_slice(&error_msg(0));
-        assert_eq!(classify(&object), Some(true));
-        assert_eq!(classify(&[]), None);
-        assert_eq!(classify(&[1, 2, 3]), None);
+        assert_eq!(ask(vec![error(1, -libc::ENOENT)]), Some(false));
+        assert_eq!(ask(vec![error(1, -libc::EPERM)]), None);
+        assert_eq!(ask(vec![error(1, 0)]), Some(false));
+        let object = message(0x0a03, 0, 1, &[2, 0, 0, 0]);
+        assert_eq!(
+            ask(vec![[object.clone(), error(1, 0)].concat()]),
+            Some(true)
+        );
+        assert_eq!(ask(vec![object, error(1, 0)]), Some(true));
+        assert_eq!(ask(vec![]), None);
+        assert_eq!(ask(vec![vec![1, 2, 3]]), None);
     }
 }

@@ -1,39 +1,20 @@
-//! Route operations: `ip route` equivalents.
+//! Route operations: `ip route` equivalents, as netlink-packet-route
+//! `RouteMessage`s.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use netlink_packet_core::Parseable;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 
-use super::wire::{self, Request};
-use super::{Netlink, Result, ACK, CREATE, DUMP};
+use super::{undecodable, Netlink, Result, ACK, CREATE};
 
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const RTM_GETROUTE: u16 = 26;
-
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-
-const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RTA_PRIORITY: u16 = 6;
-const RTA_METRICS: u16 = 8;
-const RTA_MULTIPATH: u16 = 9;
-const RTA_TABLE: u16 = 15;
-
-const RTAX_MTU: u16 = 2;
-const RTAX_ADVMSS: u16 = 8;
-
-const RT_TABLE_MAIN: u32 = 254;
-const RTPROT_BOOT: u8 = 3;
-const RTN_UNICAST: u8 = 1;
-
-/// Size of `struct rtmsg`.
-const RTMSG_LEN: usize = 12;
-/// Size of `struct rtnexthop`.
-const RTNEXTHOP_LEN: usize = 8;
+const RTM_NEWROUTE: u16 = libc::RTM_NEWROUTE;
+const RT_TABLE_MAIN: u32 = libc::RT_TABLE_MAIN as u32;
 
 /// A route to add or delete (the fields a CNI result route can carry).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,126 +64,131 @@ fn unspecified(v6: bool) -> IpAddr {
     }
 }
 
-/// One `struct rtnexthop` of `RTA_MULTIPATH`: interface and gateway.
-struct NextHop {
-    oif: u32,
-    gw: Option<IpAddr>,
+/// An IP of a route attribute (MPLS and other families: none).
+fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
 }
 
-/// Walks the `rtnexthop`s of `RTA_MULTIPATH`; stops at a malformed one.
-fn next_hops(mut data: &[u8]) -> Vec<NextHop> {
-    let mut hops = Vec::new();
-    while let (Some(len), Some(oif)) = (wire::read_u16(data, 0), wire::read_u32(data, 4)) {
-        let Some(attrs) = data.get(RTNEXTHOP_LEN..usize::from(len)) else {
-            break;
-        };
-        let gw = wire::attrs(attrs)
-            .find(|(kind, _)| *kind == RTA_GATEWAY)
-            .and_then(|(_, value)| wire::value_ip(value));
-        hops.push(NextHop { oif, gw });
-        data = data.get((usize::from(len) + 3) & !3..).unwrap_or(&[]);
+fn route_address(ip: IpAddr) -> RouteAddress {
+    match ip {
+        IpAddr::V4(v4) => RouteAddress::Inet(v4),
+        IpAddr::V6(v6) => RouteAddress::Inet6(v6),
     }
-    hops
 }
 
 impl Route {
-    /// Expands one `RTM_NEWROUTE` payload into routes (one per multipath
-    /// next hop). `None` when the message is too short; an empty list for
-    /// families other than IPv4/IPv6.
-    fn parse(payload: &[u8]) -> Option<Vec<Route>> {
-        let header = payload.get(..RTMSG_LEN)?;
-        let v6 = match header[0] {
-            AF_INET6 => true,
-            AF_INET => false,
-            _ => return Some(Vec::new()),
+    /// Expands one kernel `RTM_NEWROUTE` reply into routes (one per
+    /// multipath next hop); none for families other than IPv4/IPv6.
+    fn from_message(msg: RouteMessage) -> Vec<Route> {
+        let v6 = match msg.header.address_family {
+            AddressFamily::Inet6 => true,
+            AddressFamily::Inet => false,
+            _ => return Vec::new(),
         };
         let mut dst = unspecified(v6);
         let mut route = Route {
             dst: IpNet::from(dst),
             gw: None,
             oif: None,
-            table: u32::from(header[4]),
-            scope: header[6],
+            table: u32::from(msg.header.table),
+            scope: msg.header.scope.into(),
             priority: None,
-            kind: header[7],
+            kind: msg.header.kind.into(),
         };
         let mut hops = Vec::new();
-        for (kind, value) in wire::attrs(&payload[RTMSG_LEN..]) {
-            match kind {
-                RTA_DST => dst = wire::value_ip(value).unwrap_or(dst),
-                RTA_GATEWAY => route.gw = wire::value_ip(value),
-                RTA_OIF => route.oif = wire::value_u32(value),
-                RTA_TABLE => route.table = wire::value_u32(value).unwrap_or(route.table),
-                RTA_PRIORITY => route.priority = wire::value_u32(value),
-                RTA_MULTIPATH => hops = next_hops(value),
+        for attr in msg.attributes {
+            match attr {
+                RouteAttribute::Destination(a) => dst = ip_of(&a).unwrap_or(dst),
+                RouteAttribute::Gateway(a) => route.gw = ip_of(&a),
+                RouteAttribute::Oif(oif) => route.oif = Some(oif),
+                RouteAttribute::Table(table) => route.table = table,
+                RouteAttribute::Priority(p) => route.priority = Some(p),
+                RouteAttribute::MultiPath(next) => hops = next,
                 _ => {}
             }
         }
-        let Ok(net) = IpNet::new(dst, header[1]) else {
-            return Some(Vec::new());
+        let Ok(net) = IpNet::new(dst, msg.header.destination_prefix_length) else {
+            return Vec::new();
         };
         route.dst = net;
         if hops.is_empty() {
-            return Some(vec![route]);
+            return vec![route];
         }
-        Some(
-            hops.into_iter()
-                .map(|hop| Route {
-                    oif: Some(hop.oif),
-                    gw: hop.gw,
-                    ..route.clone()
-                })
-                .collect(),
-        )
+        hops.into_iter()
+            .map(|hop| Route {
+                oif: Some(hop.interface_index),
+                gw: hop.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(gw) => ip_of(gw),
+                    _ => None,
+                }),
+                ..route.clone()
+            })
+            .collect()
     }
 }
 
-/// `struct rtmsg` for `family` with everything else zero (a dump).
-fn rtmsg(family: u8) -> [u8; RTMSG_LEN] {
-    let mut h = [0u8; RTMSG_LEN];
-    h[0] = family;
-    h
-}
-
-fn request(msg_type: u16, spec: &RouteSpec) -> Request {
+/// The message `ip route add|del` sends for `spec`.
+fn message(spec: &RouteSpec) -> RouteMessage {
     let v6 = spec
         .dst
         .map(|d| d.addr().is_ipv6())
         .or(spec.gw.map(|g| g.is_ipv6()))
         .unwrap_or(false);
     let table = spec.table.unwrap_or(RT_TABLE_MAIN);
-    let mut header = rtmsg(if v6 { AF_INET6 } else { AF_INET });
-    header[1] = spec.dst.map_or(0, |d| d.prefix_len());
-    header[4] = u8::try_from(table).unwrap_or(0); // >255: RTA_TABLE only
-                                                  // Go netlink's default protocol; `ip route` then shows no "proto".
-    header[5] = RTPROT_BOOT;
-    header[6] = spec.scope.unwrap_or(0);
-    header[7] = RTN_UNICAST;
-    let mut req = Request::new(msg_type, &header);
-    req.attr_u32(RTA_TABLE, table);
+    let mut msg = RouteMessage::default();
+    let header = &mut msg.header;
+    header.address_family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    header.destination_prefix_length = spec.dst.map_or(0, |d| d.prefix_len());
+    header.table = u8::try_from(table).unwrap_or(0); // >255: RTA_TABLE only
+                                                     // Go netlink's default protocol; `ip route` then shows no "proto".
+    header.protocol = RouteProtocol::Boot;
+    header.scope = spec.scope.map_or(RouteScope::Universe, RouteScope::from);
+    header.kind = RouteType::Unicast;
+    let attrs = &mut msg.attributes;
+    attrs.push(RouteAttribute::Table(table));
     if let Some(dst) = spec.dst {
-        req.attr(RTA_DST, &wire::ip_bytes(dst.network()));
+        attrs.push(RouteAttribute::Destination(route_address(dst.network())));
     }
     if let Some(gw) = spec.gw {
-        req.attr(RTA_GATEWAY, &wire::ip_bytes(gw));
+        attrs.push(RouteAttribute::Gateway(route_address(gw)));
     }
-    if let Some(oif) = spec.oif {
-        req.attr_u32(RTA_OIF, oif);
+    attrs.extend(spec.oif.map(RouteAttribute::Oif));
+    attrs.extend(spec.priority.map(RouteAttribute::Priority));
+    let mut metrics = Vec::new();
+    metrics.extend(spec.mtu.map(RouteMetric::Mtu));
+    metrics.extend(spec.advmss.map(RouteMetric::Advmss));
+    if !metrics.is_empty() {
+        attrs.push(RouteAttribute::Metrics(metrics));
     }
-    if let Some(p) = spec.priority {
-        req.attr_u32(RTA_PRIORITY, p);
+    msg
+}
+
+/// `ip [-6] route show table all`: a dump of one family.
+fn dump_message(v6: bool) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    msg
+}
+
+/// Decodes a route reply; other message types yield nothing.
+fn parse_routes(msg_type: u16, payload: &[u8]) -> Result<Vec<Route>, String> {
+    if msg_type != RTM_NEWROUTE {
+        return Ok(Vec::new());
     }
-    if spec.mtu.is_some() || spec.advmss.is_some() {
-        let metrics = req.begin_nest(RTA_METRICS);
-        if let Some(mtu) = spec.mtu {
-            req.attr_u32(RTAX_MTU, mtu);
-        }
-        if let Some(advmss) = spec.advmss {
-            req.attr_u32(RTAX_ADVMSS, advmss);
-        }
-        req.end_nest(metrics);
-    }
-    req
+    let msg = RouteMessage::parse(payload).map_err(|e| undecodable("route", e))?;
+    Ok(Route::from_message(msg))
 }
 
 fn describe(spec: &RouteSpec) -> String {
@@ -223,7 +209,7 @@ impl Netlink {
     /// already exists.
     pub fn add_route(&mut self, spec: &RouteSpec) -> Result<bool> {
         let op = format!("add route {}", describe(spec));
-        match self.ack(&op, request(RTM_NEWROUTE, spec), CREATE) {
+        match self.ack(&op, RouteNetlinkMessage::NewRoute(message(spec)), CREATE) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -233,7 +219,7 @@ impl Netlink {
     /// `ip route del`; `Ok(false)` when there was no such route.
     pub fn del_route(&mut self, spec: &RouteSpec) -> Result<bool> {
         let op = format!("delete route {}", describe(spec));
-        match self.ack(&op, request(RTM_DELROUTE, spec), ACK) {
+        match self.ack(&op, RouteNetlinkMessage::DelRoute(message(spec)), ACK) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::ESRCH) => Ok(false),
             Err(e) => Err(e),
@@ -242,23 +228,55 @@ impl Netlink {
 
     /// `ip [-6] route show table all` for one family.
     pub fn routes(&mut self, v6: bool) -> Result<Vec<Route>> {
-        let family = if v6 { AF_INET6 } else { AF_INET };
-        let mut out = Vec::new();
-        let req = Request::new(RTM_GETROUTE, &rtmsg(family));
-        self.request("dump routes", req, DUMP, |msg_type, payload| {
-            if msg_type == RTM_NEWROUTE {
-                out.extend(Route::parse(payload)?);
-            }
-            Some(())
-        })?;
-        Ok(out)
+        let msg = RouteNetlinkMessage::GetRoute(dump_message(v6));
+        self.dump("dump routes", msg, |t, payload, out| {
+            out.extend(parse_routes(t, payload)?);
+            Ok(())
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use netlink_packet_core::Emitable;
+
     use super::*;
-    use crate::netlink::wire::payload;
+
+    fn emit(msg: &RouteMessage) -> Vec<u8> {
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// `ip route add 10.1.0.0/16 via 10.1.0.1 dev #3 table 1000 metric 20
+    /// mtu 1400`, byte for byte: `rtmsg` (table 0: above 255), then
+    /// `RTA_TABLE`, `RTA_DST`, `RTA_GATEWAY`, `RTA_OIF`, `RTA_PRIORITY`,
+    /// `RTA_METRICS { RTAX_MTU }`.
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn add_request_is_the_kernel_abi() {
+        let spec = RouteSpec {
+            dst: Some("10.1.0.0/16".parse().expect("net")),
+            gw: Some("10.1.0.1".parse().expect("ip")),
+            oif: Some(3),
+            table: Some(1000),
+            priority: Some(20),
+            mtu: Some(1400),
+            ..Default::default()
+        };
+        let want = hex("02100000 00030001 00000000
+             08000f00 e8030000 08000100 0a010000 08000500 0a010001
+             08000400 03000000 08000600 14000000 0c000800 08000200 78050000");
+        assert_eq!(emit(&message(&spec)), want);
+    }
 
     #[test]
     fn parses_a_route() {
@@ -271,7 +289,7 @@ mod tests {
             mtu: Some(1400),
             ..Default::default()
         };
-        let routes = Route::parse(&payload(request(RTM_NEWROUTE, &spec))).expect("route");
+        let routes = parse_routes(RTM_NEWROUTE, &emit(&message(&spec))).expect("route");
         let want = Route {
             dst: spec.dst.expect("dst"),
             gw: spec.gw,
@@ -279,43 +297,36 @@ mod tests {
             table: 1000,
             scope: 0,
             priority: Some(20),
-            kind: RTN_UNICAST,
+            kind: libc::RTN_UNICAST,
         };
         assert_eq!(routes, vec![want]);
     }
 
     #[test]
     fn default_route_and_other_families() {
-        let mut header = rtmsg(AF_INET6);
-        header[4] = 254;
-        let routes = Route::parse(&payload(Request::new(RTM_NEWROUTE, &header))).expect("route");
+        let mut msg = dump_message(true);
+        msg.header.table = 254;
+        let routes = parse_routes(RTM_NEWROUTE, &emit(&msg)).expect("route");
         assert_eq!(routes.len(), 1);
         assert_eq!(routes[0].dst.to_string(), "::/0");
         assert_eq!(routes[0].table, 254);
-        let other = Route::parse(&payload(Request::new(RTM_NEWROUTE, &rtmsg(7))));
-        assert_eq!(other, Some(Vec::new()));
+        let mut other = dump_message(false);
+        other.header.address_family = AddressFamily::Bridge;
+        assert_eq!(parse_routes(RTM_NEWROUTE, &emit(&other)), Ok(Vec::new()));
     }
 
+    /// A kernel multipath reply (`RTA_MULTIPATH` of two `rtnexthop`s) as
+    /// bytes: one route per next hop.
+    #[cfg(target_endian = "little")]
     #[test]
     fn expands_multipath() {
-        let mut header = rtmsg(AF_INET6);
-        header[1] = 64;
-        let mut req = Request::new(RTM_NEWROUTE, &header);
-        req.attr(RTA_DST, &wire::ip_bytes("fd00::".parse().expect("ip")));
-        let mut hops = Vec::new();
-        for (oif, gw) in [(2u32, "fd00::1"), (5, "fd00::2")] {
-            let gw = wire::ip_bytes(gw.parse().expect("ip"));
-            let len = RTNEXTHOP_LEN + 4 + gw.len();
-            hops.extend_from_slice(&(len as u16).to_ne_bytes());
-            hops.extend_from_slice(&[0, 0]);
-            hops.extend_from_slice(&oif.to_ne_bytes());
-            hops.extend_from_slice(&((4 + gw.len()) as u16).to_ne_bytes());
-            hops.extend_from_slice(&RTA_GATEWAY.to_ne_bytes());
-            hops.extend_from_slice(&gw);
-        }
-        req.attr(RTA_MULTIPATH, &hops);
-        let full = payload(req);
-        let routes = Route::parse(&full).expect("routes");
+        // rtmsg: AF_INET6 /64, table main, proto boot, universe, unicast.
+        let full = hex("0a400000 fe030001 00000000
+             14000100 fd000000 00000000 00000000 00000000
+             3c000900
+               1c000000 02000000 14000500 fd000000 00000000 00000000 00000001
+               1c000000 05000000 14000500 fd000000 00000000 00000000 00000002");
+        let routes = parse_routes(RTM_NEWROUTE, &full).expect("routes");
         let got: Vec<_> = routes
             .iter()
             .map(|r| (r.dst.to_string(), r.oif, r.gw.map(|g| g.to_string())))
@@ -328,8 +339,8 @@ mod tests {
             ]
         );
         for cut in 0..full.len() {
-            let parsed = Route::parse(&full[..cut]);
-            assert_eq!(parsed.is_some(), cut >= RTMSG_LEN, "{cut}");
+            let _ = parse_routes(RTM_NEWROUTE, &full[..cut]);
         }
+        assert!(parse_routes(RTM_NEWROUTE, &full[..8]).is_err());
     }
 }
