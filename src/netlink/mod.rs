@@ -3,7 +3,7 @@
 //! probes (`nftables.rs`), one-transaction rule writes (`nft_rules.rs`) and
 //! rule dumps that find jumps by their verdict (`nft_dump.rs`).
 //!
-//! Why this shape (design.md G4–G6):
+//! Why this shape (docs/architecture.md, "Principles"):
 //! - The socket is opened on a thread that entered the target namespace
 //!   ([`Netlink::open_in`]); a netlink socket stays bound to the namespace it
 //!   was created in, so it can then be used from any thread.

@@ -101,27 +101,14 @@ pub fn first_line(argv: &[&str]) -> String {
     }
 }
 
-/// The team's shared dir (`../shared` of the repository in CI; one level
-/// further up from a developer worktree), or `$CNI_RS_SHARED`.
-pub fn shared_dir() -> Option<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("CNI_RS_SHARED") {
-        candidates.push(PathBuf::from(p));
-    }
-    candidates.push(manifest.join("../shared"));
-    candidates.push(manifest.join("../../shared"));
-    candidates.into_iter().find(|p| p.join("lab").is_dir())
-}
-
 /// Where Debian's `golang-github-appc-cni-dev` puts libcni (GOPATH layout).
 const GOCODE: &str = "/usr/share/gocode";
 
 /// Builds `cnitool` (a real libcni client) once per test binary, offline,
-/// the way `shared/lab/cnitool-build.sh` does: GOPATH mode against Debian's
-/// libcni source, no module proxy. Source: `shared/lab/cnitool-src/cnitool.go`
-/// (upstream v1.1.2; Debian ships libcni but not cnitool's main), else a
-/// `cnitool` package under /usr/share/gocode if a Debian version ships one.
+/// GOPATH mode against Debian's libcni source, no module proxy. Source:
+/// `tests/clients_util/cnitool/main.go` (upstream v1.1.2, vendored: Debian
+/// ships libcni but not cnitool's main), else a `cnitool` package under
+/// /usr/share/gocode if a Debian version ships one.
 /// `None` (skip) only outside CI.
 pub fn cnitool() -> Option<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -149,10 +136,10 @@ fn build_cnitool() -> Result<PathBuf, String> {
     let _ = std::fs::remove_dir_all(&work);
     let pkg = work.join("gopath/src/cnitool");
     std::fs::create_dir_all(&pkg).map_err(|e| format!("mkdir {}: {e}", pkg.display()))?;
-    let shared_src = shared_dir().map(|s| s.join("lab/cnitool-src/cnitool.go"));
+    let vendored = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients_util/cnitool/main.go");
     let debian_pkg = Path::new(GOCODE).join("src/github.com/containernetworking/cni/cnitool");
-    let build_dir = match shared_src {
-        Some(src) if src.is_file() => {
+    let build_dir = match vendored {
+        src if src.is_file() => {
             std::fs::copy(&src, pkg.join("main.go"))
                 .map_err(|e| format!("copy {}: {e}", src.display()))?;
             pkg.clone()
@@ -160,7 +147,8 @@ fn build_cnitool() -> Result<PathBuf, String> {
         _ if debian_pkg.is_dir() => debian_pkg,
         _ => {
             return Err(format!(
-                "no cnitool source: neither ../shared/lab/cnitool-src/cnitool.go nor {}",
+                "no cnitool source: neither {} nor {}",
+                vendored.display(),
                 debian_pkg.display()
             ))
         }

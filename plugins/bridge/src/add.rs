@@ -1,4 +1,4 @@
-//! ADD as a list of steps (cni-reference.md §2.2). Everything that can be
+//! ADD as a list of steps (docs/cni-reference.md §2.2). Everything that can be
 //! rejected (config, netns, IPAM plugin lookup) is checked before the first
 //! kernel change; after that every side effect is undone on failure.
 

@@ -1,4 +1,4 @@
-//! CHECK against `prevResult` (cni-reference.md §2.6): bridge, container
+//! CHECK against `prevResult` (docs/cni-reference.md §2.6): bridge, container
 //! veth, host veth (peer of the container end, enslaved to the bridge),
 //! addresses, routes, and the masquerade rules. IPAM CHECK is skipped for
 //! L2-only configs (the reference fails there).

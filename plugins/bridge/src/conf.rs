@@ -1,6 +1,6 @@
 //! The bridge plugin's configuration: parsed from stdin, then validated and
 //! defaulted into [`BridgeConf`] before anything touches the kernel
-//! (reference `loadNetConf` + `collectVlanTrunk`, cni-reference.md §2.1).
+//! (reference `loadNetConf` + `collectVlanTrunk`, docs/cni-reference.md §2.1).
 
 use cni::args::CniArgs;
 use cni::error::{codes, CniError, Result};

@@ -1,4 +1,4 @@
-//! DEL: best effort and idempotent (cni-reference.md §2.5, SPEC "DEL").
+//! DEL: best effort and idempotent (docs/cni-reference.md §2.5, SPEC "DEL").
 //!
 //! Unlike the reference, the IPAM lease, the masquerade rules and the
 //! spoof-check rules are released also when `CNI_NETNS` is empty or the

@@ -1,4 +1,4 @@
-//! Undo steps for a failed ADD (design.md G8): each side effect registers
+//! Undo steps for a failed ADD (docs/architecture.md, "Principles"): each side effect registers
 //! how to revert it; on drop, unless committed, they run newest first.
 //! The reference leaves the veth behind on failure; we remove it too.
 
