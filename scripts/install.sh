@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# install.sh — install our `bridge` and `host-local` CNI plugins and the example
+# install.sh — install our `bridge`, `host-local`, `loopback` and `portmap` CNI plugins and the example
 # conflist where CNI clients (containerd, CRI-O, podman, cnitool) look for them.
 #
 #   scripts/install.sh [--force] [--no-build] [--no-conf] [--conflist FILE]
 #
 # Destinations (DESTDIR is prepended to both, for packaging and tests):
-#   binaries  ${DESTDIR}${PREFIX:-/opt/cni/bin}/{bridge,host-local}
+#   binaries  ${DESTDIR}${PREFIX:-/opt/cni/bin}/{bridge,host-local,loopback,portmap}
 #   conflist  ${DESTDIR}${CNI_CONF_DIR:-/etc/cni/net.d}/<basename of the conflist>
 # Source binaries: ${CNI_RS_BUILD_DIR:-target/release}; built with
-# `cargo build --release --bin bridge --bin host-local` if missing (unless --no-build).
+# `cargo build --release --bin bridge --bin host-local --bin loopback --bin portmap`
+# if missing (unless --no-build).
 # The conflist defaults to conf/10-bridge.conflist of this repository.
 #
 # An operator's files are never overwritten silently: a destination that already
@@ -26,7 +27,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FORCE=0 BUILD=1 CONF=1
 CONFLIST=$ROOT/conf/10-bridge.conflist
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "install.sh: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
@@ -45,15 +46,15 @@ done
 BIN_SRC=${CNI_RS_BUILD_DIR:-$ROOT/target/release}
 BIN_DST=${DESTDIR:-}${PREFIX:-/opt/cni/bin}
 CONF_DST=${DESTDIR:-}${CNI_CONF_DIR:-/etc/cni/net.d}
-PLUGINS=(bridge host-local)
+PLUGINS=(bridge host-local loopback portmap)
 
 missing=0
 for p in "${PLUGINS[@]}"; do [ -x "$BIN_SRC/$p" ] || missing=1; done
 if [ "$missing" = 1 ]; then
-  [ "$BUILD" = 1 ] || die "$BIN_SRC lacks bridge/host-local and --no-build was given"
-  [ -z "${CNI_RS_BUILD_DIR:-}" ] || die "CNI_RS_BUILD_DIR=$BIN_SRC lacks bridge/host-local"
+  [ "$BUILD" = 1 ] || die "$BIN_SRC lacks one of ${PLUGINS[*]} and --no-build was given"
+  [ -z "${CNI_RS_BUILD_DIR:-}" ] || die "CNI_RS_BUILD_DIR=$BIN_SRC lacks one of ${PLUGINS[*]}"
   echo "install.sh: building release binaries (cargo build --release)" >&2
-  (cd "$ROOT" && cargo build --release --bin bridge --bin host-local) >&2
+  (cd "$ROOT" && cargo build --release --bin bridge --bin host-local --bin loopback --bin portmap) >&2
 fi
 for p in "${PLUGINS[@]}"; do [ -x "$BIN_SRC/$p" ] || die "$BIN_SRC/$p is missing or not executable"; done
 if [ "$CONF" = 1 ]; then

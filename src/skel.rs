@@ -126,6 +126,14 @@ pub trait Plugin {
     fn gc(&self, a: &CmdArgs) -> Result<()>;
     /// STATUS (≥ 1.1.0): Ok when ADD could be serviced, else code 50/51.
     fn status(&self, a: &CmdArgs) -> Result<()>;
+    /// ADD's stdout document: by default [`Plugin::add`]'s result printed
+    /// in the config's version. Overridden only by a plugin whose reference
+    /// prints something the result model cannot express (loopback keeps
+    /// the 1.0.0 shape under older versions).
+    fn add_document(&self, a: &CmdArgs) -> Result<String> {
+        let r = self.add(a)?;
+        Ok(format!("{}\n", r.to_string_version(&a.conf.cni_version)?))
+    }
     /// Whether the plugin changes anything inside `CNI_NETNS`. Only then is
     /// a `CNI_NETNS` naming the plugin's own namespace refused (code 8);
     /// an IPAM plugin never enters the netns and skips the two `/proc`
@@ -485,13 +493,7 @@ fn execute<P: Plugin>(
     );
     let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Output> {
         match cmd {
-            Command::Add => {
-                let r = p.add(&a)?;
-                Ok(Some(format!(
-                    "{}\n",
-                    r.to_string_version(&a.conf.cni_version)?
-                )))
-            }
+            Command::Add => p.add_document(&a).map(Some),
             Command::Del => p.del(&a).map(|()| None),
             Command::Check => p.check(&a).map(|()| None),
             Command::Gc => p.gc(&a).map(|()| None),

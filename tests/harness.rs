@@ -482,9 +482,9 @@ fn cleanup_leaves_nothing() {
     for id in &sandboxes {
         let dels = log
             .lines()
-            .filter(|l| l.starts_with("DEL ") && l.contains(id.as_str()))
+            .filter(|l| l.starts_with("DEL bridge ") && l.contains(id.as_str()))
             .count();
-        assert_eq!(dels, 2, "two DELs for {id}:\n{log}");
+        assert_eq!(dels, 2, "two bridge DELs for {id}:\n{log}");
         assert!(
             !log.lines()
                 .any(|l| l.contains(id.as_str()) && !l.ends_with(" ok")),
@@ -695,7 +695,7 @@ fn pod_name_reused_is_refused_and_changes_nothing() {
 fn plugin_missing_from_cni_path_at_pod_creation_leaves_nothing() {
     require_root!();
     let bin = TempDir::new("plugins");
-    for p in ["bridge", "host-local"] {
+    for p in ["bridge", "host-local", "portmap"] {
         let dst = bin.path().join(p);
         std::fs::copy(common::harness_plugin_dir().join(p), &dst).expect("copy plugin");
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");

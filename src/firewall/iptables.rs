@@ -39,14 +39,14 @@ impl Family {
             IpNet::V6(_) => Family::V6,
         }
     }
-    fn save_cmd(self) -> Cmd {
+    pub(crate) fn save_cmd(self) -> Cmd {
         let prog = match self {
             Family::V4 => "iptables-save",
             Family::V6 => "ip6tables-save",
         };
         Cmd::new(prog, &["-t", "nat"])
     }
-    fn restore_cmd(self, script: String) -> Cmd {
+    pub(crate) fn restore_cmd(self, script: String) -> Cmd {
         let prog = match self {
             Family::V4 => "iptables-restore",
             Family::V6 => "ip6tables-restore",
@@ -87,7 +87,7 @@ impl Family {
     /// to it can exist (a jump needs its target), so the `*tables-save`
     /// dump can be skipped. Legacy iptables keeps its rules outside
     /// nf_tables: always `false` there.
-    fn chain_certainly_absent(self, chain: &str) -> bool {
+    pub(crate) fn chain_certainly_absent(self, chain: &str) -> bool {
         self.is_nft() && nf_exists(self.nf(), "nat", Some(chain)) == Some(false)
     }
     /// Removes `chain` and the jumps to it without running a tool where

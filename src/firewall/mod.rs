@@ -20,6 +20,7 @@ mod nft;
 mod nft_direct;
 mod nft_teardown;
 mod nftables;
+pub mod portmap;
 pub mod spoofcheck;
 
 use std::collections::BTreeSet;

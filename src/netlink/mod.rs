@@ -30,6 +30,7 @@
 //!   so callers never compare strings.
 
 mod addr;
+pub mod conntrack;
 mod link;
 mod nft_dump;
 mod nft_rules;

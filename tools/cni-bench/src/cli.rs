@@ -12,8 +12,8 @@ pub const USAGE: &str = "\
 usage: cni-bench [--ours DIR] [--reference DIR] [--quick | --iterations N]
                  [--json PATH] [--only NAME[,NAME...]] [--tmpdir DIR] [--help]
 
-Benchmarks our bridge + host-local plugins against the reference ones, inside
-network namespaces it creates (needs root).
+Benchmarks our bridge, host-local, portmap and loopback plugins against the
+reference ones, inside network namespaces it creates (needs root).
 
   --ours DIR        our plugins (default: the directory of this executable)
   --reference DIR   reference plugins (default: /usr/lib/cni)
@@ -21,7 +21,7 @@ network namespaces it creates (needs root).
   --iterations N    base iteration count (longer runs: 200 is bench-ref.sh's)
   --json PATH       also write every result as JSON (for comparing commits)
   --only NAMES      comma-separated subset of: version, hostlocal, bridge,
-                    dualstack, concurrent, leases, rss
+                    dualstack, concurrent, leases, rss, portmap, loopback
   --tmpdir DIR      where the host-local stores go (default: /dev/shm)
 ";
 

@@ -7,6 +7,7 @@ mod concurrent;
 mod dualstack;
 mod hostlocal;
 mod leases;
+mod portmap;
 mod rss;
 mod version;
 
@@ -31,10 +32,12 @@ pub enum Scenario {
     Concurrent,
     Leases,
     Rss,
+    Portmap,
+    Loopback,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Version,
         Scenario::HostLocal,
         Scenario::Bridge,
@@ -42,6 +45,8 @@ impl Scenario {
         Scenario::Concurrent,
         Scenario::Leases,
         Scenario::Rss,
+        Scenario::Portmap,
+        Scenario::Loopback,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +58,8 @@ impl Scenario {
             Scenario::Concurrent => "concurrent",
             Scenario::Leases => "leases",
             Scenario::Rss => "rss",
+            Scenario::Portmap => "portmap",
+            Scenario::Loopback => "loopback",
         }
     }
 
@@ -72,6 +79,8 @@ impl Scenario {
             Scenario::Concurrent => concurrent::run(ctx, &mut out),
             Scenario::Leases => leases::run(ctx, &mut out),
             Scenario::Rss => rss::run(ctx, &mut out),
+            Scenario::Portmap => portmap::run_portmap(ctx, &mut out),
+            Scenario::Loopback => portmap::run_loopback(ctx, &mut out),
         };
         ScenarioReport {
             name: self.name().into(),
@@ -107,7 +116,8 @@ impl Side {
     }
 }
 
-/// One implementation: a directory holding `bridge` and `host-local`.
+/// One implementation: a directory holding `bridge`, `host-local`,
+/// `portmap` and `loopback`.
 #[derive(Debug, Clone)]
 pub struct Impl {
     pub side: Side,
