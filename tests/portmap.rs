@@ -265,6 +265,17 @@ fn in_pod<T: Send + 'static>(pod: &PodNs, f: impl FnOnce() -> T + Send + 'static
 fn traffic_flows_through_the_mapping_with_both_backends() {
     require_root!();
     for backend in ["iptables", "nftables"] {
+        // Each backend on a fresh thread: a node netns entered from inside
+        // the previous one would take that node for the machine in its
+        // leak check.
+        std::thread::spawn(move || traffic_through(backend))
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+}
+
+fn traffic_through(backend: &'static str) {
+    {
         let node = Node::new();
         node.ns.assert_inside();
         let pod = add_pod(&node, "traffic-1");

@@ -7,27 +7,30 @@
 //! vishvananda/netlink: dump the family's table, match in user space,
 //! delete each match by its original tuple.
 
-use std::io;
-
+use netlink_packet_core::{NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
-use super::wire::{self, Request};
-use super::{open_socket, recv_datagram, retry_eintr, NetlinkError, Result};
+use super::nft_wire::{attrs_exact, Request};
+use super::transport::Transport;
+use super::Result;
 
-const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+// ctnetlink message types and attributes (linux/netfilter/nfnetlink_conntrack.h;
+// not in libc).
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
-
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_ZONE: u16 = 18;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_DST_PORT: u16 = 3;
-/// `NLA_F_NESTED`, set on nested attributes we send.
-const NLA_F_NESTED: u16 = 0x8000;
 
 /// IP protocol number of UDP.
-pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
+
+/// The nfnetlink message type of ctnetlink message `msg`.
+const fn ct_type(msg: u16) -> u16 {
+    ((libc::NFNL_SUBSYS_CTNETLINK as u16) << 8) | msg
+}
 
 /// One flow to delete: its original tuple (raw, as dumped) and zone.
 struct Flow {
@@ -35,71 +38,47 @@ struct Flow {
     zone: Option<Vec<u8>>,
 }
 
-fn proto_error(op: &str, detail: impl Into<String>) -> NetlinkError {
-    NetlinkError::Protocol {
-        op: op.to_string(),
-        detail: detail.into(),
-    }
-}
-
 /// Deletes every conntrack entry of `family` (IPv4 when `v6` is false)
 /// whose original direction has IP protocol `proto` and destination port
 /// `port`, whatever its addresses (the reference's filter). Returns how
 /// many were deleted; a flow that vanished meanwhile is not an error.
 pub fn delete_by_dst_port(v6: bool, proto: u8, port: u16) -> Result<usize> {
-    let op = "conntrack dump";
-    let sock = open_socket(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
-    let family: u8 = if v6 { 10 } else { 2 };
-    let header = [family, 0, 0, 0];
-    let get = Request::new((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, &header);
-    let buf = get.finish(wire::NLM_F_REQUEST | wire::NLM_F_DUMP, 1);
-    retry_eintr(|| sock.send(&buf, 0)).map_err(|e| proto_error(op, e.to_string()))?;
-    let mut flows = Vec::new();
-    let mut data = Vec::new();
-    'dump: loop {
-        retry_eintr(|| recv_datagram(&sock, &mut data))
-            .map_err(|e| proto_error(op, e.to_string()))?;
-        for msg in wire::messages(&data) {
-            let msg = msg.map_err(|len| proto_error(op, format!("malformed reply ({len})")))?;
-            match msg.msg_type {
-                wire::NLMSG_DONE => break 'dump,
-                wire::NLMSG_ERROR => {
-                    let code = wire::read_i32(msg.payload, 0).unwrap_or(0);
-                    if code == 0 {
-                        break 'dump;
-                    }
-                    return Err(NetlinkError::Kernel {
-                        op: op.to_string(),
-                        source: io::Error::from_raw_os_error(code.wrapping_neg()),
-                    });
-                }
-                _ => {
-                    if let Some(flow) =
-                        matching_flow(msg.payload.get(4..).unwrap_or(&[]), proto, port)
-                    {
-                        flows.push(flow);
-                    }
-                }
-            }
-        }
-    }
+    let mut nl = Transport::open(NETLINK_NETFILTER)?;
+    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u8;
+    let header = [family, libc::NFNETLINK_V0 as u8, 0, 0];
+    let mut get = Request::new(ct_type(IPCTNL_MSG_CT_GET), &header).finish(0, 0);
+    let flows = nl.dump(
+        "conntrack dump",
+        &mut get,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        |frame, out: &mut Vec<Flow>| {
+            out.extend(matching_flow(
+                frame.payload.get(4..).unwrap_or(&[]),
+                proto,
+                port,
+            ));
+            Ok(())
+        },
+    )?;
     let mut deleted = 0;
-    for (seq, flow) in (2u32..).zip(&flows) {
-        let mut del = Request::new((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, &header);
+    for flow in &flows {
+        let mut del = Request::new(ct_type(IPCTNL_MSG_CT_DELETE), &header);
         del.attr(CTA_TUPLE_ORIG | NLA_F_NESTED, &flow.tuple);
         if let Some(zone) = &flow.zone {
             del.attr(CTA_ZONE, zone);
         }
-        let buf = del.finish(wire::NLM_F_REQUEST | wire::NLM_F_ACK, seq);
-        retry_eintr(|| sock.send(&buf, 0))
-            .map_err(|e| proto_error("conntrack delete", e.to_string()))?;
-        retry_eintr(|| recv_datagram(&sock, &mut data))
-            .map_err(|e| proto_error("conntrack delete", e.to_string()))?;
-        // ENOENT: the flow expired or someone else deleted it meanwhile.
-        let ok = wire::messages(&data)
-            .filter_map(|m| m.ok())
-            .any(|m| m.msg_type == wire::NLMSG_ERROR && wire::read_i32(m.payload, 0) == Some(0));
-        deleted += usize::from(ok);
+        let mut msg = del.finish(0, 0);
+        match nl.request(
+            "conntrack delete",
+            &mut msg,
+            NLM_F_REQUEST | NLM_F_ACK,
+            |_| Ok(()),
+        ) {
+            Ok(()) => deleted += 1,
+            // The flow expired or someone else deleted it meanwhile.
+            Err(e) if e.is(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(deleted)
 }
@@ -109,7 +88,7 @@ pub fn delete_by_dst_port(v6: bool, proto: u8, port: u16) -> Result<usize> {
 fn matching_flow(attrs: &[u8], proto: u8, port: u16) -> Option<Flow> {
     let mut tuple = None;
     let mut zone = None;
-    for (kind, value) in wire::attrs(attrs) {
+    for (kind, value) in attrs_exact(attrs)? {
         match kind {
             CTA_TUPLE_ORIG => tuple = Some(value),
             CTA_ZONE => zone = Some(value.to_vec()),
@@ -117,10 +96,12 @@ fn matching_flow(attrs: &[u8], proto: u8, port: u16) -> Option<Flow> {
         }
     }
     let tuple = tuple?;
-    let (_, p) = wire::attrs(tuple).find(|(k, _)| *k == CTA_TUPLE_PROTO)?;
+    let (_, p) = attrs_exact(tuple)?
+        .into_iter()
+        .find(|(k, _)| *k == CTA_TUPLE_PROTO)?;
     let mut num = None;
     let mut dport = None;
-    for (k, v) in wire::attrs(p) {
+    for (k, v) in attrs_exact(p)? {
         match k {
             CTA_PROTO_NUM => num = v.first().copied(),
             CTA_PROTO_DST_PORT => dport = v.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])),
