@@ -4,7 +4,6 @@
 //! veth names and the netns path) and the kernel state they leave.
 //!
 //! Known, intended differences (excluded from the comparison):
-//! - we bring `lo` up in the pod (the reference leaves that to `loopback`);
 //! - we pin the bridge MAC on every ADD, the reference only with isGateway
 //!   (MACs are normalised away anyway);
 //! - `keep_addr_on_down` is set by reference v1.7+, not by Debian's 1.1.1.
@@ -100,8 +99,6 @@ fn routes_view(routes: &Value) -> Value {
         .as_array()
         .map(|a| {
             a.iter()
-                // `lo` is ours to bring up, not the reference's: skip its routes.
-                .filter(|r| r["dev"] != "lo")
                 .map(|r| json!({"dst": r["dst"], "gateway": r["gateway"], "dev": r["dev"], "table": r["table"],
                                 "scope": r["scope"], "metric": r["metric"], "type": r["type"], "protocol": r["protocol"]}))
                 .collect()

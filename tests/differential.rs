@@ -163,8 +163,8 @@ impl Node {
         let mut pods = Vec::new();
         for pod in &self.pods {
             pods.push(json!({
-                "links": norm_links(&without_pod_lo(pod.ip_json(&["-d", "link", "show"]))),
-                "addrs": norm_addrs(&without_pod_lo(pod.ip_json(&["addr", "show"]))),
+                "links": norm_links(&pod.ip_json(&["-d", "link", "show"])),
+                "addrs": norm_addrs(&pod.ip_json(&["addr", "show"])),
                 "routes4": norm_routes(&pod.ip_json(&["-4", "route", "show", "table", "main"])),
                 "routes6": norm_routes(&pod.ip_json(&["-6", "route", "show", "table", "main"])),
             }));
@@ -215,16 +215,6 @@ impl Node {
             );
         }
     }
-}
-
-/// Accepted difference: our bridge also brings the pod's `lo` up (with its
-/// 127.0.0.1/::1), which reference 1.1.1 leaves to the `loopback` plugin that
-/// CRI runtimes run for every pod anyway. So a pod's `lo` is not compared.
-fn without_pod_lo(mut links: Value) -> Value {
-    if let Some(a) = links.as_array_mut() {
-        a.retain(|l| l["ifname"] != "lo");
-    }
-    links
 }
 
 /// Replaces host veth names (random) with "VETH".

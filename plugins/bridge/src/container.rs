@@ -101,7 +101,6 @@ pub fn configure_l3(
     }
     nl.set_up(iface.index)
         .map_err(|e| CniError::from(e).context(format!("failed to set {ifname:?} UP")))?;
-    lo_up(nl)?;
     if enable_dad && v6gw.is_some() {
         settle_addresses(nl, iface)?;
     }
@@ -127,19 +126,12 @@ pub fn configure_l3(
     Ok(())
 }
 
-/// L2-only: the container interface and `lo` just go up.
+/// L2-only: the container interface just goes up. `lo` is the `loopback`
+/// plugin's job, which runtimes call for every pod; like the reference
+/// bridge, we never touch it.
 pub fn up_l2(nl: &mut Netlink, iface: &Link) -> Result<()> {
     nl.set_up(iface.index)
-        .map_err(|e| CniError::from(e).context(format!("failed to set {:?} up", iface.name)))?;
-    lo_up(nl)
-}
-
-/// The loopback device of every network namespace has index 1
-/// (`LOOPBACK_IFINDEX`); setting an up link up is a no-op, so no lookup.
-const LOOPBACK_INDEX: u32 = 1;
-
-fn lo_up(nl: &mut Netlink) -> Result<()> {
-    Ok(nl.set_up(LOOPBACK_INDEX)?)
+        .map_err(|e| CniError::from(e).context(format!("failed to set {:?} up", iface.name)))
 }
 
 /// Waits (bounded) for IPv6 DAD to finish when `enabledad` asked for it.
