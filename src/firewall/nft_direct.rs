@@ -22,7 +22,7 @@
 use ipnet::{IpNet, Ipv4Net};
 
 use super::error::FirewallError;
-use super::iptables::WantedRule;
+use super::masq_rule::WantedRule;
 use crate::netlink::{nf_exists, CmpOp, NfFamily, NftBatch, NftExpr};
 
 const TABLE: &str = "nat";
@@ -171,8 +171,8 @@ fn masquerade_info() -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::iptables::planned_rules;
     use super::super::iptables_save::NatTable;
+    use super::super::masq_rule::planned_rules;
     use super::*;
 
     fn nets(s: &[&str]) -> Vec<IpNet> {

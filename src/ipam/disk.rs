@@ -45,10 +45,10 @@ use std::collections::HashMap;
 
 use super::allocator::LeaseIndex;
 use super::config::validate_network_name;
+use super::dirfile::read_at;
 use super::error::IpamError;
 use super::index::{marker_content, marker_name, Index};
-use super::ops::validate_attachment;
-use super::store::{lease_content, Lease, Owner, Store};
+use super::store::{lease_content, validate_attachment, Lease, Owner, Store};
 
 /// Name of the lock file inside the network directory.
 pub const LOCK_FILE: &str = "lock";
@@ -363,33 +363,6 @@ fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(128);
     f.read_to_end(&mut buf)?;
     Ok(buf)
-}
-
-/// Reads `name` relative to the open directory `dir`: `openat`, one `read`
-/// and `close` for a normal lease (no full-path lookup, no size-hint `statx`
-/// and `lseek` as `read_to_end` would do), which matters with 65k leases.
-pub(crate) fn read_at(dir: &File, name: &str) -> std::io::Result<Vec<u8>> {
-    let fd = nix::fcntl::openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
-        Mode::empty(),
-    )?;
-    let mut f = File::from(fd);
-    let mut buf = [0u8; 512];
-    let n = loop {
-        match f.read(&mut buf) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            other => break other?,
-        }
-    };
-    let mut out = buf[..n].to_vec();
-    // A short read of a regular file means end of file; only a full buffer
-    // (an unusually long id) needs more reads.
-    if n == buf.len() {
-        f.read_to_end(&mut out)?;
-    }
-    Ok(out)
 }
 
 /// Reads and parses every named lease file.

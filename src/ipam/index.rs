@@ -38,7 +38,7 @@ use nix::sys::time::TimeSpec;
 use nix::time::{clock_gettime, ClockId};
 use sha2::{Digest, Sha256};
 
-use super::disk::read_at;
+use super::dirfile::read_at;
 
 /// Directory under `dataDir` holding one index per network.
 pub const INDEX_DIR: &str = ".cni-rs-index";

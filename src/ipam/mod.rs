@@ -103,6 +103,7 @@
 
 pub mod allocator;
 pub mod config;
+mod dirfile;
 pub mod disk;
 pub mod dns;
 pub mod error;

@@ -178,6 +178,23 @@ impl Store for MemStore {
     }
 }
 
+/// Defence in depth (the skel validates these too): the container id and
+/// ifname end up in lease file contents, where CR/LF would forge the format.
+pub fn validate_attachment(id: &str, ifname: &str) -> Result<(), IpamError> {
+    let bad = |s: &str| s.is_empty() || s.contains('/') || s.chars().any(char::is_control);
+    if bad(id) || id.trim() != id || id == "." || id == ".." {
+        return Err(IpamError::Args(format!(
+            "invalid container id {id:?}: must be non-empty, without '/', whitespace or control characters"
+        )));
+    }
+    if bad(ifname) || ifname.chars().any(char::is_whitespace) || ifname == "." || ifname == ".." {
+        return Err(IpamError::Args(format!(
+            "invalid interface name {ifname:?}: must be non-empty, without '/', whitespace or control characters"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
