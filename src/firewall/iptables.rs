@@ -392,6 +392,7 @@ fn stale_chains(table: &NatTable, network: &str, valid_ids: &BTreeSet<&str>) -> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::iptables_save::restore_quote;
     use super::*;
 
     fn nets(s: &[&str]) -> Vec<IpNet> {

@@ -239,15 +239,9 @@ mod tests {
     #[cfg(target_endian = "little")]
     #[test]
     fn batch_is_what_iptables_restore_sends() {
-        let captured: Vec<u8> = {
-            let hex: String = include_str!("testdata/iptables-nft-1.8.9-masq-batch.hex")
-                .split_whitespace()
-                .collect();
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                .collect()
-        };
+        let captured =
+            crate::hex::decode(include_str!("testdata/iptables-nft-1.8.9-masq-batch.hex"))
+                .expect("hex");
         // BATCH_BEGIN: 28 bytes with the genid attribute → 20 without.
         let mut want = captured[..28].to_vec();
         want[0] = 20;

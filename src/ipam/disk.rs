@@ -17,8 +17,8 @@
 //! The store also keeps the attachment [`Index`] (outside this directory) in
 //! step with it; see the "Attachment index" section of the [module docs](super).
 //!
-//! Crash testing: when the environment variable [`CRASH_ENV`]
-//! (`CNI_RS_TEST_CRASH_POINT`) equals one of `after-lock`, `after-create`,
+//! Crash testing (only in builds with the `test-hooks` feature, see
+//! [`crate::test_hooks`]): when the crash hook names one of `after-lock`, `after-create`,
 //! `after-write`, `before-rename` or `after-remove`, the process kills itself
 //! with SIGKILL at that point (after the lock is taken; after a lease file is
 //! created but before its content is written; after the lease is written but
@@ -27,9 +27,7 @@
 //! set, marker and state not yet written), `index-after-marker` (marker
 //! written, state not), `index-during-rebuild` (after the first marker file
 //! of a rebuild), `index-after-rebuild` (markers synced, state not written).
-//! `cni::skel` adds `helper-panic-before-write` and `helper-panic-mid-write`
-//! (a helper thread panics while the answer is printed). Unset, nothing
-//! happens. Only tests set it.
+//! Unset, nothing happens. Only tests set it.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -49,24 +47,16 @@ use super::dirfile::read_at;
 use super::error::IpamError;
 use super::index::{marker_content, marker_name, Index};
 use super::store::{lease_content, validate_attachment, Lease, Owner, Store};
+use crate::test_hooks::crash_point;
 
 /// Name of the lock file inside the network directory.
 pub const LOCK_FILE: &str = "lock";
 /// Prefix of the per-range-set round-robin files.
 pub const LAST_IP_PREFIX: &str = "last_reserved_ip.";
-/// Test-only crash hook, see the module docs.
-pub const CRASH_ENV: &str = "CNI_RS_TEST_CRASH_POINT";
 
 /// Lease files are private (reference ≥ v1.4.0; v1.1.1 used 0644).
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o755;
-
-/// Kills the process with SIGKILL if the crash hook names `point`.
-fn crash_point(point: &str) {
-    if std::env::var_os(CRASH_ENV).is_some_and(|v| v == point) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
-}
 
 /// One network's lease directory, locked for as long as this value lives.
 #[derive(Debug)]

@@ -208,7 +208,7 @@ pub fn marker_name(id: &str, ifname: &str) -> String {
     h.update([0u8]);
     h.update(ifname.as_bytes());
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest[..16])
 }
 
 /// The marker file content of an attachment holding `ips`.

@@ -17,3 +17,7 @@ pub use version::{
     check_version, version_at_least, version_reply, CURRENT_VERSION, DEFAULT_CONFIG_VERSION,
     SUPPORTED_VERSIONS,
 };
+
+/// Longest interface name Linux accepts: `IFNAMSIZ` (16) minus the
+/// terminating NUL. Binds `CNI_IFNAME` and every name a plugin creates.
+pub const MAX_IFNAME: usize = 15;
