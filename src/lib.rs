@@ -7,6 +7,7 @@ pub mod delegate;
 pub mod error;
 pub mod firewall;
 pub mod hex;
+pub mod invoke;
 pub mod ipam;
 pub mod lock;
 pub mod log;

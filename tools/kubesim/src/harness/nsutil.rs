@@ -1,18 +1,17 @@
 //! Network namespaces held by helper processes, and the two ways the harness
 //! acts inside one: spawning a command whose child `setns`es before exec, or
-//! running a closure on a short-lived thread that `setns`es first.
+//! running a closure on a short-lived thread that `setns`es first (both
+//! from `cni::netns`).
 //!
 //! Safety: every [`Netns`] is checked on creation to differ from the netns
 //! kubesim itself runs in (and from PID 1's when readable), so no harness
 //! command can ever change the machine's own network.
 
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nix::sched::{setns, CloneFlags};
+use cni::netns::{enter_on_exec, NetNs};
 
 use super::error::{HarnessError, Result};
 
@@ -59,14 +58,9 @@ impl Netns {
 
     /// A command that runs inside this netns (the child calls setns(2)).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Result<Command> {
-        let fd = self.open()?;
+        let ns = self.open()?;
         let mut cmd = Command::new(program);
-        // SAFETY: only setns(2) runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                setns(&fd, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
-            });
-        }
+        enter_on_exec(&mut cmd, ns);
         Ok(cmd)
     }
 
@@ -91,18 +85,9 @@ impl Netns {
     /// Runs `f` on a fresh thread that first joins this netns (for
     /// `/proc/sys/net` writes, which follow the calling thread's netns).
     pub fn with<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        let fd = self.open()?;
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                setns(&fd, CloneFlags::CLONE_NEWNET).map_err(|e| HarnessError::Io {
-                    context: "setns".into(),
-                    source: e.into(),
-                })?;
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| HarnessError::Safety("netns worker thread panicked".into()))?
-        })
+        self.open()?
+            .run(f)
+            .map_err(|e| HarnessError::io("run in netns")(std::io::Error::other(e)))
     }
 
     /// Writes a sysctl under `/proc/sys` inside this netns.
@@ -112,15 +97,13 @@ impl Netns {
             .map_err(HarnessError::io(format!("write sysctl {key}")))
     }
 
-    fn open(&self) -> Result<File> {
-        let file = File::open(&self.path)
-            .map_err(HarnessError::io(format!("open {}", self.path.display())))?;
+    fn open(&self) -> Result<NetNs> {
+        let ns = NetNs::open(&self.path).map_err(|e| {
+            HarnessError::io(format!("open {}", self.path.display()))(std::io::Error::other(e))
+        })?;
         // Re-check through the fd we will actually use: the holder could
         // have died and its pid been reused since we checked.
-        let inode = file
-            .metadata()
-            .map_err(HarnessError::io("stat netns fd"))?
-            .ino();
+        let inode = ns.inode().map_err(HarnessError::io("stat netns fd"))?;
         if inode != self.inode {
             return Err(HarnessError::Safety(format!(
                 "{} now refers to another netns (inode {inode}, expected {})",
@@ -128,7 +111,7 @@ impl Netns {
                 self.inode
             )));
         }
-        Ok(file)
+        Ok(ns)
     }
 }
 
