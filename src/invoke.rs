@@ -239,3 +239,80 @@ impl Answer {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(raw_status: i32, stdout: &str, stderr: &str) -> Output {
+        Output {
+            status: std::process::ExitStatus::from_raw(raw_status),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn answers_are_told_apart() {
+        assert_eq!(Answer::of(&output(0, "{}", "")), Answer::Success);
+        // wait(2) status: exit code in the high byte, signal in the low bits.
+        assert_eq!(Answer::of(&output(9, "", "")), Answer::Killed(9));
+        assert_eq!(
+            Answer::of(&output(1 << 8, r#"{"code":11,"msg":"busy"}"#, "")),
+            Answer::Refused(CniError::new(11, "busy"))
+        );
+        assert_eq!(
+            Answer::of(&output(2 << 8, " \n", "it broke\n")),
+            Answer::Unreadable("netplugin failed: \"it broke\"".into())
+        );
+        let Answer::Unreadable(why) = Answer::of(&output(1 << 8, r#"{"msg":"x"}"#, "")) else {
+            panic!("an object without a code is no CNI error");
+        };
+        assert!(why.ends_with(": no error code"), "{why}");
+    }
+
+    #[test]
+    fn runs_with_env_and_stdin() {
+        let env = [("CNI_COMMAND", "VERSION".to_string())];
+        let out = Invocation {
+            binary: Path::new("/bin/sh"),
+            env: &env,
+            stdin: b"printf '%s' \"$CNI_COMMAND\"",
+            netns: None,
+        }
+        .run()
+        .expect("run sh");
+        assert_eq!(Answer::of(&out), Answer::Success);
+        assert_eq!(out.stdout, b"VERSION");
+        let missing = Invocation {
+            binary: Path::new("/nonexistent/plugin"),
+            env: &[],
+            stdin: b"",
+            netns: None,
+        };
+        assert!(matches!(missing.run(), Err(ExecError::Spawn { .. })));
+    }
+
+    #[test]
+    fn cni_env_sets_all_six() {
+        let env = CniEnv {
+            command: "ADD".into(),
+            ..CniEnv::default()
+        };
+        let vars = env.vars(&[PathBuf::from("/a"), PathBuf::from("/b")]);
+        let names: Vec<&str> = vars.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            names,
+            [
+                "CNI_COMMAND",
+                "CNI_CONTAINERID",
+                "CNI_NETNS",
+                "CNI_ARGS",
+                "CNI_IFNAME",
+                "CNI_PATH"
+            ]
+        );
+        assert_eq!(vars[0].1, "ADD");
+        assert_eq!(vars[5].1, "/a:/b");
+    }
+}

@@ -67,7 +67,7 @@ pub unsafe fn c_arg(
 }
 
 /// Handles `--version`/`--help` (`first_arg` is `argv[1]`), refuses to
-/// block on a terminal, then runs [`dispatch`] on the real process
+/// block on a terminal, then runs [`dispatch`](super::dispatch()) on the real process
 /// environment and exits with its code.
 pub fn run_with_arg<P: Plugin>(p: &P, first_arg: Option<String>) -> ! {
     ignore_sigpipe();

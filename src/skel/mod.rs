@@ -122,7 +122,7 @@ pub struct CmdArgs {
     pub conf: NetConf,
 }
 
-/// A CNI plugin: one method per verb. Return a [`CniError`] with the spec
+/// A CNI plugin: one method per verb. Return a [`CniError`](crate::error::CniError) with the spec
 /// code; the skeleton prints it. VERSION is answered by the skeleton.
 pub trait Plugin {
     /// Short plugin name, e.g. "bridge", used in `--version` and help.
