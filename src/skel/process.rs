@@ -119,6 +119,7 @@ pub(super) fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         PANICKED.store(true, Ordering::SeqCst);
+        race::hook_entered();
         crate::cni_debug!("panic: {info}");
         default(info);
         let version = ERROR_VERSION

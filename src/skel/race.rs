@@ -9,9 +9,9 @@
 //! write the answer: no variable is read and no name is compiled in.
 
 #[cfg(feature = "test-hooks")]
-pub(super) use hooked::{before_claim, hook_claimed, write};
+pub(super) use hooked::{before_claim, hook_claimed, hook_entered, write};
 #[cfg(not(feature = "test-hooks"))]
-pub(super) use plain::{before_claim, hook_claimed, write};
+pub(super) use plain::{before_claim, hook_claimed, hook_entered, write};
 
 #[cfg(not(feature = "test-hooks"))]
 mod plain {
@@ -28,16 +28,19 @@ mod plain {
         out.write_all(text.as_bytes()).and_then(|()| out.flush())
     }
 
+    pub(in crate::skel) fn hook_entered() {}
+
     pub(in crate::skel) fn hook_claimed() {}
 }
 
 #[cfg(feature = "test-hooks")]
 mod hooked {
-    use crate::skel::process::PANICKED;
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
+    /// Set first thing by the panic hook.
+    static HOOK_ENTERED: AtomicBool = AtomicBool::new(false);
     /// Set by the panic hook once it holds the right to write.
     static HOOK_CLAIMED: AtomicBool = AtomicBool::new(false);
 
@@ -78,10 +81,15 @@ mod hooked {
         out.write_all(first)?;
         out.flush()?;
         helper_panic();
-        wait_for(&PANICKED);
+        wait_for(&HOOK_ENTERED);
         std::thread::sleep(Duration::from_millis(20));
         out.write_all(second)?;
         out.flush()
+    }
+
+    /// Called first thing by the panic hook.
+    pub(in crate::skel) fn hook_entered() {
+        HOOK_ENTERED.store(true, Ordering::SeqCst);
     }
 
     /// Called by the panic hook once it holds the right to write.
