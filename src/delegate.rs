@@ -1,65 +1,21 @@
-//! Running a delegated plugin (IPAM) the way Go's `pkg/invoke` does: find
-//! it on `CNI_PATH`, run it with our environment but another
-//! `CNI_COMMAND`, feed it the same stdin, forward its stderr, and parse its
-//! result or error.
+//! Running a delegated plugin (IPAM) the way Go's `pkg/invoke` does
+//! ([`crate::invoke`]): find it on `CNI_PATH`, run it with our environment
+//! but another `CNI_COMMAND`, feed it the same stdin, forward its stderr,
+//! and parse its result or error.
 
 use crate::error::{codes, CniError, Result};
+use crate::invoke::{find_in_path, Answer, ExecError, Invocation};
 use crate::skel::{CmdArgs, Command};
 use crate::spec::CniResult;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
-use std::time::Duration;
-
-/// How often a spawn failing with "text file busy" is tried (libcni).
-const ETXTBSY_ATTEMPTS: usize = 5;
-/// Pause between those attempts (libcni sleeps 1 s).
-const ETXTBSY_PAUSE: Duration = Duration::from_secs(1);
+use std::path::PathBuf;
 
 /// Finds plugin `name` in the `cni_path` directories, in order (Go
 /// `FindInPath`). Only regular files with an execute bit count.
 /// Errors (code 7): empty name, a name containing `/`, no directories,
 /// or not found: `failed to find plugin "x" in path [/a /b]`.
 pub fn find_plugin(name: &str, cni_path: &[PathBuf]) -> Result<PathBuf> {
-    if name.is_empty() {
-        return Err(CniError::new(
-            codes::INVALID_CONFIG,
-            "no plugin name provided",
-        ));
-    }
-    if name.contains('/') {
-        return Err(CniError::new(
-            codes::INVALID_CONFIG,
-            format!("invalid plugin name: {name}"),
-        ));
-    }
-    if cni_path.is_empty() {
-        return Err(CniError::new(codes::INVALID_CONFIG, "no paths provided"));
-    }
-    for dir in cni_path {
-        let candidate = dir.join(name);
-        if let Ok(meta) = std::fs::metadata(&candidate) {
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return Ok(candidate);
-            }
-        }
-    }
-    let dirs = cni_path
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(" ");
-    Err(CniError::new(
-        codes::INVALID_CONFIG,
-        format!("failed to find plugin {name:?} in path [{dirs}]"),
-    ))
-}
-
-/// What a finished delegate printed.
-struct ChildOutput {
-    stdout: Vec<u8>,
+    find_in_path(name, cni_path).map_err(|e| CniError::new(codes::INVALID_CONFIG, e.to_string()))
 }
 
 /// The environment overrides for the child: `CNI_COMMAND` plus the CNI
@@ -88,34 +44,6 @@ fn cni_env(command: Command, a: &CmdArgs) -> Vec<(&'static str, String)> {
     env
 }
 
-/// Spawns `bin`, retrying while the binary is still being written.
-fn spawn(bin: &Path, env: &[(&'static str, String)]) -> Result<std::process::Child> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let r = Process::new(bin)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        match r {
-            Ok(child) => return Ok(child),
-            Err(e)
-                if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempt < ETXTBSY_ATTEMPTS =>
-            {
-                std::thread::sleep(ETXTBSY_PAUSE);
-            }
-            Err(e) => {
-                return Err(CniError::new(
-                    codes::IO,
-                    format!("failed to execute plugin {}: {e}", bin.display()),
-                ))
-            }
-        }
-    }
-}
-
 /// A failed delegated call, and whether the plugin may have kept state for
 /// it (what a caller's rollback must release).
 #[derive(Debug)]
@@ -135,12 +63,13 @@ impl From<Failure> for CniError {
 }
 
 /// Runs the delegate and maps a failure to the child's own CNI error.
-fn exec(plugin_type: &str, command: Command, a: &CmdArgs) -> Result<ChildOutput> {
+fn exec(plugin_type: &str, command: Command, a: &CmdArgs) -> Result<Vec<u8>> {
     exec_tracked(plugin_type, command, a).map_err(CniError::from)
 }
 
-/// [`exec`], telling apart a plugin's own answer from a death.
-fn exec_tracked(plugin_type: &str, command: Command, a: &CmdArgs) -> Result<ChildOutput, Failure> {
+/// [`exec`], telling apart a plugin's own answer from a death. Returns the
+/// child's stdout on success.
+fn exec_tracked(plugin_type: &str, command: Command, a: &CmdArgs) -> Result<Vec<u8>, Failure> {
     let unknown = |error| Failure {
         error,
         may_hold: true,
@@ -151,57 +80,33 @@ fn exec_tracked(plugin_type: &str, command: Command, a: &CmdArgs) -> Result<Chil
     };
     let bin = find_plugin(plugin_type, &a.path).map_err(answered)?;
     crate::cni_debug!("delegate {command} to {}", bin.display());
-    let mut child = spawn(&bin, &cni_env(command, a)).map_err(answered)?;
-    // Feed stdin from a thread so a child that writes a lot before reading
-    // cannot deadlock us on full pipes.
-    let mut pipe = child
-        .stdin
-        .take()
-        .ok_or_else(|| unknown(CniError::internal("delegate stdin not captured")))?;
-    let input = a.stdin.clone();
-    let writer = std::thread::spawn(move || {
-        // A child that exits without reading stdin causes EPIPE: harmless.
-        let _ = pipe.write_all(&input);
-    });
-    let out = child.wait_with_output().map_err(|e| {
-        unknown(CniError::new(
-            codes::IO,
-            format!("failed to wait for plugin {}: {e}", bin.display()),
-        ))
-    })?;
-    let _ = writer.join();
+    let env = cni_env(command, a);
+    let run = Invocation {
+        binary: &bin,
+        env: &env,
+        stdin: &a.stdin,
+        netns: None,
+    }
+    .run();
+    let out = match run {
+        Ok(out) => out,
+        Err(e @ ExecError::Wait { .. }) => {
+            return Err(unknown(CniError::new(codes::IO, e.to_string())))
+        }
+        Err(e) => return Err(answered(CniError::new(codes::IO, e.to_string()))),
+    };
     // Forward the child's diagnostics to our stderr (never our stdout).
     if !out.stderr.is_empty() {
         let _ = std::io::stderr().write_all(&out.stderr);
     }
-    if out.status.success() {
-        return Ok(ChildOutput { stdout: out.stdout });
-    }
-    if let Some(sig) = out.status.signal() {
-        return Err(unknown(CniError::internal(format!(
+    match Answer::of(&out) {
+        Answer::Success => Ok(out.stdout),
+        Answer::Refused(e) => Err(answered(e)),
+        Answer::Killed(sig) => Err(unknown(CniError::internal(format!(
             "plugin {} was killed by signal {sig}",
             bin.display()
-        ))));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.trim().is_empty() {
-        return Err(unknown(CniError::internal(format!(
-            "netplugin failed: {:?}",
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        ))));
-    }
-    match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-        Ok(v) => match CniError::from_json(&v) {
-            Some(e) => Err(answered(e)),
-            None => Err(unknown(CniError::internal(format!(
-                "netplugin failed but error parsing its diagnostic message {:?}: no error code",
-                text.trim()
-            )))),
-        },
-        Err(e) => Err(unknown(CniError::internal(format!(
-            "netplugin failed but error parsing its diagnostic message {:?}: {e}",
-            text.trim()
         )))),
+        Answer::Unreadable(why) => Err(unknown(CniError::internal(why))),
     }
 }
 
@@ -215,13 +120,13 @@ pub fn add(plugin_type: &str, a: &CmdArgs) -> Result<CniResult> {
 /// allocation for it: a caller's rollback releases only what its own call
 /// allocated, never a lease an earlier ADD of the same attachment holds.
 pub fn add_tracked(plugin_type: &str, a: &CmdArgs) -> Result<CniResult, Failure> {
-    let out = exec_tracked(plugin_type, Command::Add, a)?;
+    let stdout = exec_tracked(plugin_type, Command::Add, a)?;
     // The plugin succeeded: whatever we make of its answer, it allocated.
     let held = |error| Failure {
         error,
         may_hold: true,
     };
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+    let v: serde_json::Value = serde_json::from_slice(&stdout).map_err(|e| {
         held(CniError::new(
             codes::DECODE,
             format!("failed to decode result of plugin {plugin_type:?}: {e}"),
@@ -256,7 +161,9 @@ mod tests {
     use super::*;
     use crate::args::CniArgs;
     use crate::spec::NetConf;
+    use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
+    use std::time::Duration;
 
     /// A unique temp dir removed on drop.
     struct Tmp(PathBuf);

@@ -69,8 +69,7 @@ pub fn lock_path(kind: &str, parts: &[&str]) -> PathBuf {
         h.update([0u8]);
     }
     let digest = h.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    Path::new(LOCK_DIR).join(format!("{kind}-{hex}"))
+    Path::new(LOCK_DIR).join(format!("{kind}-{}", crate::hex::encode(&digest[..16])))
 }
 
 impl FileLock {

@@ -11,7 +11,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
@@ -106,6 +108,11 @@ impl NetNs {
         &self.path
     }
 
+    /// The namespace's inode (what `/proc/<pid>/ns/net` links name).
+    pub fn inode(&self) -> io::Result<u64> {
+        self.file.metadata().map(|m| m.ino())
+    }
+
     /// True when both handles name the same namespace (same nsfs inode).
     pub fn same_as(&self, other: &NetNs) -> bool {
         match (self.file.metadata(), other.file.metadata()) {
@@ -131,6 +138,16 @@ impl NetNs {
                 path: self.path.clone(),
             })?
         })
+    }
+}
+
+/// Makes `cmd`'s child enter the network namespace `ns` between fork and
+/// exec: the program runs there while the caller's threads stay put.
+pub fn enter_on_exec(cmd: &mut Command, ns: impl AsFd + Send + Sync + 'static) {
+    // SAFETY: only setns(2) runs between fork and exec; it is
+    // async-signal-safe and touches no allocator or lock.
+    unsafe {
+        cmd.pre_exec(move || setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
     }
 }
 

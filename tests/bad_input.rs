@@ -209,15 +209,7 @@ fn generate(kind: &str, base: &Value) -> Vec<u8> {
 }
 
 fn hex_bytes(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd hex length");
-    digits
-        .chunks(2)
-        .map(|c| {
-            let t = std::str::from_utf8(c).expect("ascii");
-            u8::from_str_radix(t, 16).unwrap_or_else(|e| panic!("bad hex {t:?}: {e}"))
-        })
-        .collect()
+    cni::hex::decode(s).unwrap_or_else(|| panic!("bad hex {s:?}"))
 }
 
 fn build_call(case: &Case, base: &Value, places: &Places) -> PluginCall {

@@ -831,13 +831,7 @@ fn expected_host_veth(cid: &str, ifname: &str, attempt: u32) -> String {
         h.update([0]);
         h.update(attempt.to_string().as_bytes());
     }
-    let hex: String = h
-        .finalize()
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("veth{hex}")
+    format!("veth{}", cni::hex::encode(&h.finalize()[..4]))
 }
 
 #[test]

@@ -121,8 +121,7 @@ impl Cnitool {
 /// sha512(absolute netns path).
 fn container_id(netns: &Path) -> String {
     let digest = Sha512::digest(netns.as_os_str().as_encoded_bytes());
-    let hex: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
-    format!("cnitool-{hex}")
+    format!("cnitool-{}", cni::hex::encode(&digest[..10]))
 }
 
 /// Prints which client (and version) drives which plugins.

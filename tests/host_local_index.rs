@@ -18,7 +18,7 @@ use common::{PluginRun, TempDir};
 use host_local_common::*;
 use serde_json::{json, Value};
 
-use cni::ipam::disk::CRASH_ENV as CRASH;
+use cni::test_hooks::CRASH_ENV as CRASH;
 
 /// One run of `binary` with the debug log on; returns the run and its log.
 fn logged(

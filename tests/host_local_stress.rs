@@ -1,7 +1,7 @@
 //! Concurrency, crash-safety and scale tests of the `host-local` binary.
 //!
 //! Crash points are injected with the test-only `CNI_RS_TEST_CRASH_POINT`
-//! variable (see `cni::ipam::disk`): the plugin SIGKILLs itself there.
+//! variable (see `cni::test_hooks`): the plugin SIGKILLs itself there.
 
 mod common;
 mod host_local_common;
@@ -15,7 +15,7 @@ use common::TempDir;
 use host_local_common::*;
 use serde_json::{json, Value};
 
-use cni::ipam::disk::CRASH_ENV as CRASH;
+use cni::test_hooks::CRASH_ENV as CRASH;
 
 fn v4_conf(tmp: &TempDir, name: &str, subnet: &str) -> Value {
     conf("1.0.0", name, ipam(tmp.path(), &[&[subnet]]))

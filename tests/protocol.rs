@@ -433,7 +433,7 @@ fn helper_panic_while_answering_gives_one_document() {
             for (cmd, stdin, answer_code) in &cases {
                 for round in 0..10 {
                     let c = call(cmd)
-                        .env(cni::ipam::disk::CRASH_ENV, point)
+                        .env(cni::test_hooks::CRASH_ENV, point)
                         .stdin(stdin.as_bytes());
                     let run = run_plugin(&bin(plugin), &c);
                     let what = format!("{plugin} {point} {cmd} round {round}");

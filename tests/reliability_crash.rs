@@ -1,7 +1,7 @@
 //! Crash safety of the host-local store and the bridge plugin.
 //!
 //! - host-local killed with SIGKILL at every crash point of the store
-//!   (test-only hook `CNI_RS_TEST_CRASH_POINT`, see `cni::ipam::disk`) and at
+//!   (test-only hook `CNI_RS_TEST_CRASH_POINT`, see `cni::test_hooks`) and at
 //!   hundreds of random moments (timing-based), followed by DEL and/or GC:
 //!   the store ends exactly as the live containers need it, no lease lost,
 //!   none doubled, no debris.
@@ -25,9 +25,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NET: &str = "crashnet";
-use cni::ipam::disk::CRASH_ENV;
 /// host-local's attachment index (a cache beside the network directories).
 use cni::ipam::index::INDEX_DIR;
+use cni::test_hooks::CRASH_ENV;
 /// host-local never opens the netns; this path must just not be ours.
 const NO_NETNS: &str = "/run/netns/cni-rs-crash-test-none";
 

@@ -16,8 +16,9 @@ use ipnet::IpNet;
 
 use super::error::FirewallError;
 use super::exec::{Cmd, Running};
-use super::iptables_save::{restore_quote, NatTable};
+use super::iptables_save::NatTable;
 use super::iptables_version::fast_path_verified;
+use super::masq_rule::{planned_rules, WantedRule};
 use super::naming::{chain_name, container_id_from_comment, iptables_comment};
 use super::nft_direct;
 use super::nft_teardown::{self, Removed};
@@ -52,13 +53,6 @@ impl Family {
             Family::V6 => "ip6tables-restore",
         };
         Cmd::new(prog, &["--noflush", "-w"]).stdin(script)
-    }
-    /// The reference never masquerades multicast.
-    fn multicast(self) -> IpNet {
-        match self {
-            Family::V4 => "224.0.0.0/4".parse().expect("valid literal"),
-            Family::V6 => "ff00::/8".parse().expect("valid literal"),
-        }
     }
     /// The nf_tables family iptables-nft keeps this family's tables in.
     fn nf(self) -> NfFamily {
@@ -141,84 +135,6 @@ fn is_nft_variant(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A rule we want, in the shape the reference's `AppendUnique` adds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct WantedRule {
-    /// `-A <chain>`.
-    pub(super) chain: String,
-    /// `-s <addr>` (a host address).
-    pub(super) source: Option<IpNet>,
-    /// `[!] -d <net>`.
-    pub(super) dest: Option<IpNet>,
-    pub(super) dest_negated: bool,
-    /// `-j <target>`: `ACCEPT`, `MASQUERADE` or a chain.
-    pub(super) target: String,
-    /// `-m comment --comment <comment>`.
-    pub(super) comment: String,
-}
-
-impl WantedRule {
-    /// Per address, in reference order: ACCEPT own subnet, MASQUERADE
-    /// non-multicast, then `POSTROUTING -s <ip> -j <chain>`.
-    fn for_ip(chain: &str, comment: &str, ip: &IpNet) -> [WantedRule; 3] {
-        let rule = |chain: &str, source, dest, dest_negated, target: &str| WantedRule {
-            chain: chain.to_string(),
-            source,
-            dest,
-            dest_negated,
-            target: target.to_string(),
-            comment: comment.to_string(),
-        };
-        [
-            rule(chain, None, Some(ip.trunc()), false, "ACCEPT"),
-            rule(
-                chain,
-                None,
-                Some(Family::of(ip).multicast()),
-                true,
-                "MASQUERADE",
-            ),
-            rule(
-                "POSTROUTING",
-                Some(IpNet::from(ip.addr())),
-                None,
-                false,
-                chain,
-            ),
-        ]
-    }
-
-    fn is_in(&self, table: &NatTable) -> bool {
-        table.rules.iter().any(|r| {
-            !r.foreign
-                && r.chain == self.chain
-                && r.source == self.source
-                && r.dest == self.dest
-                && r.dest_negated == self.dest_negated
-                && r.target.as_deref() == Some(self.target.as_str())
-                && r.comment.as_deref() == Some(self.comment.as_str())
-        })
-    }
-
-    /// The `-A` line, argument order as the reference passes them.
-    fn append_line(&self) -> String {
-        let mut line = format!("-A {}", self.chain);
-        if let Some(src) = &self.source {
-            line.push_str(&format!(" -s {}", src.addr()));
-        }
-        if let Some(dst) = &self.dest {
-            let bang = if self.dest_negated { "! " } else { "" };
-            line.push_str(&format!(" {bang}-d {dst}"));
-        }
-        line.push_str(&format!(
-            " -j {} -m comment --comment {}",
-            self.target,
-            restore_quote(&self.comment)
-        ));
-        line
-    }
-}
-
 /// Wraps restore lines into a `*nat ... COMMIT` script; `None` if empty.
 fn script(lines: Vec<String>) -> Option<String> {
     if lines.is_empty() {
@@ -231,25 +147,6 @@ fn script(lines: Vec<String>) -> Option<String> {
     }
     s.push_str("COMMIT\n");
     Some(s)
-}
-
-/// The rules missing from `table` for `ips` (all of one family), in the
-/// order the reference's `AppendUnique` calls add them.
-pub(super) fn planned_rules(
-    table: &NatTable,
-    chain: &str,
-    comment: &str,
-    ips: &[IpNet],
-) -> Vec<WantedRule> {
-    let mut planned: Vec<WantedRule> = Vec::new();
-    for ip in ips {
-        for rule in WantedRule::for_ip(chain, comment, ip) {
-            if !rule.is_in(table) && !planned.contains(&rule) {
-                planned.push(rule);
-            }
-        }
-    }
-    planned
 }
 
 /// Restore lines that add what is missing for `ips` (all of one family).
@@ -495,6 +392,7 @@ fn stale_chains(table: &NatTable, network: &str, valid_ids: &BTreeSet<&str>) -> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::iptables_save::restore_quote;
     use super::*;
 
     fn nets(s: &[&str]) -> Vec<IpNet> {

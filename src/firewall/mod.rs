@@ -15,6 +15,7 @@ mod exec;
 mod iptables;
 mod iptables_save;
 pub mod iptables_version;
+mod masq_rule;
 pub mod naming;
 mod nft;
 mod nft_direct;

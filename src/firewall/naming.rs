@@ -19,11 +19,7 @@ pub(crate) const NFT_COMMENT_MAX: usize = 128;
 /// sha512(`to_hash`), cut to `len` characters in total.
 pub fn hash_with_prefix(len: usize, prefix: &str, to_hash: &str) -> String {
     let digest = Sha512::digest(to_hash.as_bytes());
-    let mut out = String::with_capacity(prefix.len() + digest.len() * 2);
-    out.push_str(prefix);
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
+    let mut out = format!("{prefix}{}", crate::hex::encode(digest));
     out.truncate(len.max(prefix.len()));
     out
 }

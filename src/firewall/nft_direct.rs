@@ -22,7 +22,7 @@
 use ipnet::{IpNet, Ipv4Net};
 
 use super::error::FirewallError;
-use super::iptables::WantedRule;
+use super::masq_rule::WantedRule;
 use crate::netlink::{nf_exists, CmpOp, NfFamily, NftBatch, NftExpr};
 
 const TABLE: &str = "nat";
@@ -171,8 +171,8 @@ fn masquerade_info() -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::iptables::planned_rules;
     use super::super::iptables_save::NatTable;
+    use super::super::masq_rule::planned_rules;
     use super::*;
 
     fn nets(s: &[&str]) -> Vec<IpNet> {
@@ -239,15 +239,9 @@ mod tests {
     #[cfg(target_endian = "little")]
     #[test]
     fn batch_is_what_iptables_restore_sends() {
-        let captured: Vec<u8> = {
-            let hex: String = include_str!("testdata/iptables-nft-1.8.9-masq-batch.hex")
-                .split_whitespace()
-                .collect();
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                .collect()
-        };
+        let captured =
+            crate::hex::decode(include_str!("testdata/iptables-nft-1.8.9-masq-batch.hex"))
+                .expect("hex");
         // BATCH_BEGIN: 28 bytes with the genid attribute → 20 without.
         let mut want = captured[..28].to_vec();
         want[0] = 20;

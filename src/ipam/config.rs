@@ -357,20 +357,12 @@ fn requested_ips(
 fn check_families(sets: &[RangeSet], version: &str) -> Result<(), IpamError> {
     let v4 = sets.iter().filter(|s| s.is_v4()).count();
     let v6 = sets.len() - v4;
-    if (v4 > 1 || v6 > 1) && !version_at_least_030(version) {
+    if (v4 > 1 || v6 > 1) && !crate::spec::version_at_least(version, "0.3.0") {
         return Err(IpamError::Config(format!(
             "CNI version {version} does not support more than 1 address per family"
         )));
     }
     Ok(())
-}
-
-fn version_at_least_030(version: &str) -> bool {
-    let mut parts = version.split('.').map(|p| p.parse::<u64>());
-    match (parts.next(), parts.next()) {
-        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= (0, 3),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@
 //! The store also keeps the attachment [`Index`] (outside this directory) in
 //! step with it; see the "Attachment index" section of the [module docs](super).
 //!
-//! Crash testing: when the environment variable [`CRASH_ENV`]
-//! (`CNI_RS_TEST_CRASH_POINT`) equals one of `after-lock`, `after-create`,
+//! Crash testing (only in builds with the `test-hooks` feature, see
+//! [`crate::test_hooks`]): when the crash hook names one of `after-lock`, `after-create`,
 //! `after-write`, `before-rename` or `after-remove`, the process kills itself
 //! with SIGKILL at that point (after the lock is taken; after a lease file is
 //! created but before its content is written; after the lease is written but
@@ -27,9 +27,7 @@
 //! set, marker and state not yet written), `index-after-marker` (marker
 //! written, state not), `index-during-rebuild` (after the first marker file
 //! of a rebuild), `index-after-rebuild` (markers synced, state not written).
-//! `cni::skel` adds `helper-panic-before-write` and `helper-panic-mid-write`
-//! (a helper thread panics while the answer is printed). Unset, nothing
-//! happens. Only tests set it.
+//! Unset, nothing happens. Only tests set it.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -45,28 +43,20 @@ use std::collections::HashMap;
 
 use super::allocator::LeaseIndex;
 use super::config::validate_network_name;
+use super::dirfile::read_at;
 use super::error::IpamError;
 use super::index::{marker_content, marker_name, Index};
-use super::ops::validate_attachment;
-use super::store::{lease_content, Lease, Owner, Store};
+use super::store::{lease_content, validate_attachment, Lease, Owner, Store};
+use crate::test_hooks::crash_point;
 
 /// Name of the lock file inside the network directory.
 pub const LOCK_FILE: &str = "lock";
 /// Prefix of the per-range-set round-robin files.
 pub const LAST_IP_PREFIX: &str = "last_reserved_ip.";
-/// Test-only crash hook, see the module docs.
-pub const CRASH_ENV: &str = "CNI_RS_TEST_CRASH_POINT";
 
 /// Lease files are private (reference ≥ v1.4.0; v1.1.1 used 0644).
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o755;
-
-/// Kills the process with SIGKILL if the crash hook names `point`.
-fn crash_point(point: &str) {
-    if std::env::var_os(CRASH_ENV).is_some_and(|v| v == point) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
-}
 
 /// One network's lease directory, locked for as long as this value lives.
 #[derive(Debug)]
@@ -363,33 +353,6 @@ fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(128);
     f.read_to_end(&mut buf)?;
     Ok(buf)
-}
-
-/// Reads `name` relative to the open directory `dir`: `openat`, one `read`
-/// and `close` for a normal lease (no full-path lookup, no size-hint `statx`
-/// and `lseek` as `read_to_end` would do), which matters with 65k leases.
-pub(crate) fn read_at(dir: &File, name: &str) -> std::io::Result<Vec<u8>> {
-    let fd = nix::fcntl::openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK,
-        Mode::empty(),
-    )?;
-    let mut f = File::from(fd);
-    let mut buf = [0u8; 512];
-    let n = loop {
-        match f.read(&mut buf) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            other => break other?,
-        }
-    };
-    let mut out = buf[..n].to_vec();
-    // A short read of a regular file means end of file; only a full buffer
-    // (an unusually long id) needs more reads.
-    if n == buf.len() {
-        f.read_to_end(&mut out)?;
-    }
-    Ok(out)
 }
 
 /// Reads and parses every named lease file.

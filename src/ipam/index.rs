@@ -38,7 +38,7 @@ use nix::sys::time::TimeSpec;
 use nix::time::{clock_gettime, ClockId};
 use sha2::{Digest, Sha256};
 
-use super::disk::read_at;
+use super::dirfile::read_at;
 
 /// Directory under `dataDir` holding one index per network.
 pub const INDEX_DIR: &str = ".cni-rs-index";
@@ -208,7 +208,7 @@ pub fn marker_name(id: &str, ifname: &str) -> String {
     h.update([0u8]);
     h.update(ifname.as_bytes());
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest[..16])
 }
 
 /// The marker file content of an attachment holding `ips`.

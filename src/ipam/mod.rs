@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: parse and validate the `ipam` section (+ runtimeConfig/args).
 //! - [`range`]: ranges and range sets (one address per set).
-//! - [`store`]: the [`Store`](store::Store) trait, lease parsing, [`MemStore`](store::MemStore).
+//! - [`store`]: the [`Store`](store::Store) trait, lease parsing;
+//!   `mem_store`: an in-memory store for tests (feature `test-hooks`).
 //! - [`disk`]: the on-disk store (`<dataDir>/<network>/<ip>` files, flock).
 //! - [`index`]: the attachment index that spares ADD/DEL/CHECK/STATUS the
 //!   directory scan (see below).
@@ -103,10 +104,13 @@
 
 pub mod allocator;
 pub mod config;
+mod dirfile;
 pub mod disk;
 pub mod dns;
 pub mod error;
 pub mod index;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod mem_store;
 pub mod ops;
 mod parallel;
 pub mod range;

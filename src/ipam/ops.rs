@@ -16,7 +16,7 @@ use super::disk::DiskStore;
 use super::dns::{read_resolv_conf, DnsConf};
 use super::error::IpamError;
 use super::range::{canonical, RangeSet};
-use super::store::Store;
+use super::store::{validate_attachment, Store};
 
 /// What ADD produced: one allocation per range set, plus routes and DNS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,23 +24,6 @@ pub struct AddOutcome {
     pub allocations: Vec<Allocation>,
     pub routes: Vec<RouteConf>,
     pub dns: DnsConf,
-}
-
-/// Defence in depth (the skel validates these too): the container id and
-/// ifname end up in lease file contents, where CR/LF would forge the format.
-pub fn validate_attachment(id: &str, ifname: &str) -> Result<(), IpamError> {
-    let bad = |s: &str| s.is_empty() || s.contains('/') || s.chars().any(char::is_control);
-    if bad(id) || id.trim() != id || id == "." || id == ".." {
-        return Err(IpamError::Args(format!(
-            "invalid container id {id:?}: must be non-empty, without '/', whitespace or control characters"
-        )));
-    }
-    if bad(ifname) || ifname.chars().any(char::is_whitespace) || ifname == "." || ifname == ".." {
-        return Err(IpamError::Args(format!(
-            "invalid interface name {ifname:?}: must be non-empty, without '/', whitespace or control characters"
-        )));
-    }
-    Ok(())
 }
 
 /// ADD: reclaims orphaned half-written leases, then allocates one address per

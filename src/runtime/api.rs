@@ -13,8 +13,8 @@ use super::conf::{valid_name, NetworkConfigList};
 use super::error::{Result, RuntimeError};
 use super::exec::{CniEnv, PluginExec};
 use super::inject::{build_one_config, inject_keys};
-use super::version::at_least;
 use super::{result, Attachment, RuntimeConf};
+use crate::spec::version_at_least;
 use crate::spec::CniResult;
 
 /// What a GC run did, for callers that want to confirm "nothing was left".
@@ -110,7 +110,7 @@ impl CniConfig {
     /// `prevResult` (cniVersion ≥ 0.4.0); a missing or corrupt cache means no
     /// `prevResult`. The cache entry is removed once all plugins succeeded.
     pub fn del_network_list(&self, list: &NetworkConfigList, rt: &RuntimeConf) -> Result<()> {
-        let cached = if at_least(&list.cni_version, "0.4.0") {
+        let cached = if version_at_least(&list.cni_version, "0.4.0") {
             self.cached_prev_result(list, rt).unwrap_or_else(|_| {
                 let _ = self.cache.remove(&list.name, &rt.container_id, &rt.ifname);
                 None
@@ -134,7 +134,7 @@ impl CniConfig {
     /// CHECK: every plugin in order with the cached result (0.4.0 and later;
     /// a no-op with `disableCheck`).
     pub fn check_network_list(&self, list: &NetworkConfigList, rt: &RuntimeConf) -> Result<()> {
-        if !at_least(&list.cni_version, "0.4.0") {
+        if !version_at_least(&list.cni_version, "0.4.0") {
             return Err(RuntimeError::Unsupported {
                 version: list.cni_version.clone(),
                 command: "CHECK".into(),
@@ -198,7 +198,7 @@ impl CniConfig {
                 Err(e) => errors.push(e),
             }
         }
-        if at_least(&list.cni_version, "1.1.0") {
+        if version_at_least(&list.cni_version, "1.1.0") {
             let mut extra = vec![
                 ("name", Value::String(list.name.clone())),
                 ("cniVersion", Value::String(list.cni_version.clone())),
@@ -226,7 +226,7 @@ impl CniConfig {
     /// STATUS (cniVersion ≥ 1.1.0, otherwise a no-op): every plugin in order,
     /// stopping at the first error (its code says 50/51 etc.).
     pub fn status_network_list(&self, list: &NetworkConfigList) -> Result<()> {
-        if !at_least(&list.cni_version, "1.1.0") {
+        if !version_at_least(&list.cni_version, "1.1.0") {
             return Ok(());
         }
         let extra = [

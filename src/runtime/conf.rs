@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::error::{Result, RuntimeError};
-use super::version;
+use crate::spec::{highest_supported, SUPPORTED_VERSIONS};
 
 /// File extensions libcni's `ConfFiles` considers.
 pub const CONF_EXTENSIONS: [&str; 3] = ["conf", "conflist", "json"];
@@ -143,7 +143,7 @@ fn select_version(map: &Map<String, Value>) -> std::result::Result<String, Strin
     if let Some(list) = map.get("cniVersions") {
         let versions: Vec<String> = serde_json::from_value(list.clone())
             .map_err(|e| format!("\"cniVersions\" must be a list of strings: {e}"))?;
-        if let Some(v) = version::pick_highest(&versions) {
+        if let Some(v) = highest_supported(&versions) {
             return Ok(v);
         }
     }
@@ -151,10 +151,9 @@ fn select_version(map: &Map<String, Value>) -> std::result::Result<String, Strin
         .get("cniVersion")
         .and_then(Value::as_str)
         .ok_or("missing \"cniVersion\"")?;
-    if !version::SUPPORTED.contains(&v) {
+    if !SUPPORTED_VERSIONS.contains(&v) {
         return Err(format!(
-            "unsupported cniVersion {v:?} (supported: {:?})",
-            version::SUPPORTED
+            "unsupported cniVersion {v:?} (supported: {SUPPORTED_VERSIONS:?})"
         ));
     }
     Ok(v.to_string())

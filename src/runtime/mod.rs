@@ -18,7 +18,6 @@ pub mod error;
 pub mod exec;
 pub mod inject;
 pub mod result;
-pub mod version;
 
 pub use api::{CniConfig, GcReport};
 pub use cache::{CachedInfo, ResultCache};

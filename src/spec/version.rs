@@ -31,8 +31,9 @@ pub fn check_version(v: &str) -> Result<()> {
     )
 }
 
-/// Parses `major.minor.patch` (missing parts count as 0); `None` when not numeric.
-fn parse(v: &str) -> Option<(u64, u64, u64)> {
+/// Parses `major.minor.patch` (Go `version.ParseVersion`: missing parts
+/// count as 0); `None` when not numeric or with more than three parts.
+pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     let mut it = v.split('.');
     let major = it.next()?.parse().ok()?;
     let minor = it.next().map_or(Some(0), |s| s.parse().ok())?;
@@ -45,10 +46,19 @@ fn parse(v: &str) -> Option<(u64, u64, u64)> {
 
 /// True when `v >= min`; false when either is not a version number.
 pub fn version_at_least(v: &str, min: &str) -> bool {
-    match (parse(v), parse(min)) {
+    match (parse_version(v), parse_version(min)) {
         (Some(a), Some(b)) => a >= b,
         _ => false,
     }
+}
+
+/// From a `cniVersions` list (spec 1.1), the highest version we support.
+pub fn highest_supported(candidates: &[String]) -> Option<String> {
+    candidates
+        .iter()
+        .filter(|c| SUPPORTED_VERSIONS.contains(&c.as_str()))
+        .max_by_key(|c| parse_version(c))
+        .cloned()
 }
 
 /// The VERSION reply: our current version and every supported version.
@@ -84,6 +94,21 @@ mod tests {
         assert!(!version_at_least("1.0.0", "1.1.0"));
         assert!(version_at_least("1.10.0", "1.2.0"));
         assert!(!version_at_least("abc", "0.1.0"));
+        assert!(!version_at_least("0.1.0", "abc"));
+        assert!(version_at_least("1.1", "1.1.0"), "missing parts are 0");
+        assert_eq!(parse_version("1"), Some((1, 0, 0)));
+        assert_eq!(parse_version("1.2.3.4"), None);
+        assert_eq!(parse_version("1.x.0"), None);
+    }
+
+    #[test]
+    fn picks_highest_supported() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            highest_supported(&v(&["0.4.0", "1.1.0", "1.0.0", "9.9.9"])).as_deref(),
+            Some("1.1.0")
+        );
+        assert_eq!(highest_supported(&v(&["9.9.9", "1.1"])), None);
     }
 
     #[test]

@@ -339,6 +339,9 @@ impl Drop for TempDir {
 /// Cargo, profile and target as this test (a no-op when up to date, so the
 /// binaries are never stale) and returns their directory:
 /// `target/[<triple>/]<profile>`, the parent of this test's `deps/`.
+/// They are built with the library's `test-hooks` feature (crash points),
+/// which release builds leave out; the tests' own view of the library has
+/// it too (the root's self dev-dependency), so the library is built once.
 pub fn bin_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
@@ -354,6 +357,8 @@ pub fn bin_dir() -> &'static Path {
             "--workspace",
             "--bins",
             "--quiet",
+            "--features",
+            "cni/test-hooks",
             "--manifest-path",
         ]);
         cargo.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));

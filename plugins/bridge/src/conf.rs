@@ -6,13 +6,11 @@ use cni::args::CniArgs;
 use cni::error::{codes, CniError, Result};
 use cni::firewall::MasqBackend;
 use cni::netlink::parse_mac;
-use cni::spec::{casefold_from_value, Dns, NetConf};
+use cni::spec::{casefold_from_value, Dns, NetConf, MAX_IFNAME};
 use serde::Deserialize;
 
 /// Default bridge name, as in the reference.
 pub const DEFAULT_BRIDGE: &str = "cni0";
-/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
-pub const MAX_IFNAME: usize = 15;
 
 /// The wire shape of the plugin-specific keys (Go field names via serde).
 #[derive(Debug, Default, Deserialize)]

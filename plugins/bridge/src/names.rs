@@ -21,8 +21,7 @@ pub fn host_veth_name(container_id: &str, ifname: &str, attempt: u32) -> String 
         h.update(attempt.to_string().as_bytes());
     }
     let digest = h.finalize();
-    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("veth{hex}")
+    format!("veth{}", cni::hex::encode(&digest[..4]))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Table tests of the allocator against the in-memory store.
 
 use super::*;
-use crate::ipam::store::MemStore;
+use crate::ipam::mem_store::MemStore;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test IP")

@@ -4,6 +4,7 @@
 
 use crate::error::{BenchError, Result};
 use crate::util;
+use cni::invoke::CniEnv;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -92,7 +93,10 @@ fn tv_ms(tv: nix::libc::timeval) -> f64 {
     tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3
 }
 
-/// Runs `bin` with a clean environment (PATH + CNI_*) and `call.stdin`.
+/// Runs `bin` with a clean environment (PATH + the `CNI_*` variables, as
+/// the shared invoker sets them) and `call.stdin`. Not through
+/// [`cni::invoke::Invocation`]: the child is reaped with `wait4` for its
+/// CPU time.
 /// Only spawn → wait is timed; the caller builds configs beforehand.
 pub fn exec(bin: &Path, call: &Call) -> Result<Outcome> {
     if util::interrupted() {
@@ -106,18 +110,23 @@ pub fn exec(bin: &Path, call: &Call) -> Result<Outcome> {
         }
         None => Command::new(bin),
     };
+    let cni_env = CniEnv {
+        command: call.command.to_string(),
+        container_id: call.container_id.clone(),
+        netns: call
+            .netns
+            .as_ref()
+            .map(|ns| ns.display().to_string())
+            .unwrap_or_default(),
+        args: String::new(),
+        ifname: call.ifname.clone(),
+    };
     cmd.env_clear()
         .env("PATH", PLUGIN_PATH)
-        .env("CNI_COMMAND", call.command)
-        .env("CNI_CONTAINERID", &call.container_id)
-        .env("CNI_IFNAME", &call.ifname)
-        .env("CNI_PATH", &call.cni_path)
+        .envs(cni_env.vars(std::slice::from_ref(&call.cni_path)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(ns) = &call.netns {
-        cmd.env("CNI_NETNS", ns);
-    }
     let spawn_err = |e| BenchError::Spawn {
         path: bin.to_path_buf(),
         source: e,

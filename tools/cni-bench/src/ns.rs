@@ -7,8 +7,8 @@
 //! node/pod thread checks it is elsewhere before doing anything.
 
 use crate::error::{BenchError, Result};
-use nix::sched::{setns, unshare, CloneFlags};
-use std::fs::File;
+use cni::netns::NetNs;
+use nix::sched::{unshare, CloneFlags};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,7 +65,7 @@ pub fn leave_original() -> Result<()> {
 /// file descriptor; it vanishes (bridge, veths, firewall rules and all)
 /// when the `Node` is dropped and no plugin process is left inside.
 pub struct Node {
-    fd: File,
+    ns: NetNs,
     inode: u64,
 }
 
@@ -88,9 +88,8 @@ impl Node {
                     "ip link set lo up in the node: {status}"
                 )));
             }
-            let path = Path::new("/proc/thread-self/ns/net");
-            let fd = File::open(path).map_err(|e| BenchError::io(path, e))?;
-            Ok(Node { fd, inode: ino })
+            let ns = NetNs::current().map_err(|e| BenchError::Netns(format!("node: {e}")))?;
+            Ok(Node { ns, inode: ino })
         });
         handle
             .join()
@@ -100,10 +99,8 @@ impl Node {
     /// Runs `f` on a scoped thread inside this node's netns; every process
     /// or thread `f` starts inherits the node netns.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        std::thread::scope(|s| {
-            s.spawn(|| -> Result<T> {
-                setns(&self.fd, CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| BenchError::Netns(format!("setns into the node: {e}")))?;
+        self.ns
+            .run(|| -> Result<T> {
                 let ino = thread_inode()?;
                 if ino != self.inode {
                     return Err(BenchError::Netns("setns did not reach the node".into()));
@@ -111,9 +108,7 @@ impl Node {
                 ensure_not_original(ino)?;
                 Ok(f())
             })
-            .join()
-            .map_err(|_| BenchError::Netns("node worker thread panicked".into()))?
-        })
+            .map_err(|e| BenchError::Netns(format!("node: {e}")))?
     }
 
     /// Runs a command inside the node and returns its stdout.

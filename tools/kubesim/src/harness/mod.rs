@@ -111,7 +111,7 @@ pub fn random_hex(bytes: usize) -> String {
         }
         filled += n as usize;
     }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    cni::hex::encode(&buf)
 }
 
 #[cfg(test)]

@@ -1,20 +1,17 @@
 //! Network namespaces held by helper processes, and the two ways the harness
 //! acts inside one: spawning a command whose child `setns`es before exec, or
-//! running a closure on a short-lived thread that `setns`es first (the
-//! library's [`NetNs::run`]).
+//! running a closure on a short-lived thread that `setns`es first (both
+//! from `cni::netns`).
 //!
 //! Safety: every [`Netns`] is checked on creation to differ from the netns
 //! kubesim itself runs in (and from PID 1's when readable), so no harness
 //! command can ever change the machine's own network.
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cni::netns::NetNs;
-use nix::sched::{setns, CloneFlags};
-use nix::sys::stat::fstat;
+use cni::netns::{enter_on_exec, NetNs};
 
 use super::error::{HarnessError, Result};
 
@@ -63,12 +60,7 @@ impl Netns {
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Result<Command> {
         let ns = self.open()?;
         let mut cmd = Command::new(program);
-        // SAFETY: only setns(2) runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                setns(&ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
-            });
-        }
+        enter_on_exec(&mut cmd, ns);
         Ok(cmd)
     }
 
@@ -96,21 +88,20 @@ impl Netns {
         Ok(self.open()?.run(f)?)
     }
 
-    /// Sets a sysctl (slash form, `net/ipv4/ip_forward`) inside this netns.
+    /// Writes a sysctl under `/proc/sys` inside this netns.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
-        self.with(|| cni::sysctl::set(key, value))?
-            .map(drop)
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.with(move || std::fs::write(&path, value))?
             .map_err(HarnessError::io(format!("write sysctl {key}")))
     }
 
-    /// Opens the netns, re-checking the inode through the fd we will
-    /// actually use: the holder could have died and its pid been reused
-    /// since [`Netns::of_pid`] checked.
     fn open(&self) -> Result<NetNs> {
-        let ns = NetNs::open(&self.path)?;
-        let inode = fstat(&ns)
-            .map_err(|e| HarnessError::io("stat netns fd")(e.into()))?
-            .st_ino;
+        let ns = NetNs::open(&self.path).map_err(|e| {
+            HarnessError::io(format!("open {}", self.path.display()))(std::io::Error::other(e))
+        })?;
+        // Re-check through the fd we will actually use: the holder could
+        // have died and its pid been reused since we checked.
+        let inode = ns.inode().map_err(HarnessError::io("stat netns fd"))?;
         if inode != self.inode {
             return Err(HarnessError::Safety(format!(
                 "{} now refers to another netns (inode {inode}, expected {})",

@@ -60,7 +60,7 @@ fn plugin_status(h: &Harness, r: &mut DemoReport) -> Result<()> {
     for node in &state.nodes {
         let (rt, list) = lookup::node_runtime(h, &state, node)?;
         match rt.status_network_list(&list) {
-            Ok(()) if cni::runtime::version::at_least(&list.cni_version, "1.1.0") => {
+            Ok(()) if cni::spec::version_at_least(&list.cni_version, "1.1.0") => {
                 details.push(format!(
                     "{}: ready (network {}, cniVersion {})",
                     node.name, list.name, list.cni_version
