@@ -13,6 +13,8 @@ use crate::harness::{child, demo, table, teardown, Harness, HarnessError};
 use cni::runtime::Attachment;
 
 mod args;
+mod containerd;
+mod cri;
 mod harness;
 use args::{parse, Opts};
 

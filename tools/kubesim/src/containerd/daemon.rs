@@ -1,0 +1,351 @@
+//! One containerd per node: started inside the node's netns and in its own
+//! mount namespace, recorded by PID before it is waited for, stopped by PID
+//! together with every shim and container process under it.
+//!
+//! The process chain is `unshare --mount --propagation slave -- sh -c
+//! MOUNT_SCRIPT … -- tini -s -- containerd --config …` (each step execs the
+//! next, so the recorded PID is tini's). `tini -s` is a subreaper: shims
+//! and orphaned container processes stay its descendants, which is how a
+//! later `kubesim down` finds them even after kubesim itself was killed.
+//!
+//! The mount namespace gets a fresh tmpfs on `/run` and on `/var/lib`, so
+//! the paths containerd 1.6 hard-codes (`/run/containerd/s` for shim
+//! sockets, `/var/lib/cni` for libcni's cache) never touch the machine;
+//! kubesim's state dir is bound back on top (it may live under `/run`), and
+//! the node's `cni-cache` dir is bound at `/var/lib/cni`. Every mount dies
+//! with the namespace's last process.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::config::{self, NodeDirs};
+use super::error::{io, NodeError, Result};
+use super::image;
+use crate::cri::CriClient;
+use crate::harness::nsutil::Netns;
+
+/// How long containerd gets to answer CRI `Version` after start.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the kill loop may take before giving up.
+const KILL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Run by `unshare` in the new mount namespace: private `/run` and
+/// `/var/lib`, the state dir bound back (through an fd opened before it was
+/// hidden; `--no-canonicalize` keeps `mount` from resolving the magic link
+/// to the now-hidden path), libcni's cache at `/var/lib/cni`, then exec.
+const MOUNT_SCRIPT: &str = r#"set -eu
+keep=$1 cache=$2; shift 2
+exec 3<"$keep"
+mount -t tmpfs -o mode=0755 kubesim-run /run
+mount -t tmpfs -o mode=0755 kubesim-varlib /var/lib
+mkdir -p "$keep"
+mount --no-canonicalize --bind /proc/self/fd/3 "$keep"
+exec 3<&-
+mkdir -p /var/lib/cni /run/containerd
+mount --bind "$cache" /var/lib/cni
+exec "$@"
+"#;
+
+/// Tools the containerd runtime drives.
+const TOOLS: [&str; 5] = ["containerd", "ctr", "runc", "tini", "unshare"];
+
+/// The running daemon of a node, as recorded in `daemon.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DaemonRecord {
+    /// PID of `tini -s` (containerd is its child).
+    pub pid: i32,
+    /// Its start time (`/proc/<pid>/stat` field 22): no pid-reuse accidents.
+    pub start_time: u64,
+    /// The config file on its command line.
+    pub config: PathBuf,
+}
+
+/// Start time and zombie flag of a pid.
+fn stat(pid: i32) -> Option<(u64, bool)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
+    Some((fields.get(19)?.parse().ok()?, zombie))
+}
+
+fn cmdline(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl DaemonRecord {
+    /// Loads the record of a node, if one was written.
+    pub fn load(dirs: &NodeDirs) -> Option<DaemonRecord> {
+        let text = std::fs::read_to_string(dirs.record()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// True if the pid still runs our tini with this config.
+    pub fn is_ours(&self) -> bool {
+        let Some((start, zombie)) = stat(self.pid) else {
+            return false;
+        };
+        let config = self.config.to_string_lossy();
+        !zombie
+            && start == self.start_time
+            && cmdline(self.pid).iter().any(|a| *a == *config)
+    }
+}
+
+/// Every descendant of `pid` (children first found, deepest last).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for tid in tasks {
+            let path = format!("/proc/{p}/task/{}/children", tid.to_string_lossy());
+            for child in std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                if !out.contains(&child) {
+                    out.push(child);
+                    queue.push(child);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Fails with the first missing tool of the containerd runtime.
+pub fn check_tools() -> Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in TOOLS {
+        if !std::env::split_paths(&path).any(|d| d.join(tool).is_file()) {
+            return Err(NodeError::Missing(format!(
+                "`{tool}` (apt-get install containerd runc tini util-linux)"
+            )));
+        }
+    }
+    if !Path::new(image::BUSYBOX).is_file() {
+        return Err(NodeError::Missing(format!(
+            "{} (apt-get install busybox-static)",
+            image::BUSYBOX
+        )));
+    }
+    Ok(())
+}
+
+/// The plugins the CRI plugin may run: every plugin `needed` names, copied
+/// from `plugin_dir`, plus a `loopback` (containerd sets up `lo` through
+/// CNI): ours next to the plugins if present, else the reference one.
+pub fn install_plugins(dirs: &NodeDirs, plugin_dir: &Path, needed: &[String]) -> Result<()> {
+    let bin = dirs.cni_bin();
+    std::fs::create_dir_all(&bin).map_err(io(format!("create {}", bin.display())))?;
+    let mut sources: Vec<(String, PathBuf)> = needed
+        .iter()
+        .map(|n| (n.clone(), plugin_dir.join(n)))
+        .collect();
+    let loopback = [plugin_dir.join("loopback"), "/usr/lib/cni/loopback".into()]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            NodeError::Missing(format!(
+                "a loopback plugin in {} or /usr/lib/cni (apt-get install containernetworking-plugins)",
+                plugin_dir.display()
+            ))
+        })?;
+    sources.push(("loopback".into(), loopback));
+    for (name, src) in sources {
+        std::fs::copy(&src, bin.join(&name))
+            .map_err(io(format!("copy plugin {}", src.display())))?;
+    }
+    Ok(())
+}
+
+/// Starts the node's containerd in the netns `ns`, records it, waits until
+/// CRI answers and imports the images from `archive`. On failure the caller
+/// stops it with [`stop`] (the record is written first).
+pub fn start(
+    node: &str,
+    ns: &Netns,
+    state_root: &Path,
+    dirs: &NodeDirs,
+    conf_dir: &Path,
+    archive: &Path,
+) -> Result<CriClient> {
+    for d in [dirs.root(), dirs.state(), dirs.cni_cache(), dirs.pod_logs()] {
+        std::fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
+    }
+    std::fs::write(dirs.config(), config::render(dirs, conf_dir))
+        .map_err(io("write containerd config.toml"))?;
+    let log = std::fs::File::create(dirs.log()).map_err(io("create containerd log"))?;
+    let log_err = log.try_clone().map_err(io("dup containerd log"))?;
+    let mut cmd = ns
+        .command("unshare")
+        .map_err(|e| NodeError::Safety(e.to_string()))?;
+    cmd.args(["--mount", "--propagation", "slave", "--", "sh", "-c"])
+        .arg(MOUNT_SCRIPT)
+        .arg("sh")
+        .arg(state_root)
+        .arg(dirs.cni_cache())
+        .args(["tini", "-s", "--", "containerd", "--config"])
+        .arg(dirs.config())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // SAFETY: setsid(2) only; the daemon outlives this kubesim invocation.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().map_err(io("spawn containerd"))?;
+    let pid = child.id() as i32;
+    let start_time = stat(pid).map(|(t, _)| t).unwrap_or_default();
+    let record = DaemonRecord {
+        pid,
+        start_time,
+        config: dirs.config(),
+    };
+    let text = serde_json::to_string(&record).unwrap_or_default();
+    std::fs::write(dirs.record(), text).map_err(io("write daemon.json"))?;
+    let fail = |reason: String| NodeError::Start {
+        node: node.to_string(),
+        reason,
+        log: dirs.log(),
+    };
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let client = loop {
+        if stat(pid).is_none_or(|(_, zombie)| zombie) {
+            return Err(fail(format!("it exited; {}", log_tail(&dirs.log()))));
+        }
+        if dirs.socket().exists() {
+            if let Ok(c) = CriClient::connect(&dirs.socket()) {
+                if c.version().is_ok() {
+                    break c;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!("no CRI answer within {READY_TIMEOUT:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    image::import(&dirs.socket(), archive)?;
+    // The CRI plugin learns about imported images from events: wait for it.
+    for img in [image::PAUSE_IMAGE, image::APP_IMAGE] {
+        loop {
+            if client.image_present(img).unwrap_or(false) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!("CRI does not see the imported image {img}")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(client)
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+    format!(
+        "log: {}",
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    )
+}
+
+/// What stopping one daemon did.
+#[derive(Clone, Debug, Default)]
+pub struct StopReport {
+    /// Processes (tini, containerd, shims, containers) killed by PID.
+    pub killed: usize,
+    /// Cgroups left by killed containers and removed.
+    pub cgroups_removed: usize,
+    /// Problems that did not stop the teardown.
+    pub warnings: Vec<String>,
+}
+
+/// Stops a node's daemon by PID: every descendant of its tini (containerd,
+/// shims, containers; SIGKILL until none is left), then tini. The mount
+/// namespace, and with it every mount and pod netns, goes with them.
+/// Cgroups that runc had no chance to remove are removed (only when empty).
+pub fn stop(dirs: &NodeDirs) -> StopReport {
+    let mut report = StopReport::default();
+    let Some(rec) = DaemonRecord::load(dirs) else {
+        return report;
+    };
+    if !rec.is_ours() {
+        let _ = std::fs::remove_file(dirs.record());
+        return report;
+    }
+    let own = super::cgroups::of_pid(rec.pid);
+    let mut leaf_cgroups = Vec::new();
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    loop {
+        let procs = descendants(rec.pid);
+        if procs.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            report.warnings.push(format!(
+                "containerd of {}: processes {procs:?} survived SIGKILL",
+                dirs.base.display()
+            ));
+            break;
+        }
+        for p in procs {
+            for cg in super::cgroups::of_pid(p) {
+                if !own.contains(&cg) && !leaf_cgroups.contains(&cg) {
+                    leaf_cgroups.push(cg);
+                }
+            }
+            if kill(Pid::from_raw(p), Signal::SIGKILL).is_ok() {
+                report.killed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if kill(Pid::from_raw(rec.pid), Signal::SIGKILL).is_ok() {
+        report.killed += 1;
+        wait_gone(&rec);
+    }
+    report.cgroups_removed = super::cgroups::remove_empty(&leaf_cgroups, &own);
+    let _ = std::fs::remove_file(dirs.record());
+    report
+}
+
+fn wait_gone(rec: &DaemonRecord) {
+    let pid = Pid::from_raw(rec.pid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(_) => return,
+            Err(_) => match stat(rec.pid) {
+                None => return,
+                Some((start, zombie)) if zombie || start != rec.start_time => return,
+                Some(_) => {}
+            },
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
