@@ -183,6 +183,113 @@ fn alive(pid: i64) -> bool {
         .unwrap_or(false)
 }
 
+/// kubesim with exactly `args` (no state dir): for the command line itself,
+/// which is checked before anything needs root or a cluster.
+fn kubesim_cli(args: &[&str]) -> Output {
+    Command::new(common::bin("kubesim"))
+        .args(args)
+        .output()
+        .expect("run kubesim")
+}
+
+/// Every user-facing command.
+const COMMANDS: [&str; 11] = [
+    "demo",
+    "up",
+    "run-pod",
+    "delete-pod",
+    "add-container",
+    "restart",
+    "exec",
+    "check",
+    "gc",
+    "status",
+    "down",
+];
+
+/// Asserts a usage error: exit 2, nothing on stdout, the reason on stderr.
+fn assert_usage_error(args: &[&str], want: &str) {
+    let out = kubesim_cli(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(args, &out));
+    assert!(out.stdout.is_empty(), "{}", describe(args, &out));
+    assert!(
+        err.contains(want),
+        "want {want:?}: {}",
+        describe(args, &out)
+    );
+}
+
+#[test]
+fn unknown_flags_and_commands_are_usage_errors() {
+    // `--node 3` once silently built the default 2 nodes.
+    assert_usage_error(&["up", "--node", "3"], "Usage: kubesim up");
+    assert_usage_error(&["demo", "--anything"], "Usage: kubesim demo");
+    assert_usage_error(&["status", "--jsn"], "Usage: kubesim status");
+    assert_usage_error(&["delete-pod", "web", "extra"], "Usage: kubesim delete-pod");
+    assert_usage_error(&["frobnicate"], "Usage: kubesim");
+    assert_usage_error(&[], "Usage: kubesim");
+}
+
+#[test]
+fn missing_or_bad_values_are_usage_errors() {
+    let cases: [(&[&str], &str); 9] = [
+        (&["up", "--nodes"], "--nodes"),
+        (&["demo", "--cni-bin-dir"], "--cni-bin-dir"),
+        (&["run-pod", "web", "--node"], "--node"),
+        (&["status", "--state-dir"], "--state-dir"),
+        (&["up", "--nodes", "two"], "--nodes"),
+        (&["up", "--runtime", "rkt"], "builtin"),
+        (&["run-pod", "web", "--container", "app"], "NAME:PORT"),
+        (&["exec", "web"], "CMD"),
+        (&["restart", "web"], "CONTAINER"),
+    ];
+    for (args, want) in cases {
+        assert_usage_error(args, want);
+    }
+}
+
+#[test]
+fn help_for_every_command_exits_zero() {
+    for top in [&["--help"][..], &["-h"], &["help"]] {
+        let out = kubesim_cli(top);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", describe(top, &out));
+        for cmd in COMMANDS {
+            assert!(text.contains(cmd), "{cmd} listed: {text}");
+        }
+        assert!(!text.contains("__"), "helpers stay hidden: {text}");
+    }
+    for cmd in COMMANDS {
+        for args in [[cmd, "--help"], [cmd, "-h"], ["help", cmd]] {
+            let out = kubesim_cli(&args);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{}", describe(&args, &out));
+            assert!(
+                text.contains(&format!("Usage: kubesim {cmd}")),
+                "{}",
+                describe(&args, &out)
+            );
+        }
+    }
+    let out = kubesim_cli(&["up", "--help"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("--runtime <RUNTIME>"),
+        "{}",
+        describe(&["up", "--help"], &out)
+    );
+}
+
+#[test]
+fn version_is_printed() {
+    let out = kubesim_cli(&["--version"]);
+    assert!(out.status.success(), "{}", describe(&["--version"], &out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("kubesim {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 #[test]
 fn restart_keeps_ip() {
     require_root!();
@@ -681,11 +788,13 @@ fn demo_passes() {
     let state = dir.path().join("state");
     let plugins = common::harness_plugin_dir().display().to_string();
     let mut args = vec!["demo".to_string(), "--cni-bin-dir".into(), plugins];
+    args.extend(["--runtime".into(), "builtin".into()]);
     args.extend(version_args());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = kubesim(&state, &argv);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", describe(&argv, &out));
+    assert!(stdout.contains("runtime builtin"), "{stdout}");
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
     assert!(stdout.contains("checks passed"), "{stdout}");
     assert!(!state.exists(), "demo tears everything down");

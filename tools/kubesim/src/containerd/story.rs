@@ -13,7 +13,7 @@ use super::error::{NodeError, Result};
 use super::kubelet::{Kubelet, Pod};
 use super::node;
 use crate::cri::api;
-use crate::harness::demo::DemoReport;
+use crate::harness::report::DemoReport;
 use crate::harness::nsutil::Netns;
 use crate::harness::state::{NodeState, State};
 use crate::harness::table::Table;

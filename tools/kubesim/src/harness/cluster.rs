@@ -1,5 +1,5 @@
-//! `up` and `down`: the underlay netns, the node netns with their CNI dirs,
-//! addresses and routes, and the crash-proof teardown of everything.
+//! `up`: the underlay netns, the node netns with their CNI dirs, addresses
+//! and routes. On failure, what was created is torn down again.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,7 @@ use super::nsutil::Netns;
 use super::procs::ProcRecord;
 use super::state::{NodeState, State};
 use super::Harness;
-use cni::runtime::{CniConfig, NetworkConfigList};
+use cni::runtime::CniConfig;
 
 /// Underlay bridge name inside the underlay netns.
 const UNDERLAY_BRIDGE: &str = "ul-br0";
@@ -17,6 +17,23 @@ const UNDERLAY_BRIDGE: &str = "ul-br0";
 const NODE_UPLINK: &str = "ul0";
 /// Largest supported cluster (node index goes into IPs).
 pub const MAX_NODES: u8 = 50;
+
+/// Which container runtime makes the CNI calls for pod sandboxes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContainerRuntime {
+    /// kubesim itself, through the library's libcni-like `cni::runtime`.
+    #[default]
+    Builtin,
+}
+
+impl ContainerRuntime {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContainerRuntime::Builtin => "builtin",
+        }
+    }
+}
 
 /// Options of `up`.
 #[derive(Clone, Debug)]
@@ -30,6 +47,8 @@ pub struct UpOptions {
     pub conflist: Option<PathBuf>,
     /// Force the network's cniVersion (e.g. `1.0.0` for older plugins).
     pub cni_version: Option<String>,
+    /// The container runtime.
+    pub runtime: ContainerRuntime,
 }
 
 /// Creates the cluster. On failure everything created so far is removed.
@@ -225,9 +244,9 @@ fn wire_node(ul: &Netns, ns: &Netns, node: &NodeState, dual: bool) -> Result<()>
         )?;
     }
     ns.run("ip", &["link", "set", NODE_UPLINK, "up"])?;
-    ns.sysctl("net.ipv4.ip_forward", "1")?;
+    ns.sysctl("net/ipv4/ip_forward", "1")?;
     if dual {
-        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        ns.sysctl("net/ipv6/conf/all/forwarding", "1")?;
     }
     Ok(())
 }
@@ -281,59 +300,4 @@ fn install_routes(state: &State, dual: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The runtime for `node`: plugins from the state's bin dir, run inside the
-/// node netns, cache in the node's cache dir; plus the node's network config
-/// loaded from its conf dir like a kubelet would.
-pub fn node_runtime(
-    h: &Harness,
-    state: &State,
-    node: &NodeState,
-) -> Result<(CniConfig, NetworkConfigList)> {
-    if !node.holder.is_ours(&h.dir.root) {
-        return Err(HarnessError::State {
-            path: h.dir.file(),
-            reason: format!(
-                "node {} is not running (its netns holder pid {} is gone)",
-                node.name, node.holder.pid
-            ),
-        });
-    }
-    let ns = Netns::of_pid(node.holder.pid)?;
-    let list = cni::runtime::load_dir(&node.conf_dir).map_err(HarnessError::cni(format!(
-        "load CNI config of {}",
-        node.name
-    )))?;
-    let rt = CniConfig::new(vec![state.cni_bin_dir.clone()], &node.cache_dir)
-        .in_netns(ns.path)
-        .with_call_log(h.dir.cni_log());
-    Ok((rt, list))
-}
-
-/// Finds a node by name.
-pub fn find_node<'a>(state: &'a State, name: &str) -> Result<&'a NodeState> {
-    state.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
-        HarnessError::Usage(format!("no node {name:?} (nodes: {})", node_names(state)))
-    })
-}
-
-fn node_names(state: &State) -> String {
-    state
-        .nodes
-        .iter()
-        .map(|n| n.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Loads the state or explains that there is no cluster.
-pub fn require_state(h: &Harness) -> Result<State> {
-    match h.dir.load()? {
-        Some(s) if !s.nodes.is_empty() => Ok(s),
-        _ => Err(HarnessError::Usage(format!(
-            "no cluster in {}; run `kubesim up` first",
-            h.dir.root.display()
-        ))),
-    }
 }

@@ -3,61 +3,8 @@
 
 use super::cluster::UpOptions;
 use super::error::{HarnessError, Result};
+use super::report::DemoReport;
 use super::{cluster, story, teardown, Harness};
-
-/// One verified claim.
-#[derive(Clone, Debug)]
-pub struct Check {
-    /// What is claimed.
-    pub name: String,
-    /// Whether it held.
-    pub ok: bool,
-    /// Evidence.
-    pub detail: String,
-}
-
-/// The demo's outcome.
-#[derive(Clone, Debug, Default)]
-pub struct DemoReport {
-    /// All checks, in story order.
-    pub checks: Vec<Check>,
-    /// Rendered nodes table.
-    pub nodes: String,
-    /// Rendered pods table.
-    pub pods: String,
-}
-
-impl DemoReport {
-    /// True if every check passed.
-    pub fn all_ok(&self) -> bool {
-        !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
-    }
-
-    /// Records (and prints) one check.
-    pub fn check(&mut self, name: &str, ok: bool, detail: String) {
-        eprintln!("  [{}] {name}: {detail}", if ok { "PASS" } else { "FAIL" });
-        self.checks.push(Check {
-            name: name.to_string(),
-            ok,
-            detail,
-        });
-    }
-
-    /// The checks, one line each with the evidence indented below.
-    pub fn checks_table(&self) -> String {
-        let mut out = String::new();
-        for (i, c) in self.checks.iter().enumerate() {
-            let result = if c.ok { "PASS" } else { "FAIL" };
-            out.push_str(&format!(
-                "{:>2}. [{result}] {}\n        {}\n",
-                i + 1,
-                c.name,
-                c.detail
-            ));
-        }
-        out
-    }
-}
 
 /// Runs the story on a fresh cluster in `h`'s state dir and tears it down.
 pub fn run(h: &Harness, opts: &UpOptions) -> Result<DemoReport> {

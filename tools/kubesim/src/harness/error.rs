@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cni::netns::NetnsError;
 use cni::runtime::RuntimeError;
 
 /// Everything the harness can report to the user.
@@ -23,6 +24,9 @@ pub enum HarnessError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Opening or entering a network namespace failed (the path is named).
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
     /// An external command (`ip`, `iptables`, …) failed.
     #[error("{command} failed ({status}): {stderr}")]
     Command {

@@ -1,18 +1,20 @@
 //! Network namespaces held by helper processes, and the two ways the harness
 //! acts inside one: spawning a command whose child `setns`es before exec, or
-//! running a closure on a short-lived thread that `setns`es first.
+//! running a closure on a short-lived thread that `setns`es first (the
+//! library's [`NetNs::run`]).
 //!
 //! Safety: every [`Netns`] is checked on creation to differ from the netns
 //! kubesim itself runs in (and from PID 1's when readable), so no harness
 //! command can ever change the machine's own network.
 
-use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cni::netns::NetNs;
 use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::fstat;
 
 use super::error::{HarnessError, Result};
 
@@ -59,12 +61,12 @@ impl Netns {
 
     /// A command that runs inside this netns (the child calls setns(2)).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Result<Command> {
-        let fd = self.open()?;
+        let ns = self.open()?;
         let mut cmd = Command::new(program);
         // SAFETY: only setns(2) runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                setns(&fd, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+                setns(&ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
             });
         }
         Ok(cmd)
@@ -91,36 +93,24 @@ impl Netns {
     /// Runs `f` on a fresh thread that first joins this netns (for
     /// `/proc/sys/net` writes, which follow the calling thread's netns).
     pub fn with<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        let fd = self.open()?;
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                setns(&fd, CloneFlags::CLONE_NEWNET).map_err(|e| HarnessError::Io {
-                    context: "setns".into(),
-                    source: e.into(),
-                })?;
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| HarnessError::Safety("netns worker thread panicked".into()))?
-        })
+        Ok(self.open()?.run(f)?)
     }
 
-    /// Writes a sysctl under `/proc/sys` inside this netns.
+    /// Sets a sysctl (slash form, `net/ipv4/ip_forward`) inside this netns.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        self.with(move || std::fs::write(&path, value))?
+        self.with(|| cni::sysctl::set(key, value))?
+            .map(drop)
             .map_err(HarnessError::io(format!("write sysctl {key}")))
     }
 
-    fn open(&self) -> Result<File> {
-        let file = File::open(&self.path)
-            .map_err(HarnessError::io(format!("open {}", self.path.display())))?;
-        // Re-check through the fd we will actually use: the holder could
-        // have died and its pid been reused since we checked.
-        let inode = file
-            .metadata()
-            .map_err(HarnessError::io("stat netns fd"))?
-            .ino();
+    /// Opens the netns, re-checking the inode through the fd we will
+    /// actually use: the holder could have died and its pid been reused
+    /// since [`Netns::of_pid`] checked.
+    fn open(&self) -> Result<NetNs> {
+        let ns = NetNs::open(&self.path)?;
+        let inode = fstat(&ns)
+            .map_err(|e| HarnessError::io("stat netns fd")(e.into()))?
+            .st_ino;
         if inode != self.inode {
             return Err(HarnessError::Safety(format!(
                 "{} now refers to another netns (inode {inode}, expected {})",
@@ -128,7 +118,7 @@ impl Netns {
                 self.inode
             )));
         }
-        Ok(file)
+        Ok(ns)
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::process::{Command, ExitStatus};
 
-use super::cluster::{find_node, node_runtime, require_state};
 use super::error::{HarnessError, Result};
+use super::lookup::{find_node, node_runtime, require_state};
 use super::nsutil::Netns;
 use super::state::{ContainerState, PodState, State};
 use super::{random_hex, Harness};

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::child::probe;
-use super::cluster;
-use super::demo::DemoReport;
 use super::error::{HarnessError, Result};
 use super::inspect;
+use super::lookup;
 use super::nsutil::Netns;
 use super::pod::{self, PodSpec};
+use super::report::DemoReport;
 use super::state::{PodState, State};
 use super::table;
 use super::Harness;
@@ -33,7 +33,7 @@ pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
     for i in 1..=2 {
         create(h, &format!("api-{i}"), "node-2", &[("app", APP_PORT)])?;
     }
-    let state = cluster::require_state(h)?;
+    let state = lookup::require_state(h)?;
     unique_ips(r, &state);
     h.say("== probing every pod from every other pod (TCP)");
     all_pairs(h, r, &state)?;
@@ -45,7 +45,7 @@ pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
     restart(h, r)?;
     h.say("== deleting and recreating a pod");
     recreate(h, r)?;
-    let state = cluster::require_state(h)?;
+    let state = lookup::require_state(h)?;
     r.nodes = table::nodes_table(&state);
     r.pods = table::pods_table(&state);
     h.say("== deleting every pod");
@@ -54,11 +54,11 @@ pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
 
 /// CNI STATUS on every node before any pod (a kubelet waits for it).
 fn plugin_status(h: &Harness, r: &mut DemoReport) -> Result<()> {
-    let state = cluster::require_state(h)?;
+    let state = lookup::require_state(h)?;
     let mut details = Vec::new();
     let mut ok = true;
     for node in &state.nodes {
-        let (rt, list) = cluster::node_runtime(h, &state, node)?;
+        let (rt, list) = lookup::node_runtime(h, &state, node)?;
         match rt.status_network_list(&list) {
             Ok(()) if cni::runtime::version::at_least(&list.cni_version, "1.1.0") => {
                 details.push(format!(
@@ -383,7 +383,7 @@ fn recreate(h: &Harness, r: &mut DemoReport) -> Result<()> {
 }
 
 fn cleanup(h: &Harness, r: &mut DemoReport) -> Result<()> {
-    let before = cluster::require_state(h)?;
+    let before = lookup::require_state(h)?;
     let mut present = Vec::new();
     for node in &before.nodes {
         let left = inspect::leftovers(node, &Netns::of_pid(node.holder.pid)?)?;
@@ -393,7 +393,7 @@ fn cleanup(h: &Harness, r: &mut DemoReport) -> Result<()> {
     for key in &keys {
         h.step(&format!("delete pod {key}"), || pod::delete_pod(h, key))?;
     }
-    let state = cluster::require_state(h)?;
+    let state = lookup::require_state(h)?;
     let mut details = Vec::new();
     let mut clean = state.pods.is_empty();
     for node in &state.nodes {
@@ -414,7 +414,7 @@ fn cleanup(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let mut gc_ok = true;
     let mut gc_details = Vec::new();
     for node in &state.nodes {
-        let (rt, list) = cluster::node_runtime(h, &state, node)?;
+        let (rt, list) = lookup::node_runtime(h, &state, node)?;
         match rt.gc_network_list(&list, Some(&[])) {
             Ok(rep) => {
                 let ns = Netns::of_pid(node.holder.pid)?;
