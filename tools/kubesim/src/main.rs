@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::harness::cluster::{self, UpOptions};
+use crate::harness::cluster::{self, ContainerRuntime, UpOptions};
 use crate::harness::pod::{self, PodSpec};
 use crate::harness::state::DEFAULT_STATE_DIR;
 use crate::harness::{child, demo, lookup, table, teardown, Harness, HarnessError};
@@ -89,7 +89,18 @@ fn dispatch(h: &Harness, command: &UserCommand) -> Result<u8, HarnessError> {
         UserCommand::Demo(up) => run_demo(h, &up.to_options()),
         UserCommand::Up(up) => {
             let opts = up.to_options();
-            let state = cluster::up(h, &opts)?;
+            let state = match opts.runtime {
+                ContainerRuntime::Builtin => cluster::up(h, &opts)?,
+                ContainerRuntime::Containerd => {
+                    let kubelets = containerd::demo::up(h, &opts)?;
+                    for k in &kubelets {
+                        if let Ok(v) = k.cri.version() {
+                            println!("{}: {} {}", k.node, v.runtime_name, v.runtime_version);
+                        }
+                    }
+                    lookup::require_state(h)?
+                }
+            };
             println!(
                 "cluster up in {} (runtime {})",
                 h.dir.root.display(),
@@ -182,7 +193,10 @@ fn run_demo(h: &Harness, up: &UpOptions) -> Result<u8, HarnessError> {
         "(if interrupted, clean up with: kubesim down --state-dir {})",
         h.dir.root.display()
     );
-    let report = demo::run(h, up)?;
+    let report = match up.runtime {
+        ContainerRuntime::Builtin => demo::run(h, up)?,
+        ContainerRuntime::Containerd => containerd::demo::run(h, up)?,
+    };
     println!("\nNODES\n{}", report.nodes);
     println!("PODS (before the final cleanup)\n{}", report.pods);
     println!("CHECKS\n{}", report.checks_table());

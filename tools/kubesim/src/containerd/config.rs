@@ -35,6 +35,11 @@ impl NodeDirs {
     pub fn cni_bin(&self) -> PathBuf {
         self.base.join("cni-bin")
     }
+    /// Wrappers running each plugin of `cni_bin` inside containerd's mount
+    /// namespace (for the CHECK and GC kubesim sends itself).
+    pub fn cni_bin_mntns(&self) -> PathBuf {
+        self.base.join("cni-bin-mntns")
+    }
     /// libcni's cache, shown to containerd as `/var/lib/cni`.
     pub fn cni_cache(&self) -> PathBuf {
         self.base.join("cni-cache")

@@ -177,6 +177,30 @@ pub fn install_plugins(dirs: &NodeDirs, plugin_dir: &Path, needed: &[String]) ->
     Ok(())
 }
 
+/// Writes, for every plugin in the node's `cni_bin`, a wrapper that runs it
+/// inside the mount namespace of the daemon `rec` (where the pod netns
+/// paths in containerd's cached results resolve), for the verbs containerd
+/// 1.6 never sends (CHECK, GC) and kubesim sends the same way.
+pub fn write_mntns_wrappers(dirs: &NodeDirs, rec: &DaemonRecord) -> Result<()> {
+    let out = dirs.cni_bin_mntns();
+    std::fs::create_dir_all(&out).map_err(io(format!("create {}", out.display())))?;
+    let plugins = std::fs::read_dir(dirs.cni_bin()).map_err(io("list cni-bin"))?;
+    for p in plugins.flatten() {
+        let name = p.file_name().to_string_lossy().into_owned();
+        let script = format!(
+            "#!/bin/sh\nexec nsenter --mount=/proc/{}/ns/mnt -- '{}' \"$@\"\n",
+            rec.pid,
+            p.path().display()
+        );
+        let path = out.join(&name);
+        std::fs::write(&path, script).map_err(io(format!("write wrapper {name}")))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("chmod wrapper {name}")))?;
+    }
+    Ok(())
+}
+
 /// Starts the node's containerd in the netns `ns`, records it, waits until
 /// CRI answers and imports the images from `archive`. On failure the caller
 /// stops it with [`stop`] (the record is written first).
@@ -226,6 +250,7 @@ pub fn start(
     };
     let text = serde_json::to_string(&record).unwrap_or_default();
     std::fs::write(dirs.record(), text).map_err(io("write daemon.json"))?;
+    write_mntns_wrappers(dirs, &record)?;
     let fail = |reason: String| NodeError::Start {
         node: node.to_string(),
         reason,

@@ -231,21 +231,24 @@ impl Kubelet {
             .ok_or_else(|| NodeError::Protocol(format!("sandbox {sandbox_id} has no IP")))
     }
 
-    /// The sandbox's PID (from the verbose status), whose
-    /// `/proc/<pid>/ns/net` is the pod netns as seen from outside
+    /// The pod netns path containerd created and handed to the plugins
+    /// (`runtimeSpec` in the verbose status); it resolves only inside
     /// containerd's mount namespace.
-    pub fn sandbox_pid(&self, sandbox_id: &str) -> Result<i32> {
+    pub fn sandbox_netns_path(&self, sandbox_id: &str) -> Result<String> {
         let st = self
             .cri
             .pod_sandbox_status(sandbox_id, true)
             .map_err(cri("PodSandboxStatus (verbose)"))?;
         let info = st.info.get("info").cloned().unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&info)
-            .ok()
-            .and_then(|v| v.get("pid")?.as_i64())
-            .and_then(|p| i32::try_from(p).ok())
-            .filter(|p| *p > 0)
-            .ok_or_else(|| NodeError::Protocol(format!("sandbox {sandbox_id}: no pid in status info")))
+        let v: serde_json::Value = serde_json::from_str(&info).unwrap_or_default();
+        v.pointer("/runtimeSpec/linux/namespaces")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|n| n.get("type").and_then(serde_json::Value::as_str) == Some("network"))
+            .and_then(|n| n.get("path")?.as_str())
+            .map(String::from)
+            .ok_or_else(|| NodeError::Protocol(format!("sandbox {sandbox_id}: no netns path in status info")))
     }
 
     /// The `ContainerConfig` of a server container.

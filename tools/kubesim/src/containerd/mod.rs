@@ -12,3 +12,4 @@ pub mod image;
 pub mod kubelet;
 pub mod node;
 pub mod story;
+pub mod demo;

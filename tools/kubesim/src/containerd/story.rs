@@ -80,12 +80,13 @@ impl Cluster<'_> {
     fn cache_dir(&self, node: &NodeState) -> PathBuf {
         node::dirs(self.h, node).cni_cache()
     }
-    /// Our libcni runtime on containerd's cache and plugin dir, plugins run in the node netns.
+    /// Our libcni runtime on containerd's cache and plugins, each plugin run
+    /// in the node netns and containerd's mount namespace, as containerd runs them.
     fn runtime(&self, node: &NodeState) -> Result<(CniConfig, NetworkConfigList)> {
         let ns = Netns::of_pid(node.holder.pid)?;
         let list = cni::runtime::load_dir(&node.conf_dir)
             .map_err(|e| NodeError::Protocol(format!("CNI config of {}: {e}", node.name)))?;
-        let bin = node::dirs(self.h, node).cni_bin();
+        let bin = node::dirs(self.h, node).cni_bin_mntns();
         Ok((CniConfig::new(vec![bin], self.cache_dir(node)).in_netns(ns.path), list))
     }
 }
@@ -280,13 +281,12 @@ fn same_port(c: &Cluster, r: &mut DemoReport) -> Result<()> {
     Ok(())
 }
 
-/// The runtime conf of a containerd pod's attachment, netns seen through
-/// its sandbox process.
+/// The runtime conf containerd used for a pod's attachment (its netns path
+/// is the one in the cached result, so CHECK compares like for like).
 fn runtime_conf(k: &Kubelet, p: &Pod) -> Result<RuntimeConf> {
-    let pid = k.sandbox_pid(&p.sandbox_id)?;
     Ok(RuntimeConf {
         container_id: p.sandbox_id.clone(),
-        netns: format!("/proc/{pid}/ns/net"),
+        netns: k.sandbox_netns_path(&p.sandbox_id)?,
         ifname: IFNAME.into(),
         args: RuntimeConf::kubernetes_args(&p.namespace, &p.name, &p.sandbox_id, &p.uid),
         capability_args: serde_json::Map::new(),
