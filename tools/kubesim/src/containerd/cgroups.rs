@@ -87,3 +87,24 @@ pub fn remove_empty(dirs: &[PathBuf], keep: &[PathBuf]) -> usize {
 fn is_cgroup_dir(dir: &Path) -> bool {
     dir.starts_with("/sys/fs/cgroup") && dir.join("cgroup.procs").exists()
 }
+
+/// Removes the (empty) cgroup `path` from every mounted hierarchy; returns
+/// how many went.
+pub fn remove_everywhere(path: &str) -> usize {
+    hierarchies()
+        .iter()
+        .filter(|h| h.root == "/")
+        .map(|h| h.mount.join(path.trim_start_matches('/')))
+        .filter(|d| is_cgroup_dir(d) && std::fs::remove_dir(d).is_ok())
+        .count()
+}
+
+/// The hierarchies in which cgroup `path` exists.
+pub fn present_in(path: &str) -> Vec<PathBuf> {
+    hierarchies()
+        .iter()
+        .filter(|h| h.root == "/")
+        .map(|h| h.mount.join(path.trim_start_matches('/')))
+        .filter(|d| is_cgroup_dir(d))
+        .collect()
+}

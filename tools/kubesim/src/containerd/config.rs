@@ -52,6 +52,15 @@ impl NodeDirs {
     pub fn config(&self) -> PathBuf {
         self.base.join("config.toml")
     }
+    /// The cgroup parent of the node's pods (`/kubesim-<hash>`): runc
+    /// creates it in every hierarchy and removes only the pods' own
+    /// cgroups, so teardown removes this one.
+    pub fn cgroup_parent(&self) -> String {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(self.base.to_string_lossy().as_bytes());
+        let hex: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("/kubesim-{hex}")
+    }
     /// The daemon's stdout/stderr.
     pub fn log(&self) -> PathBuf {
         self.base.join("containerd.log")

@@ -319,6 +319,7 @@ pub fn stop(dirs: &NodeDirs) -> StopReport {
         return report;
     };
     if !rec.is_ours() {
+        report.cgroups_removed = super::cgroups::remove_everywhere(&dirs.cgroup_parent());
         let _ = std::fs::remove_file(dirs.record());
         return report;
     }
@@ -353,7 +354,8 @@ pub fn stop(dirs: &NodeDirs) -> StopReport {
         report.killed += 1;
         wait_gone(&rec);
     }
-    report.cgroups_removed = super::cgroups::remove_empty(&leaf_cgroups, &own);
+    report.cgroups_removed = super::cgroups::remove_empty(&leaf_cgroups, &own)
+        + super::cgroups::remove_everywhere(&dirs.cgroup_parent());
     let _ = std::fs::remove_file(dirs.record());
     report
 }

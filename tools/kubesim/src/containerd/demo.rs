@@ -46,19 +46,33 @@ pub fn run(h: &Harness, opts: &UpOptions) -> Result<DemoReport> {
     drop(kubelets);
     h.say("== tearing down (containerd, shims and containers by PID, then the netns)");
     let root = std::fs::canonicalize(&h.dir.root).unwrap_or_else(|_| h.dir.root.clone());
+    let parents: Vec<String> = state
+        .nodes
+        .iter()
+        .map(|n| node::dirs(h, n).cgroup_parent())
+        .collect();
     let down = teardown::down(h);
     outcome?;
     let down = down?;
     let procs = processes_mentioning(&root);
     let mounts = mounts_under(&root);
+    let cgroups: Vec<_> = parents
+        .iter()
+        .flat_map(|p| super::cgroups::present_in(p))
+        .collect();
     report.check(
-        "teardown stops containerd, shims and containers by PID and leaves no process, mount or netns",
-        down.warnings.is_empty() && procs.is_empty() && mounts.is_empty() && !root.exists(),
+        "teardown stops containerd, shims and containers by PID and leaves no process, mount, cgroup or netns",
+        down.warnings.is_empty()
+            && procs.is_empty()
+            && mounts.is_empty()
+            && cgroups.is_empty()
+            && !root.exists(),
         format!(
-            "{} processes stopped; left: {} processes{}, {} mounts under {}; state dir removed: {}{}",
+            "{} processes stopped; left: {} processes{}, {} cgroups, {} mounts under {}; state dir removed: {}{}",
             down.processes_killed,
             procs.len(),
             describe(&procs),
+            cgroups.len(),
             mounts.len(),
             root.display(),
             !root.exists(),

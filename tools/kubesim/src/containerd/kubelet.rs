@@ -164,6 +164,7 @@ impl Kubelet {
                 "kubesim".to_string(),
             )]),
             linux: Some(api::LinuxPodSandboxConfig {
+                cgroup_parent: self.dirs.cgroup_parent(),
                 security_context: Some(api::LinuxSandboxSecurityContext {
                     namespace_options: Some(ns_option(
                         api::NamespaceMode::Pod,
