@@ -85,6 +85,21 @@ fn run(state_dir: Option<PathBuf>, quiet: bool, command: &UserCommand) -> Result
 }
 
 fn dispatch(h: &Harness, command: &UserCommand) -> Result<u8, HarnessError> {
+    let pod_command = !matches!(
+        command,
+        UserCommand::Demo(_) | UserCommand::Up(_) | UserCommand::Status { .. } | UserCommand::Down
+    );
+    if pod_command {
+        if let Some(state) = h.dir.load()? {
+            if containerd::node::in_use(h, &state) {
+                return Err(HarnessError::Usage(
+                    "this cluster runs pods through containerd: pod commands drive the builtin \
+                     runtime only (use `kubesim demo --runtime containerd`, `status`, `down`)"
+                        .into(),
+                ));
+            }
+        }
+    }
     match command {
         UserCommand::Demo(up) => run_demo(h, &up.to_options()),
         UserCommand::Up(up) => {
@@ -254,6 +269,11 @@ fn status(h: &Harness, json: bool) -> Result<u8, HarnessError> {
         h.dir.root.display(),
         state.cni_bin_dir.display()
     );
+    if containerd::node::in_use(h, &state) {
+        println!("\nNODES\n{}", table::nodes_table(&state));
+        println!("PODS (ListPodSandbox)\n{}", containerd::node::pods_table(h, &state)?);
+        return Ok(0);
+    }
     println!("\nNODES\n{}", table::nodes_table(&state));
     println!("PODS\n{}", table::pods_table(&state));
     // After a crash or a manual kill, say what is gone.

@@ -301,7 +301,8 @@ fn log_tail(log: &Path) -> String {
 /// What stopping one daemon did.
 #[derive(Clone, Debug, Default)]
 pub struct StopReport {
-    /// Processes (tini, containerd, shims, containers) killed by PID.
+    /// Processes (tini, containerd, shims, containers) killed by PID
+    /// (a process killed in two rounds counts twice).
     pub killed: usize,
     /// Cgroups left by killed containers and removed.
     pub cgroups_removed: usize,
@@ -309,25 +310,42 @@ pub struct StopReport {
     pub warnings: Vec<String>,
 }
 
-/// Stops a node's daemon by PID: every descendant of its tini (containerd,
-/// shims, containers; SIGKILL until none is left), then tini. The mount
-/// namespace, and with it every mount and pod netns, goes with them.
-/// Cgroups that runc had no chance to remove are removed (only when empty).
+/// The shims of the daemon whose socket is `socket` (their command line
+/// names it): after a crash of containerd they are no descendants of tini.
+fn shims_of(socket: &Path) -> Vec<i32> {
+    let sock = socket.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    let args = cmdline(*pid);
+                    args.first().is_some_and(|a| a.contains("containerd-shim"))
+                        && args.iter().any(|a| *a == sock)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Stops a node's daemon by PID: every shim of its socket and every
+/// descendant of its tini and of those shims (containerd, containers;
+/// SIGKILL until none is left), then tini. The mount namespace, and with it
+/// every mount and pod netns, goes with them. Then the pods' cgroups that
+/// runc had no chance to remove, and the node's cgroup parent.
 pub fn stop(dirs: &NodeDirs) -> StopReport {
     let mut report = StopReport::default();
-    let Some(rec) = DaemonRecord::load(dirs) else {
-        return report;
-    };
-    if !rec.is_ours() {
-        report.cgroups_removed = super::cgroups::remove_everywhere(&dirs.cgroup_parent());
-        let _ = std::fs::remove_file(dirs.record());
-        return report;
-    }
-    let own = super::cgroups::of_pid(rec.pid);
-    let mut leaf_cgroups = Vec::new();
+    let rec = DaemonRecord::load(dirs).filter(DaemonRecord::is_ours);
     let deadline = Instant::now() + KILL_TIMEOUT;
     loop {
-        let procs = descendants(rec.pid);
+        let shims = shims_of(&dirs.socket());
+        let mut procs: Vec<i32> = rec.iter().flat_map(|r| descendants(r.pid)).collect();
+        for shim in shims {
+            procs.extend(descendants(shim));
+            procs.push(shim);
+        }
+        procs.sort_unstable();
+        procs.dedup();
         if procs.is_empty() {
             break;
         }
@@ -339,23 +357,19 @@ pub fn stop(dirs: &NodeDirs) -> StopReport {
             break;
         }
         for p in procs {
-            for cg in super::cgroups::of_pid(p) {
-                if !own.contains(&cg) && !leaf_cgroups.contains(&cg) {
-                    leaf_cgroups.push(cg);
-                }
-            }
             if kill(Pid::from_raw(p), Signal::SIGKILL).is_ok() {
                 report.killed += 1;
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if kill(Pid::from_raw(rec.pid), Signal::SIGKILL).is_ok() {
-        report.killed += 1;
-        wait_gone(&rec);
+    if let Some(rec) = &rec {
+        if kill(Pid::from_raw(rec.pid), Signal::SIGKILL).is_ok() {
+            report.killed += 1;
+            wait_gone(rec);
+        }
     }
-    report.cgroups_removed = super::cgroups::remove_empty(&leaf_cgroups, &own)
-        + super::cgroups::remove_everywhere(&dirs.cgroup_parent());
+    report.cgroups_removed = super::cgroups::remove_tree(&dirs.cgroup_parent());
     let _ = std::fs::remove_file(dirs.record());
     report
 }

@@ -125,3 +125,24 @@ pub fn stop_all(h: &Harness, state: &State) -> StopAll {
     }
     out
 }
+
+/// The pods every node's runtime reports (ListPodSandbox), for `status`.
+pub fn pods_table(h: &Harness, state: &State) -> Result<String> {
+    let mut t = crate::harness::table::Table::new(&["POD", "NODE", "IP", "SANDBOX", "STATE"]);
+    for k in kubelets(h, state)? {
+        for sb in k.list()? {
+            let meta = sb.metadata.clone().unwrap_or_default();
+            let state = crate::cri::api::PodSandboxState::try_from(sb.state)
+                .map(|s| s.as_str_name().to_string())
+                .unwrap_or_default();
+            t.row(vec![
+                format!("{}/{}", meta.namespace, meta.name),
+                k.node.clone(),
+                k.pod_ip(&sb.id).unwrap_or_else(|_| "-".into()),
+                sb.id.chars().take(12).collect(),
+                state,
+            ]);
+        }
+    }
+    Ok(t.render())
+}
