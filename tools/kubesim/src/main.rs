@@ -271,7 +271,10 @@ fn status(h: &Harness, json: bool) -> Result<u8, HarnessError> {
     );
     if containerd::node::in_use(h, &state) {
         println!("\nNODES\n{}", table::nodes_table(&state));
-        println!("PODS (ListPodSandbox)\n{}", containerd::node::pods_table(h, &state)?);
+        println!(
+            "PODS (ListPodSandbox)\n{}",
+            containerd::node::pods_table(h, &state)?
+        );
         return Ok(0);
     }
     println!("\nNODES\n{}", table::nodes_table(&state));

@@ -100,9 +100,7 @@ impl DaemonRecord {
             return false;
         };
         let config = self.config.to_string_lossy();
-        !zombie
-            && start == self.start_time
-            && cmdline(self.pid).iter().any(|a| *a == *config)
+        !zombie && start == self.start_time && cmdline(self.pid).iter().any(|a| *a == *config)
     }
 }
 

@@ -79,7 +79,9 @@ pub type Result<T, E = NodeError> = std::result::Result<T, E>;
 impl From<NodeError> for crate::harness::HarnessError {
     fn from(e: NodeError) -> Self {
         match e {
-            NodeError::Io { context, source } => crate::harness::HarnessError::Io { context, source },
+            NodeError::Io { context, source } => {
+                crate::harness::HarnessError::Io { context, source }
+            }
             NodeError::Safety(s) => crate::harness::HarnessError::Safety(s),
             NodeError::Harness(h) => *h,
             other => crate::harness::HarnessError::Usage(other.to_string()),

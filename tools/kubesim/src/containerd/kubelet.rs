@@ -73,7 +73,9 @@ impl Pod {
         self.containers
             .iter()
             .find(|c| c.name == name)
-            .ok_or_else(|| NodeError::Protocol(format!("pod {} has no container {name}", self.key())))
+            .ok_or_else(|| {
+                NodeError::Protocol(format!("pod {} has no container {name}", self.key()))
+            })
     }
 }
 
@@ -190,7 +192,10 @@ impl Kubelet {
         let sandbox_id = self
             .cri
             .run_pod_sandbox(config.clone())
-            .map_err(cri(format!("RunPodSandbox {namespace}/{name} on {}", self.node)))?;
+            .map_err(cri(format!(
+                "RunPodSandbox {namespace}/{name} on {}",
+                self.node
+            )))?;
         let mut pod = Pod {
             namespace: namespace.into(),
             name: name.into(),
@@ -249,7 +254,11 @@ impl Kubelet {
             .find(|n| n.get("type").and_then(serde_json::Value::as_str) == Some("network"))
             .and_then(|n| n.get("path")?.as_str())
             .map(String::from)
-            .ok_or_else(|| NodeError::Protocol(format!("sandbox {sandbox_id}: no netns path in status info")))
+            .ok_or_else(|| {
+                NodeError::Protocol(format!(
+                    "sandbox {sandbox_id}: no netns path in status info"
+                ))
+            })
     }
 
     /// The `ContainerConfig` of a server container.
@@ -316,7 +325,10 @@ impl Kubelet {
     pub fn wait_state(&self, id: &str, want: api::ContainerState) -> Result<api::ContainerStatus> {
         let deadline = Instant::now() + STATE_TIMEOUT;
         loop {
-            let st = self.cri.container_status(id).map_err(cri("ContainerStatus"))?;
+            let st = self
+                .cri
+                .container_status(id)
+                .map_err(cri("ContainerStatus"))?;
             let exited = st.state == api::ContainerState::ContainerExited as i32;
             if st.state == want as i32 || exited {
                 if want != api::ContainerState::ContainerExited && exited {

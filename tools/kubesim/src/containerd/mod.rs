@@ -7,9 +7,9 @@
 pub mod cgroups;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod error;
 pub mod image;
 pub mod kubelet;
 pub mod node;
 pub mod story;
-pub mod demo;

@@ -13,8 +13,8 @@ use super::error::{NodeError, Result};
 use super::kubelet::{Kubelet, Pod};
 use super::node;
 use crate::cri::api;
-use crate::harness::report::DemoReport;
 use crate::harness::nsutil::Netns;
+use crate::harness::report::DemoReport;
 use crate::harness::state::{NodeState, State};
 use crate::harness::table::Table;
 use crate::harness::{inspect, Harness};
@@ -87,7 +87,10 @@ impl Cluster<'_> {
         let list = cni::runtime::load_dir(&node.conf_dir)
             .map_err(|e| NodeError::Protocol(format!("CNI config of {}: {e}", node.name)))?;
         let bin = node::dirs(self.h, node).cni_bin_mntns();
-        Ok((CniConfig::new(vec![bin], self.cache_dir(node)).in_netns(ns.path), list))
+        Ok((
+            CniConfig::new(vec![bin], self.cache_dir(node)).in_netns(ns.path),
+            list,
+        ))
     }
 }
 
@@ -179,7 +182,9 @@ fn pod_ips(c: &Cluster, r: &mut DemoReport) -> Result<()> {
         let cidr: ipnet::IpNet = c.node(&p.node)?.pod_cidrs[0]
             .parse()
             .map_err(|e| NodeError::Protocol(format!("pod CIDR: {e}")))?;
-        let inside = p.ip.parse::<std::net::IpAddr>().is_ok_and(|ip| cidr.contains(&ip));
+        let inside =
+            p.ip.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| cidr.contains(&ip));
         let k = c.kubelet(&p.node)?;
         let cid = &p.containers[0].id;
         let (_, eth0, _) = k.exec(cid, &["ip", "-4", "-o", "addr", "show", IFNAME])?;
@@ -217,11 +222,16 @@ fn all_pairs(c: &Cluster, r: &mut DemoReport) {
                     } else {
                         cross += 1;
                         if example.is_empty() {
-                            example = format!("; e.g. {} ({}) -> {} seen as {seen}", src.name, src.node, dst.name);
+                            example = format!(
+                                "; e.g. {} ({}) -> {} seen as {seen}",
+                                src.name, src.node, dst.name
+                            );
                         }
                     }
                 }
-                Ok((server, _)) => failed.push(format!("{}->{}: answered by {server}", src.name, dst.name)),
+                Ok((server, _)) => {
+                    failed.push(format!("{}->{}: answered by {server}", src.name, dst.name))
+                }
                 Err(e) => failed.push(format!("{}->{}: {e}", src.name, dst.name)),
             }
         }
@@ -232,7 +242,10 @@ fn all_pairs(c: &Cluster, r: &mut DemoReport) {
         "pod-to-pod traffic is not NATed: every server sees the client's pod IP",
         natted.is_empty() && same + cross > 0,
         if natted.is_empty() {
-            format!("{} connections from inside the containers, all seen from the client's pod IP", same + cross)
+            format!(
+                "{} connections from inside the containers, all seen from the client's pod IP",
+                same + cross
+            )
         } else {
             format!("{} NATed: {}", natted.len(), few(&natted))
         },
@@ -266,7 +279,10 @@ fn same_port(c: &Cluster, r: &mut DemoReport) -> Result<()> {
         .ok_or_else(|| NodeError::Protocol("no pod outside node-1".into()))?;
     let reachable = web
         .iter()
-        .filter(|p| c.get(from, &p.ip, APP_PORT).is_ok_and(|(s, _)| s == format!("{}/app", p.key())))
+        .filter(|p| {
+            c.get(from, &p.ip, APP_PORT)
+                .is_ok_and(|(s, _)| s == format!("{}/app", p.key()))
+        })
         .count();
     r.check(
         &format!("{SAME_PORT_PODS} pods on one node all listen on :{APP_PORT}, no conflict, all reachable"),
@@ -337,7 +353,9 @@ fn localhost(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
         st.state == api::ContainerState::ContainerExited as i32 && st.exit_code != 0 && in_use,
         format!(
             "duo/server-2 on :9000: ContainerStatus {} exit code {}; log: {}",
-            api::ContainerState::try_from(st.state).map(|s| s.as_str_name()).unwrap_or("?"),
+            api::ContainerState::try_from(st.state)
+                .map(|s| s.as_str_name())
+                .unwrap_or("?"),
             st.exit_code,
             log.lines().last().unwrap_or("").trim()
         ),
@@ -377,10 +395,16 @@ fn restart(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
         .join("results")
         .join(format!("{}-{}-{IFNAME}", c.state.network, pod.sandbox_id));
     let leases = lease_files(&node, &pod.sandbox_id);
-    let before: Vec<_> = std::iter::once(&cache).chain(&leases).map(|p| fingerprint(p)).collect();
+    let before: Vec<_> = std::iter::once(&cache)
+        .chain(&leases)
+        .map(|p| fingerprint(p))
+        .collect();
     let old = pod.container("app")?.clone();
     let fresh = k.restart_container(&pod, &old)?;
-    let after: Vec<_> = std::iter::once(&cache).chain(&leases).map(|p| fingerprint(p)).collect();
+    let after: Vec<_> = std::iter::once(&cache)
+        .chain(&leases)
+        .map(|p| fingerprint(p))
+        .collect();
     let ip_after = k.pod_ip(&pod.sandbox_id)?;
     let from = c.pod("api-1")?;
     let reach = c.get(from, &ip_after, APP_PORT).is_ok();
@@ -406,9 +430,10 @@ fn restart(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
 fn recreate(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
     let old = c.pod("web-2")?.clone();
     let k = c.kubelet(&old.node)?;
-    c.h.step("delete pod default/web-2 (StopPodSandbox, RemovePodSandbox)", || {
-        k.delete_pod(&old.sandbox_id).map_err(Into::into)
-    })?;
+    c.h.step(
+        "delete pod default/web-2 (StopPodSandbox, RemovePodSandbox)",
+        || k.delete_pod(&old.sandbox_id).map_err(Into::into),
+    )?;
     c.pods.retain(|p| p.name != "web-2");
     let new = c.create("web-2", "node-1", &[("app", APP_PORT)])?;
     let from = c.pod("api-2")?;
