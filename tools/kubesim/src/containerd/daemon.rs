@@ -319,7 +319,7 @@ fn shims_of(socket: &Path) -> Vec<i32> {
                 .filter(|pid| {
                     let args = cmdline(*pid);
                     args.first().is_some_and(|a| a.contains("containerd-shim"))
-                        && args.iter().any(|a| *a == sock)
+                        && args.contains(&sock)
                 })
                 .collect()
         })
