@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::harness::cluster::{self, UpOptions};
+use crate::harness::cluster::{self, ContainerRuntime, UpOptions};
 use crate::harness::pod::{self, PodSpec};
 use crate::harness::state::DEFAULT_STATE_DIR;
 use crate::harness::{child, demo, lookup, table, teardown, Harness, HarnessError};
@@ -16,6 +16,8 @@ use cli::{Cli, Command, HelperCommand, UserCommand};
 use cni::runtime::Attachment;
 
 mod cli;
+mod containerd;
+mod cri;
 mod harness;
 
 fn main() -> ExitCode {
@@ -83,11 +85,37 @@ fn run(state_dir: Option<PathBuf>, quiet: bool, command: &UserCommand) -> Result
 }
 
 fn dispatch(h: &Harness, command: &UserCommand) -> Result<u8, HarnessError> {
+    let pod_command = !matches!(
+        command,
+        UserCommand::Demo(_) | UserCommand::Up(_) | UserCommand::Status { .. } | UserCommand::Down
+    );
+    if pod_command {
+        if let Some(state) = h.dir.load()? {
+            if containerd::node::in_use(h, &state) {
+                return Err(HarnessError::Usage(
+                    "this cluster runs pods through containerd: pod commands drive the builtin \
+                     runtime only (use `kubesim demo --runtime containerd`, `status`, `down`)"
+                        .into(),
+                ));
+            }
+        }
+    }
     match command {
         UserCommand::Demo(up) => run_demo(h, &up.to_options()),
         UserCommand::Up(up) => {
             let opts = up.to_options();
-            let state = cluster::up(h, &opts)?;
+            let state = match opts.runtime {
+                ContainerRuntime::Builtin => cluster::up(h, &opts)?,
+                ContainerRuntime::Containerd => {
+                    let kubelets = containerd::demo::up(h, &opts)?;
+                    for k in &kubelets {
+                        if let Ok(v) = k.cri.version() {
+                            println!("{}: {} {}", k.node, v.runtime_name, v.runtime_version);
+                        }
+                    }
+                    lookup::require_state(h)?
+                }
+            };
             println!(
                 "cluster up in {} (runtime {})",
                 h.dir.root.display(),
@@ -180,7 +208,10 @@ fn run_demo(h: &Harness, up: &UpOptions) -> Result<u8, HarnessError> {
         "(if interrupted, clean up with: kubesim down --state-dir {})",
         h.dir.root.display()
     );
-    let report = demo::run(h, up)?;
+    let report = match up.runtime {
+        ContainerRuntime::Builtin => demo::run(h, up)?,
+        ContainerRuntime::Containerd => containerd::demo::run(h, up)?,
+    };
     println!("\nNODES\n{}", report.nodes);
     println!("PODS (before the final cleanup)\n{}", report.pods);
     println!("CHECKS\n{}", report.checks_table());
@@ -238,6 +269,14 @@ fn status(h: &Harness, json: bool) -> Result<u8, HarnessError> {
         h.dir.root.display(),
         state.cni_bin_dir.display()
     );
+    if containerd::node::in_use(h, &state) {
+        println!("\nNODES\n{}", table::nodes_table(&state));
+        println!(
+            "PODS (ListPodSandbox)\n{}",
+            containerd::node::pods_table(h, &state)?
+        );
+        return Ok(0);
+    }
     println!("\nNODES\n{}", table::nodes_table(&state));
     println!("PODS\n{}", table::pods_table(&state));
     // After a crash or a manual kill, say what is gone.

@@ -24,6 +24,9 @@ pub enum ContainerRuntime {
     /// kubesim itself, through the library's libcni-like `cni::runtime`.
     #[default]
     Builtin,
+    /// A private containerd per node, driven over CRI; kubesim is only the
+    /// kubelet (see `crate::containerd`).
+    Containerd,
 }
 
 impl ContainerRuntime {
@@ -31,6 +34,7 @@ impl ContainerRuntime {
     pub fn name(self) -> &'static str {
         match self {
             ContainerRuntime::Builtin => "builtin",
+            ContainerRuntime::Containerd => "containerd",
         }
     }
 }

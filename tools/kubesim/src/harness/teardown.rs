@@ -54,6 +54,12 @@ pub fn teardown(h: &Harness, state: &State) -> DownReport {
             report.processes_killed += 1;
         }
     }
+    // containerd nodes: drain over CRI, then daemons, shims and containers
+    // by PID, while the node netns still exist.
+    let containerd = crate::containerd::node::stop_all(h, state);
+    report.pods_deleted += containerd.pods_drained;
+    report.processes_killed += containerd.killed;
+    report.warnings.extend(containerd.warnings);
     let holders = state
         .nodes
         .iter()

@@ -1,0 +1,586 @@
+//! `kubesim demo --runtime containerd`: the demo's story with containerd
+//! doing every CNI call, each fact read where the kubelet (or the plugins)
+//! would have it: pod IPs from `PodSandboxStatus`, traffic from inside the
+//! real containers (`ExecSync`), restarts proven from libcni's cache file
+//! and host-local's lease, CHECK and GC run against containerd's cache.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use cni::runtime::{Attachment, CniConfig, NetworkConfigList, RuntimeConf};
+
+use super::error::{NodeError, Result};
+use super::kubelet::{Kubelet, Pod};
+use super::node;
+use crate::cri::api;
+use crate::harness::nsutil::Netns;
+use crate::harness::report::DemoReport;
+use crate::harness::state::{NodeState, State};
+use crate::harness::table::Table;
+use crate::harness::{inspect, Harness};
+
+/// Port of every demo app container.
+const APP_PORT: u16 = 8080;
+/// Pods on node-1 for the "ten pods, same port" check.
+const SAME_PORT_PODS: usize = 10;
+/// The pod interface.
+const IFNAME: &str = "eth0";
+
+/// The cluster as the story sees it.
+struct Cluster<'a> {
+    h: &'a Harness,
+    state: &'a State,
+    kubelets: &'a [Kubelet],
+    pods: Vec<Pod>,
+}
+
+impl Cluster<'_> {
+    fn kubelet(&self, node: &str) -> Result<&Kubelet> {
+        self.kubelets
+            .iter()
+            .find(|k| k.node == node)
+            .ok_or_else(|| NodeError::Protocol(format!("no kubelet for {node}")))
+    }
+    fn node(&self, name: &str) -> Result<&NodeState> {
+        self.state
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| NodeError::Protocol(format!("no node {name}")))
+    }
+    fn pod(&self, name: &str) -> Result<&Pod> {
+        self.pods
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| NodeError::Protocol(format!("no pod {name}")))
+    }
+    fn create(&mut self, name: &str, node: &str, containers: &[(&str, u16)]) -> Result<Pod> {
+        let k = self.kubelet(node)?;
+        let pod = self.h.step(&format!("pod default/{name} on {node}"), || {
+            k.run_pod("default", name, containers).map_err(Into::into)
+        })?;
+        self.pods.push(pod.clone());
+        Ok(pod)
+    }
+    /// `kubesim-get IP PORT` inside `src`'s first container: (server, seen IP).
+    fn get(&self, src: &Pod, ip: &str, port: u16) -> std::result::Result<(String, String), String> {
+        let k = self.kubelet(&src.node).map_err(|e| e.to_string())?;
+        let c = src.containers.first().ok_or("pod without containers")?;
+        let port = port.to_string();
+        let (code, out, err) = k
+            .exec(&c.id, &["kubesim-get", ip, &port])
+            .map_err(|e| e.to_string())?;
+        let mut parts = out.split_whitespace();
+        match (code, parts.next(), parts.next()) {
+            (0, Some(server), Some(seen)) => Ok((server.to_string(), seen_ip(seen))),
+            _ => Err(format!("exit {code}: {out} {err}")),
+        }
+    }
+    /// libcni's cache dir of a node (containerd's `/var/lib/cni`).
+    fn cache_dir(&self, node: &NodeState) -> PathBuf {
+        node::dirs(self.h, node).cni_cache()
+    }
+    /// Our libcni runtime on containerd's cache and plugins, each plugin run
+    /// in the node netns and containerd's mount namespace, as containerd runs them.
+    fn runtime(&self, node: &NodeState) -> Result<(CniConfig, NetworkConfigList)> {
+        let ns = Netns::of_pid(node.holder.pid)?;
+        let list = cni::runtime::load_dir(&node.conf_dir)
+            .map_err(|e| NodeError::Protocol(format!("CNI config of {}: {e}", node.name)))?;
+        let bin = node::dirs(self.h, node).cni_bin_mntns();
+        Ok((
+            CniConfig::new(vec![bin], self.cache_dir(node)).in_netns(ns.path),
+            list,
+        ))
+    }
+}
+
+/// `[::ffff:10.244.1.2]` / `10.244.1.2` → `10.244.1.2`.
+fn seen_ip(seen: &str) -> String {
+    let s = seen.trim_matches(|c| c == '[' || c == ']');
+    s.strip_prefix("::ffff:").unwrap_or(s).to_string()
+}
+
+/// The whole story on a running cluster whose nodes run containerd.
+pub fn story(h: &Harness, state: &State, kubelets: &[Kubelet], r: &mut DemoReport) -> Result<()> {
+    let mut c = Cluster {
+        h,
+        state,
+        kubelets,
+        pods: Vec::new(),
+    };
+    runtime_version(&c, r);
+    h.say(&format!(
+        "== starting {SAME_PORT_PODS} pods on node-1 and 2 on node-2 through CRI"
+    ));
+    for i in 1..=SAME_PORT_PODS {
+        c.create(&format!("web-{i}"), "node-1", &[("app", APP_PORT)])?;
+    }
+    for i in 1..=2 {
+        c.create(&format!("api-{i}"), "node-2", &[("app", APP_PORT)])?;
+    }
+    pod_ips(&c, r)?;
+    h.say("== probing every pod from inside every other pod (ExecSync)");
+    all_pairs(&c, r);
+    same_port(&c, r)?;
+    cni_check_all(&c, r);
+    h.say("== one pod, two containers");
+    localhost(&mut c, r)?;
+    h.say("== restarting a container the kubelet's way");
+    restart(&mut c, r)?;
+    h.say("== deleting and recreating a pod");
+    recreate(&mut c, r)?;
+    gc_keeps_live(&c, r)?;
+    r.nodes = crate::harness::table::nodes_table(state);
+    r.pods = pods_table(&c)?;
+    h.say("== deleting every pod");
+    cleanup(&mut c, r)
+}
+
+fn runtime_version(c: &Cluster, r: &mut DemoReport) {
+    let mut ok = true;
+    let mut details = Vec::new();
+    for k in c.kubelets {
+        match (k.cri.version(), k.cri.status()) {
+            (Ok(v), Ok(st)) => {
+                let conds: Vec<String> = st
+                    .status
+                    .map(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| format!("{}={}", c.r#type, c.status))
+                    .collect();
+                ok &= v.runtime_name == "containerd"
+                    && v.runtime_api_version.starts_with("v1")
+                    && conds.iter().all(|c| c.ends_with("=true"))
+                    && conds.len() >= 2;
+                details.push(format!(
+                    "{}: {} {} (CRI {}), {}",
+                    k.node,
+                    v.runtime_name,
+                    v.runtime_version,
+                    v.runtime_api_version,
+                    conds.join(" ")
+                ));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                ok = false;
+                details.push(format!("{}: {e}", k.node));
+            }
+        }
+    }
+    r.check(
+        "every node's runtime answers CRI Version and Status (runtime and network ready)",
+        ok,
+        details.join("; "),
+    );
+}
+
+fn pod_ips(c: &Cluster, r: &mut DemoReport) -> Result<()> {
+    let mut ips: Vec<&str> = c.pods.iter().map(|p| p.ip.as_str()).collect();
+    let mut bad = Vec::new();
+    for p in &c.pods {
+        let cidr: ipnet::IpNet = c.node(&p.node)?.pod_cidrs[0]
+            .parse()
+            .map_err(|e| NodeError::Protocol(format!("pod CIDR: {e}")))?;
+        let inside =
+            p.ip.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| cidr.contains(&ip));
+        let k = c.kubelet(&p.node)?;
+        let cid = &p.containers[0].id;
+        let (_, eth0, _) = k.exec(cid, &["ip", "-4", "-o", "addr", "show", IFNAME])?;
+        if !inside || !eth0.contains(&format!("inet {}/", p.ip)) {
+            bad.push(format!("{}: {} (eth0: {eth0})", p.name, p.ip));
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    r.check(
+        "every pod gets a unique IP from its node's pod CIDR (PodSandboxStatus = eth0 in the container)",
+        bad.is_empty() && ips.len() == c.pods.len(),
+        if bad.is_empty() {
+            format!("{} pods, {} distinct IPs, each on the container's eth0", c.pods.len(), ips.len())
+        } else {
+            bad.join("; ")
+        },
+    );
+    Ok(())
+}
+
+fn all_pairs(c: &Cluster, r: &mut DemoReport) {
+    let (mut same, mut cross) = (0, 0);
+    let (mut failed, mut natted) = (Vec::new(), Vec::new());
+    let mut example = String::new();
+    for src in &c.pods {
+        for dst in c.pods.iter().filter(|d| d.name != src.name) {
+            match c.get(src, &dst.ip, APP_PORT) {
+                Ok((server, seen)) if server == format!("{}/app", dst.key()) => {
+                    if seen != src.ip {
+                        natted.push(format!("{}->{} seen as {seen}", src.name, dst.name));
+                    }
+                    if src.node == dst.node {
+                        same += 1;
+                    } else {
+                        cross += 1;
+                        if example.is_empty() {
+                            example = format!(
+                                "; e.g. {} ({}) -> {} seen as {seen}",
+                                src.name, src.node, dst.name
+                            );
+                        }
+                    }
+                }
+                Ok((server, _)) => {
+                    failed.push(format!("{}->{}: answered by {server}", src.name, dst.name))
+                }
+                Err(e) => failed.push(format!("{}->{}: {e}", src.name, dst.name)),
+            }
+        }
+    }
+    let total = c.pods.len() * (c.pods.len() - 1);
+    let few = |v: &[String]| v.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+    r.check(
+        "pod-to-pod traffic is not NATed: every server sees the client's pod IP",
+        natted.is_empty() && same + cross > 0,
+        if natted.is_empty() {
+            format!(
+                "{} connections from inside the containers, all seen from the client's pod IP",
+                same + cross
+            )
+        } else {
+            format!("{} NATed: {}", natted.len(), few(&natted))
+        },
+    );
+    r.check(
+        "all pairs of pods reach each other by pod IP from inside their containers, same node and across nodes (underlay)",
+        failed.is_empty() && same + cross == total && cross > 0,
+        if failed.is_empty() {
+            format!("{total}/{total} HTTP requests ok ({same} same-node, {cross} cross-node{example})")
+        } else {
+            format!("{} failed: {}", failed.len(), few(&failed))
+        },
+    );
+}
+
+fn same_port(c: &Cluster, r: &mut DemoReport) -> Result<()> {
+    let web: Vec<&Pod> = c.pods.iter().filter(|p| p.node == "node-1").collect();
+    let k = c.kubelet("node-1")?;
+    let running = web
+        .iter()
+        .filter(|p| {
+            k.cri
+                .container_status(&p.containers[0].id)
+                .is_ok_and(|s| s.state == api::ContainerState::ContainerRunning as i32)
+        })
+        .count();
+    let from = c
+        .pods
+        .iter()
+        .find(|p| p.node != "node-1")
+        .ok_or_else(|| NodeError::Protocol("no pod outside node-1".into()))?;
+    let reachable = web
+        .iter()
+        .filter(|p| {
+            c.get(from, &p.ip, APP_PORT)
+                .is_ok_and(|(s, _)| s == format!("{}/app", p.key()))
+        })
+        .count();
+    r.check(
+        &format!("{SAME_PORT_PODS} pods on one node all listen on :{APP_PORT}, no conflict, all reachable"),
+        web.len() == SAME_PORT_PODS && running == SAME_PORT_PODS && reachable == SAME_PORT_PODS,
+        format!(
+            "{running}/{} containers RUNNING (ContainerStatus), {reachable}/{} answered {} on node-2",
+            web.len(),
+            web.len(),
+            from.name
+        ),
+    );
+    Ok(())
+}
+
+/// The runtime conf containerd used for a pod's attachment (its netns path
+/// is the one in the cached result, so CHECK compares like for like).
+fn runtime_conf(k: &Kubelet, p: &Pod) -> Result<RuntimeConf> {
+    Ok(RuntimeConf {
+        container_id: p.sandbox_id.clone(),
+        netns: k.sandbox_netns_path(&p.sandbox_id)?,
+        ifname: IFNAME.into(),
+        args: RuntimeConf::kubernetes_args(&p.namespace, &p.name, &p.sandbox_id, &p.uid),
+        capability_args: serde_json::Map::new(),
+    })
+}
+
+fn cni_check_all(c: &Cluster, r: &mut DemoReport) {
+    let mut failed = Vec::new();
+    for p in &c.pods {
+        let res = (|| -> Result<()> {
+            let k = c.kubelet(&p.node)?;
+            let (rt, list) = c.runtime(c.node(&p.node)?)?;
+            rt.check_network_list(&list, &runtime_conf(k, p)?)
+                .map_err(|e| NodeError::Protocol(e.to_string()))
+        })();
+        if let Err(e) = res {
+            failed.push(format!("{}: {e}", p.name));
+        }
+    }
+    r.check(
+        "CNI CHECK passes for every pod, from containerd's libcni cache (interfaces, addresses, routes, leases)",
+        failed.is_empty(),
+        if failed.is_empty() {
+            format!("{} attachments checked", c.pods.len())
+        } else {
+            failed.join("; ")
+        },
+    );
+}
+
+fn localhost(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
+    let duo = c.create("duo", "node-2", &[("server", 9000), ("client", 9001)])?;
+    let k = c.kubelet("node-2")?;
+    let client = duo.container("client")?;
+    let (code, out, err) = k.exec(&client.id, &["kubesim-get", "127.0.0.1", "9000"])?;
+    r.check(
+        "two containers in one pod talk over 127.0.0.1",
+        code == 0 && out.starts_with("default/duo/server "),
+        format!("ExecSync in duo/client: kubesim-get 127.0.0.1:9000 -> {out}{err}"),
+    );
+    // A third container binding the server's port: it must fail (shared netns).
+    let third = k.start_container(&duo, "server-2", 9000, 0)?;
+    let st = k.wait_state(&third.id, api::ContainerState::ContainerExited)?;
+    let log = std::fs::read_to_string(&st.log_path).unwrap_or_default();
+    let in_use = log.contains("Address in use") || log.contains("Address already in use");
+    r.check(
+        "two containers in one pod cannot bind the same port",
+        st.state == api::ContainerState::ContainerExited as i32 && st.exit_code != 0 && in_use,
+        format!(
+            "duo/server-2 on :9000: ContainerStatus {} exit code {}; log: {}",
+            api::ContainerState::try_from(st.state)
+                .map(|s| s.as_str_name())
+                .unwrap_or("?"),
+            st.exit_code,
+            log.lines().last().unwrap_or("").trim()
+        ),
+    );
+    k.cri
+        .remove_container(&third.id)
+        .map_err(super::error::cri("RemoveContainer"))?;
+    Ok(())
+}
+
+/// A file's bytes and mtime (the plugins' evidence that nothing ran).
+fn fingerprint(path: &std::path::Path) -> Option<(Vec<u8>, SystemTime)> {
+    let bytes = std::fs::read(path).ok()?;
+    let mtime = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some((bytes, mtime))
+}
+
+/// The host-local lease file(s) naming `sandbox_id`.
+fn lease_files(node: &NodeState, sandbox_id: &str) -> Vec<PathBuf> {
+    inspect::leases(node)
+        .into_iter()
+        .map(|l| node.data_dir.join(l))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .map(|t| t.starts_with(sandbox_id))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn restart(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
+    let pod = c.pod("web-1")?.clone();
+    let node = c.node(&pod.node)?.clone();
+    let k = c.kubelet(&pod.node)?;
+    let cache = c
+        .cache_dir(&node)
+        .join("results")
+        .join(format!("{}-{}-{IFNAME}", c.state.network, pod.sandbox_id));
+    let leases = lease_files(&node, &pod.sandbox_id);
+    let before: Vec<_> = std::iter::once(&cache)
+        .chain(&leases)
+        .map(|p| fingerprint(p))
+        .collect();
+    let old = pod.container("app")?.clone();
+    let fresh = k.restart_container(&pod, &old)?;
+    let after: Vec<_> = std::iter::once(&cache)
+        .chain(&leases)
+        .map(|p| fingerprint(p))
+        .collect();
+    let ip_after = k.pod_ip(&pod.sandbox_id)?;
+    let from = c.pod("api-1")?;
+    let reach = c.get(from, &ip_after, APP_PORT).is_ok();
+    let unchanged = before == after && before.iter().all(Option::is_some) && !leases.is_empty();
+    r.check(
+        "restarting a container keeps the pod IP and makes no CNI call (libcni cache file and lease untouched)",
+        unchanged && ip_after == pod.ip && fresh.id != old.id && fresh.attempt == 1 && reach,
+        format!(
+            "web-1/app {} -> {} (attempt {}); IP {} -> {ip_after}; cache file + {} lease file(s) unchanged (bytes, mtime): {unchanged}; reachable: {reach}",
+            &old.id[..12.min(old.id.len())],
+            &fresh.id[..12.min(fresh.id.len())],
+            fresh.attempt,
+            pod.ip,
+            leases.len()
+        ),
+    );
+    if let Some(p) = c.pods.iter_mut().find(|p| p.name == "web-1") {
+        p.containers[0] = fresh;
+    }
+    Ok(())
+}
+
+fn recreate(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
+    let old = c.pod("web-2")?.clone();
+    let k = c.kubelet(&old.node)?;
+    c.h.step(
+        "delete pod default/web-2 (StopPodSandbox, RemovePodSandbox)",
+        || k.delete_pod(&old.sandbox_id).map_err(Into::into),
+    )?;
+    c.pods.retain(|p| p.name != "web-2");
+    let new = c.create("web-2", "node-1", &[("app", APP_PORT)])?;
+    let from = c.pod("api-2")?;
+    let reach = c.get(from, &new.ip, APP_PORT).is_ok();
+    r.check(
+        "deleting and recreating a pod gives a new sandbox and a new IP",
+        old.sandbox_id != new.sandbox_id && old.ip != new.ip && reach,
+        format!(
+            "sandbox {} -> {}; IP {} -> {}; reachable: {reach}",
+            &old.sandbox_id[..12],
+            &new.sandbox_id[..12],
+            old.ip,
+            new.ip
+        ),
+    );
+    Ok(())
+}
+
+/// CNI GC with the valid attachments the kubelet knows (ListPodSandbox):
+/// nothing of a live pod may go.
+fn gc_keeps_live(c: &Cluster, r: &mut DemoReport) -> Result<()> {
+    let mut ok = true;
+    let mut details = Vec::new();
+    for node in &c.state.nodes {
+        let k = c.kubelet(&node.name)?;
+        let valid: Vec<Attachment> = k
+            .list()?
+            .into_iter()
+            .filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
+            .map(|s| Attachment {
+                container_id: s.id,
+                ifname: IFNAME.into(),
+            })
+            .collect();
+        let leases_before = inspect::leases(node);
+        let (rt, list) = c.runtime(node)?;
+        match rt.gc_network_list(&list, Some(&valid)) {
+            Ok(rep) => {
+                let kept = inspect::leases(node) == leases_before;
+                ok &= rep.stale_deleted.is_empty() && kept;
+                details.push(format!(
+                    "{}: {} valid (ListPodSandbox), {} stale, {} leases kept: {kept}",
+                    node.name,
+                    valid.len(),
+                    rep.stale_deleted.len(),
+                    leases_before.len()
+                ));
+            }
+            Err(e) => {
+                ok = false;
+                details.push(format!("{}: GC failed: {e}", node.name));
+            }
+        }
+    }
+    r.check(
+        "CNI GC with the sandboxes ListPodSandbox reports keeps every live pod's lease",
+        ok,
+        details.join("; "),
+    );
+    Ok(())
+}
+
+fn pods_table(c: &Cluster) -> Result<String> {
+    let mut t = Table::new(&["POD", "NODE", "IP", "SANDBOX", "STATE", "CONTAINERS"]);
+    for k in c.kubelets {
+        for sb in k.list()? {
+            let meta = sb.metadata.clone().unwrap_or_default();
+            let ip = k.pod_ip(&sb.id).unwrap_or_else(|_| "-".into());
+            let containers: Vec<String> = k
+                .cri
+                .list_containers(&sb.id)
+                .map_err(super::error::cri("ListContainers"))?
+                .iter()
+                .map(|ct| {
+                    let m = ct.metadata.clone().unwrap_or_default();
+                    format!("{}#{}", m.name, m.attempt)
+                })
+                .collect();
+            t.row(vec![
+                format!("{}/{}", meta.namespace, meta.name),
+                k.node.clone(),
+                ip,
+                sb.id[..12.min(sb.id.len())].to_string(),
+                api::PodSandboxState::try_from(sb.state)
+                    .map(|s| s.as_str_name().to_string())
+                    .unwrap_or_default(),
+                containers.join(","),
+            ]);
+        }
+    }
+    Ok(t.render())
+}
+
+fn cleanup(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
+    let mut deleted = 0;
+    for k in c.kubelets {
+        for sb in k.list()? {
+            k.delete_pod(&sb.id)?;
+            deleted += 1;
+        }
+    }
+    c.pods.clear();
+    let mut clean = true;
+    let mut details = Vec::new();
+    for node in &c.state.nodes {
+        let k = c.kubelet(&node.name)?;
+        let left_sandboxes = k.list()?.len();
+        let ns = Netns::of_pid(node.holder.pid)?;
+        let mut view = node.clone();
+        view.cache_dir = c.cache_dir(node);
+        let left = inspect::leftovers(&view, &ns)?;
+        clean &= left.is_clean() && left_sandboxes == 0;
+        details.push(format!(
+            "{}: {left_sandboxes} sandboxes (ListPodSandbox), {}",
+            node.name,
+            left.summary()
+        ));
+    }
+    r.check(
+        "after StopPodSandbox/RemovePodSandbox of every pod no sandbox, lease, veth or cache entry is left",
+        clean && deleted > 0,
+        format!("{deleted} pods deleted; {}", details.join("; ")),
+    );
+    let mut gc_ok = true;
+    let mut gc_details = Vec::new();
+    for node in &c.state.nodes {
+        let (rt, list) = c.runtime(node)?;
+        match rt.gc_network_list(&list, Some(&[])) {
+            Ok(rep) => {
+                gc_ok &= rep.stale_deleted.is_empty();
+                gc_details.push(format!(
+                    "{}: {} stale, GC sent to {} plugins",
+                    node.name,
+                    rep.stale_deleted.len(),
+                    rep.plugins_collected
+                ));
+            }
+            Err(e) => {
+                gc_ok = false;
+                gc_details.push(format!("{}: GC failed: {e}", node.name));
+            }
+        }
+    }
+    r.check(
+        "GC with an empty valid-attachment list finds nothing left",
+        gc_ok,
+        gc_details.join("; "),
+    );
+    Ok(())
+}
