@@ -1,0 +1,345 @@
+//! Helpers for the real-client and differential tests (`tests/clients/`,
+//! `tests/netns/differential.rs`): which plugin directory is under test, building
+//! `cnitool`, running a client in a private mount namespace so that paths it
+//! hard-codes (`/var/lib/cni`, `/etc/cni/net.d`, `/opt/cni/bin`) point at temp
+//! dirs, and reading kernel state for comparisons.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use crate::common::{our_cni_path, TempDir, REFERENCE_CNI_PATH};
+
+/// True under `CI=true`, where a missing tool is a failure, never a skip.
+pub fn is_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+/// A prerequisite is missing: panic under CI, otherwise say why the caller
+/// is about to skip.
+pub fn missing(what: &str) {
+    if is_ci() {
+        panic!("CI=true: {what}; the test must not be skipped");
+    }
+    report(&format!("skipped: {what}"));
+}
+
+/// Writes one line to the test process's real stderr. libtest captures
+/// `println!`/`eprintln!` of passing tests, but CI logs must show which
+/// client and version each real-client test drove.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The plugin directory under test: `$CNI_RS_CLIENT_PLUGINS` when set (e.g.
+/// `/usr/lib/cni` to validate a test against the reference), else ours.
+pub fn plugins_under_test() -> PathBuf {
+    match std::env::var_os("CNI_RS_CLIENT_PLUGINS") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => our_cni_path(),
+    }
+}
+
+/// `CNI_PATH` for a client: the plugins under test first, then the reference
+/// dir for the plugins we do not ship (`loopback`, `portmap`).
+pub fn client_cni_path(plugins: &Path) -> String {
+    format!("{}:{REFERENCE_CNI_PATH}", plugins.display())
+}
+
+/// One line naming a plugin dir and what its `bridge` answers to VERSION,
+/// printed by every real-client test.
+pub fn describe_plugins(dir: &Path) -> String {
+    let out = Command::new(dir.join("bridge"))
+        .env_clear()
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::null())
+        .output();
+    let version = match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Err(e) => format!("(cannot run: {e})"),
+    };
+    format!("{} (bridge VERSION: {version})", dir.display())
+}
+
+/// Runs `cmd`, panicking with its full output unless it exits 0.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Output of a command as trimmed text (first line of `--version` etc.).
+pub fn first_line(argv: &[&str]) -> String {
+    match Command::new(argv[0]).args(&argv[1..]).output() {
+        Ok(o) => {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        }
+        Err(e) => format!("({} not runnable: {e})", argv[0]),
+    }
+}
+
+/// Where Debian's `golang-github-appc-cni-dev` puts libcni (GOPATH layout).
+const GOCODE: &str = "/usr/share/gocode";
+
+/// Builds `cnitool` (a real libcni client) once per test binary, offline,
+/// GOPATH mode against Debian's libcni source, no module proxy. Source:
+/// `tests/support/cnitool/main.go` (upstream v1.1.2, vendored: Debian
+/// ships libcni but not cnitool's main), else a `cnitool` package under
+/// /usr/share/gocode if a Debian version ships one.
+/// `None` (skip) only outside CI.
+pub fn cnitool() -> Option<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BUILT.get_or_init(build_cnitool) {
+        Ok(p) => Some(p.clone()),
+        Err(why) => {
+            missing(why);
+            None
+        }
+    }
+}
+
+fn build_cnitool() -> Result<PathBuf, String> {
+    if !Path::new(GOCODE)
+        .join("src/github.com/containernetworking/cni/libcni")
+        .is_dir()
+    {
+        return Err(format!(
+            "libcni source missing under {GOCODE} (apt-get install golang-github-appc-cni-dev)"
+        ));
+    }
+    let tmp = crate::common::target_tmp_dir();
+    let tmp = tmp.as_path();
+    remove_stale_builds(tmp);
+    let work = tmp.join(format!("cnitool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let pkg = work.join("gopath/src/cnitool");
+    std::fs::create_dir_all(&pkg).map_err(|e| format!("mkdir {}: {e}", pkg.display()))?;
+    let vendored = crate::common::repo_root().join("tests/support/cnitool/main.go");
+    let debian_pkg = Path::new(GOCODE).join("src/github.com/containernetworking/cni/cnitool");
+    let build_dir = match vendored {
+        src if src.is_file() => {
+            std::fs::copy(&src, pkg.join("main.go"))
+                .map_err(|e| format!("copy {}: {e}", src.display()))?;
+            pkg.clone()
+        }
+        _ if debian_pkg.is_dir() => debian_pkg,
+        _ => {
+            return Err(format!(
+                "no cnitool source: neither {} nor {}",
+                vendored.display(),
+                debian_pkg.display()
+            ))
+        }
+    };
+    let out = work.join("cnitool");
+    // A go cache shared by runs keeps rebuilds at a few seconds.
+    let cache = tmp.join("go-cache");
+    let res = Command::new("go")
+        .current_dir(&build_dir)
+        .args(["build", "-trimpath", "-o"])
+        .arg(&out)
+        .arg(".")
+        .env(
+            "GOPATH",
+            format!("{}:{GOCODE}", work.join("gopath").display()),
+        )
+        .env("GO111MODULE", "off")
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", &cache)
+        .env("CGO_ENABLED", "0")
+        .output()
+        .map_err(|e| format!("run go (apt-get install golang-go): {e}"))?;
+    if !res.status.success() {
+        return Err(format!(
+            "go build cnitool failed: {}",
+            String::from_utf8_lossy(&res.stderr)
+        ));
+    }
+    Ok(out)
+}
+
+/// Removes `cnitool-<pid>` build dirs of earlier test runs whose process is gone.
+fn remove_stale_builds(tmp: &Path) {
+    let Ok(rd) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("cnitool-") else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A set of bind mounts applied, in a private mount namespace, around one
+/// client command: the client sees `source` at `target`, the machine never
+/// does. A missing target (e.g. `/var/lib/cni` on a fresh machine) is made
+/// inside an overlay of its nearest existing ancestor whose upper layer is a
+/// temp dir, so not even an empty directory is created on the machine.
+pub struct PrivateMounts {
+    binds: Vec<(PathBuf, PathBuf)>,
+    scratch: TempDir,
+}
+
+/// The shell run by `unshare`: mount, then exec the client.
+const MOUNT_SCRIPT: &str = r#"set -eu
+scratch=$1; shift
+n=0
+while [ "$1" != "--" ]; do
+  src=$1 dst=$2; shift 2
+  if [ ! -d "$dst" ]; then
+    anc=$dst
+    while [ ! -d "$anc" ]; do anc=$(dirname "$anc"); done
+    n=$((n+1))
+    mkdir -p "$scratch/ov$n/upper" "$scratch/ov$n/work"
+    mount -t overlay "ov$n" -o "lowerdir=$anc,upperdir=$scratch/ov$n/upper,workdir=$scratch/ov$n/work" "$anc"
+    mkdir -p "$dst"
+  fi
+  mount --bind "$src" "$dst"
+done
+shift
+exec "$@"
+"#;
+
+impl PrivateMounts {
+    pub fn new() -> PrivateMounts {
+        PrivateMounts {
+            binds: Vec::new(),
+            scratch: TempDir::new("mounts"),
+        }
+    }
+
+    /// Show `source` (a dir) at `target` to the wrapped command.
+    pub fn bind(mut self, source: &Path, target: &str) -> PrivateMounts {
+        self.binds
+            .push((source.to_path_buf(), PathBuf::from(target)));
+        self
+    }
+
+    /// `argv` wrapped in `unshare --mount --propagation private` plus the
+    /// binds. The process inherits the calling thread's network namespace.
+    pub fn command(&self, argv: &[OsString]) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(MOUNT_SCRIPT)
+            .arg("sh")
+            .arg(self.scratch.path());
+        for (src, dst) in &self.binds {
+            cmd.arg(src).arg(dst);
+        }
+        cmd.arg("--").args(argv);
+        cmd
+    }
+}
+
+/// `iptables-save` and `nft list ruleset` of the calling thread's netns,
+/// concatenated: used to prove that no masquerade rule is left.
+pub fn firewall_dump() -> String {
+    let mut all = String::new();
+    for argv in [
+        &["iptables-save"][..],
+        &["ip6tables-save"],
+        &["nft", "list", "ruleset"],
+    ] {
+        if let Ok(o) = Command::new(argv[0]).args(&argv[1..]).output() {
+            all.push_str(&String::from_utf8_lossy(&o.stdout));
+        }
+    }
+    all
+}
+
+/// Lines of [`firewall_dump`] mentioning `needle` (a network name or container id).
+pub fn firewall_lines_with(needle: &str) -> Vec<String> {
+    firewall_dump()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Names of veth links in the calling thread's netns.
+pub fn veth_names() -> Vec<String> {
+    crate::common::ip_json(&["-d", "link", "show", "type", "veth"])
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts that no veth is left in the calling thread's netns, waiting a
+/// bounded time: when a pod netns is destroyed (its last process or holder
+/// gone), the kernel removes the veth pair asynchronously (netns cleanup runs
+/// in a workqueue). A veth a plugin failed to delete from a live netns never
+/// vanishes, so the wait hides no bug.
+pub fn assert_no_veths_left(what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = veth_names();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: veths left on the node: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Entries of libcni's result cache (`<cache dir>/results`), sorted.
+pub fn cache_entries(cache_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(cache_dir.join("results"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Lease files (`<ip>`) in a host-local store dir `<dataDir>/<net>`.
+pub fn leases(store: &Path) -> Vec<String> {
+    crate::common::lease_files(store)
+}
+
+/// `ping` from inside a pod netns (3 packets, bounded in time): only to
+/// addresses the test assigned inside namespaces it created.
+pub fn ping_from(pod: &crate::common::PodNs, addr: &str) {
+    let out = pod.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", addr]);
+    assert!(
+        out.status.success(),
+        "ping {addr} from {} failed:\n{}{}",
+        pod.path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
