@@ -196,6 +196,68 @@ pub(crate) fn open_socket(protocol: isize) -> io::Result<Socket> {
     Ok(sock)
 }
 
+/// Whether [`NfSocket`]s are kept open until exit (see [`keep_netfilter_sockets`]).
+static KEEP_NF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Netfilter sockets kept open by [`NfSocket`]'s drop.
+static KEPT_NF: std::sync::Mutex<Vec<std::os::fd::OwnedFd>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes this process keep its `NETLINK_NETFILTER` sockets open instead of
+/// closing them; [`take_netfilter_sockets`] hands them out.
+///
+/// Why: releasing *any* netfilter socket makes the kernel flush nf_tables'
+/// pending destroy work (`nft_rcv_nl_event`), which starts with a full RCU
+/// grace period (≈ 10 ms here) whenever a transaction recently deleted
+/// rules or chains — e.g. our own masquerade teardown. A plugin that wants
+/// to return before that wait keeps its sockets and passes them to a
+/// process that outlives it (the bridge DEL's detached helper). Only for
+/// short-lived plugin processes: a long-running one would collect sockets.
+pub fn keep_netfilter_sockets() {
+    KEEP_NF.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The netfilter sockets kept since [`keep_netfilter_sockets`]; the caller
+/// owns them now (dropping them closes them, with the wait above).
+pub fn take_netfilter_sockets() -> Vec<std::os::fd::OwnedFd> {
+    KEPT_NF
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
+}
+
+/// A `NETLINK_NETFILTER` socket that is kept open on drop when the process
+/// asked for it ([`keep_netfilter_sockets`]).
+pub(crate) struct NfSocket(Option<Socket>);
+
+impl NfSocket {
+    /// Opens one in the calling thread's namespace (as [`open_socket`]).
+    pub(crate) fn open() -> io::Result<NfSocket> {
+        open_socket(netlink_sys::protocols::NETLINK_NETFILTER).map(|s| NfSocket(Some(s)))
+    }
+}
+
+impl std::ops::Deref for NfSocket {
+    type Target = Socket;
+    fn deref(&self) -> &Socket {
+        // Only `drop` takes the socket out.
+        self.0.as_ref().expect("netfilter socket used after drop")
+    }
+}
+
+impl Drop for NfSocket {
+    fn drop(&mut self) {
+        let Some(sock) = self.0.take() else { return };
+        if KEEP_NF.load(std::sync::atomic::Ordering::SeqCst) {
+            use std::os::fd::{FromRawFd, IntoRawFd};
+            // SAFETY: the descriptor comes straight from the socket, whose
+            // ownership `into_raw_fd` gives up.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(sock.into_raw_fd()) };
+            if let Ok(mut kept) = KEPT_NF.lock() {
+                kept.push(fd);
+            }
+        }
+    }
+}
+
 /// Receive buffer size. The kernel builds netlink replies of at most 32 KiB
 /// for a reader whose buffer is at least that large, so one `recv` always
 /// gets a whole datagram. (netlink-sys's `recv_from_full` peeks first to

@@ -14,8 +14,6 @@
 //! a verdict), and anything not understood is an error, never a panic. A
 //! dump the ruleset changed under (`NLM_F_DUMP_INTR`) is started over.
 
-use netlink_sys::protocols::NETLINK_NETFILTER;
-
 use super::nft_rules::{
     NFNL_SUBSYS_NFTABLES, NFTA_DATA_VERDICT, NFTA_EXPR_DATA, NFTA_EXPR_NAME, NFTA_IMMEDIATE_DATA,
     NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_HANDLE, NFTA_RULE_TABLE,
@@ -68,7 +66,7 @@ fn dump_once(family: NfFamily, table: &str) -> Result<Option<Vec<NftRuleRef>>> {
         op: format!("dump rules of table {table}"),
         detail,
     };
-    let sock = super::open_socket(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
+    let sock = super::NfSocket::open().map_err(NetlinkError::Socket)?;
     let request = dump_request(family, table);
     super::retry_eintr(|| sock.send(&request, 0)).map_err(|e| protocol(e.to_string()))?;
     let mut rules = Vec::new();

@@ -17,7 +17,7 @@
 
 use std::io;
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+use netlink_sys::Socket;
 
 use super::nftables::NfFamily;
 use super::wire::{self, Request};
@@ -358,7 +358,7 @@ impl NftBatch {
             detail,
         };
         let datagram = self.to_bytes();
-        let sock = super::open_socket(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
+        let sock = super::NfSocket::open().map_err(NetlinkError::Socket)?;
         super::retry_eintr(|| sock.send(&datagram, 0)).map_err(|e| protocol(e.to_string()))?;
         let mut unacked: Vec<(u32, &str)> = self
             .pending

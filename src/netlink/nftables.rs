@@ -11,8 +11,6 @@
 
 use std::io;
 
-use netlink_sys::protocols::NETLINK_NETFILTER;
-
 use super::wire::{self, Request, NLMSG_ERROR};
 
 /// `NFPROTO_*`: the nf_tables family of a table.
@@ -61,7 +59,7 @@ fn encode(msg_type: u16, family: NfFamily, attrs: &[(u16, &str)]) -> Vec<u8> {
 
 /// Sends the request and reads until the kernel's ACK or error.
 fn exchange(request: &[u8]) -> io::Result<Vec<u8>> {
-    let sock = super::open_socket(NETLINK_NETFILTER)?;
+    let sock = super::NfSocket::open()?;
     sock.send(request, 0)?;
     let mut all = Vec::new();
     let mut data = Vec::new();

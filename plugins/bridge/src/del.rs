@@ -84,7 +84,7 @@ fn start_delete(iface: ContainerIface) -> Deleting {
 /// Returns once callers can no longer observe the interface (both veth
 /// ends unlisted) or the delete failed; a still-running helper's pid comes
 /// back.
-fn finish_delete(a: &CmdArgs, d: Deleting) -> Result<Option<nix::unistd::Pid>> {
+fn finish_delete(a: &CmdArgs, d: Deleting) -> Result<Option<detached_del::Detached>> {
     let Deleting { mut iface, helper } = d;
     let r = match helper {
         Some(h) => h.finish(&mut iface.nl, iface.peer),
@@ -133,6 +133,11 @@ fn prev_result_ips(a: &CmdArgs) -> Vec<IpNet> {
 pub fn del(a: &CmdArgs) -> Result<()> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
     let _attachment = locks::attachment(&conf.network, a)?;
+    let masq = conf.is_layer3() && conf.ip_masq;
+    if masq {
+        // Released by the helper, see `detached_del`.
+        cni::netlink::keep_netfilter_sockets();
+    }
     let found = find_container_iface(a).map(|f| f.map(start_delete));
     let mut helper = None;
     let (iface_res, ipam_res, masq_res) = std::thread::scope(|s| {
@@ -159,7 +164,7 @@ pub fn del(a: &CmdArgs) -> Result<()> {
                 eprintln!("bridge: DEL: spoofcheck teardown: {e}");
             }
         }
-        let masq_res = if conf.is_layer3() && conf.ip_masq {
+        let masq_res = if masq {
             fw(firewall::teardown_ipmasq(&masq_target(&conf, a), &ips))
         } else {
             Ok(())
@@ -167,8 +172,8 @@ pub fn del(a: &CmdArgs) -> Result<()> {
         let iface_res = deleting.and_then(join).map(|pid| helper = pid);
         (iface_res, join(ipam).map(|_| ()), masq_res)
     });
-    if let Some(pid) = helper {
-        detached_del::reap_if_exited(pid);
+    if let Some(h) = helper {
+        h.hand_over(cni::netlink::take_netfilter_sockets());
     }
     let mut first_err: Option<CniError> = None;
     for r in [iface_res, ipam_res, masq_res] {

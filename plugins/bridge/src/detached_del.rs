@@ -20,6 +20,14 @@
 //! (containerd's shim is a subreaper, the daemon that runs CNI plugins is
 //! not; cnitool, ctr and podman are not: the helper ends up with systemd).
 //!
+//! The same wait hides in the masquerade teardown: releasing any netfilter
+//! socket after a transaction that deleted rules waits for nf_tables'
+//! destroy work (a full RCU grace period, ≈ 10 ms), and a process releases
+//! its sockets when it exits. With ipMasq the plugin keeps them open
+//! (`cni::netlink::keep_netfilter_sockets`) and, once done, sends them over
+//! the report channel to the helper ([`Detached::hand_over`]), so they are
+//! released when the helper exits.
+//!
 //! Whenever the fast path cannot be trusted the plugin waits as before: the
 //! fork fails, the helper reports an error (the delete is then repeated
 //! in-process, so the error is the one a plain delete gives), or the links
@@ -32,12 +40,14 @@ use std::time::{Duration, Instant};
 use cni::netlink::{Netlink, NetlinkError};
 use cni::netns::NetNs;
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{
+    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{waitpid, WaitPidFlag};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult, Pid};
 
 /// How long the plugin waits for both ends to vanish before it waits for
 /// the kernel's answer instead (unlisting takes 1–3 ms when healthy).
@@ -50,11 +60,12 @@ const POLL_STEP: Duration = Duration::from_micros(200);
 /// The helper's `comm`, as `ps` and `/proc/<pid>/status` show it.
 pub const HELPER_NAME: &CStr = c"bridge-dellink";
 
-/// The descriptor number the helper's report pipe is moved to.
+/// The descriptor number the helper's report channel is moved to.
 const REPORT_FD: RawFd = 3;
 
-/// A delete handed to a helper process: its pid and the read end of the
-/// pipe it reports the kernel's answer on.
+/// A delete handed to a helper process: its pid and the plugin's end of
+/// the channel (a Unix stream socket pair) the helper reports the kernel's
+/// answer on.
 pub struct Started {
     pid: Pid,
     report: OwnedFd,
@@ -70,7 +81,13 @@ pub struct NotStarted;
 /// while the process has a single thread: the child of a multi-threaded
 /// `fork` may only make async-signal-safe calls, and the helper allocates.
 pub fn start(netns: &NetNs, index: u32) -> Result<Started, NotStarted> {
-    let (report, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(|_| NotStarted)?;
+    let (report, report_w) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|_| NotStarted)?;
     // SAFETY: the caller guarantees a single-threaded process (see above),
     // so the child may do anything; it never returns from `helper`.
     match unsafe { fork() } {
@@ -93,8 +110,9 @@ fn helper(netns: &NetNs, report: RawFd, index: u32) -> ! {
         },
         Err(e) => e as i32,
     };
-    // A plugin that already returned has closed the read end: EPIPE, and
-    // SIGPIPE is ignored (skel), so the write simply fails.
+    // A plugin that already returned has closed its end: EPIPE, and
+    // SIGPIPE is ignored (skel), so the write simply fails. Whatever the
+    // plugin sent over the channel is released when this process exits.
     let _ = nix::unistd::write(
         // SAFETY: REPORT_FD is the pipe `detach` put there, open until exit.
         unsafe { std::os::fd::BorrowedFd::borrow_raw(REPORT_FD) },
@@ -106,7 +124,7 @@ fn helper(netns: &NetNs, report: RawFd, index: u32) -> ! {
 }
 
 /// Leaves the caller's session, enters the pod netns and drops every
-/// inherited descriptor but the report pipe (moved to [`REPORT_FD`]).
+/// inherited descriptor but the report channel (moved to [`REPORT_FD`]).
 fn detach(netns: &NetNs, report: RawFd) -> Result<(), Errno> {
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_name(HELPER_NAME);
@@ -156,13 +174,22 @@ enum Report {
     Done(i32),
 }
 
+/// A helper still at work after the plugin's part is done.
+pub struct Detached {
+    pid: Pid,
+    channel: OwnedFd,
+}
+
 impl Started {
     /// Returns once both ends of the veth are gone from netlink (`pod`: a
     /// connection in the pod netns; `peer`: the host end's index, looked up
     /// in the calling thread's netns), or once the delete finished. On the
-    /// fast path the still-running helper's pid comes back, for
-    /// [`reap_if_exited`].
-    pub fn finish(self, pod: &mut Netlink, peer: Option<u32>) -> Result<Option<Pid>, NetlinkError> {
+    /// fast path the still-running helper comes back.
+    pub fn finish(
+        self,
+        pod: &mut Netlink,
+        peer: Option<u32>,
+    ) -> Result<Option<Detached>, NetlinkError> {
         let mut host = match peer {
             Some(_) => Netlink::open().ok(),
             None => None,
@@ -183,7 +210,10 @@ impl Started {
                 && gone(pod, self.index)
                 && peer.is_none_or(|p| host.as_mut().is_some_and(|h| gone(h, p)))
             {
-                return Ok(Some(self.pid));
+                return Ok(Some(Detached {
+                    pid: self.pid,
+                    channel: self.report,
+                }));
             }
         }
     }
@@ -216,10 +246,25 @@ impl Started {
     }
 }
 
-/// Reaps the helper if it has already exited, so it does not linger as a
-/// zombie until the plugin exits.
-pub fn reap_if_exited(pid: Pid) {
-    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+impl Detached {
+    /// Gives `fds` to the helper: they stay open in its receive queue and
+    /// are released when it exits. If it is gone already they are closed
+    /// here (the release then waits as it would have anyway). Then reaps
+    /// the helper if it has exited, so it does not linger as a zombie.
+    pub fn hand_over(self, fds: Vec<OwnedFd>) {
+        if !fds.is_empty() {
+            let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            let _ = sendmsg::<()>(
+                self.channel.as_raw_fd(),
+                &[std::io::IoSlice::new(&[0])],
+                &[ControlMessage::ScmRights(&raw)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            );
+        }
+        drop(fds);
+        let _ = waitpid(self.pid, Some(WaitPidFlag::WNOHANG));
+    }
 }
 
 /// True once `index` is no longer listed; any other answer (an error
