@@ -50,8 +50,9 @@ fn helpers() -> BTreeSet<i32> {
 }
 
 /// Asserts that a live helper holds nothing of the plugin's: stdin, stdout
-/// and stderr are `/dev/null`, fd 3 is its report pipe, anything above is
-/// its own netlink socket; and it left the caller's session. Returns false
+/// and stderr are `/dev/null`, fd 3 is its report channel (a socket pair),
+/// anything above is its own netlink socket; and it left the caller's
+/// session. Returns false
 /// when the helper had already exited (nothing to inspect).
 fn inspect(pid: i32) -> bool {
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -71,7 +72,6 @@ fn inspect(pid: i32) -> bool {
     for (fd, target) in &fds {
         let ok = match fd {
             0..=2 => target == "/dev/null",
-            3 => target.starts_with("pipe:"),
             _ => target.starts_with("socket:"),
         };
         assert!(ok, "helper {pid} holds fd {fd} -> {target}; all: {fds:?}");
@@ -209,6 +209,7 @@ fn del_without_an_interface_forks_no_helper() {
         let netns = pod.path.display().to_string();
         let add = node.call("ADD", "c2", &netns, &conf).expect_ok().json();
         drop(pod); // the pod's netns (and both veth ends) go with it
+        reap_all_helpers();
         let del_netns = if vanish { netns.as_str() } else { "" };
         node.call("DEL", "c2", del_netns, &with_prev(&conf, &add))
             .expect_ok();

@@ -13,7 +13,7 @@
 //! The helper keeps none of the plugin's descriptors: stdin, stdout and
 //! stderr become `/dev/null` (Go's `exec` and containerd wait for EOF on
 //! the plugin's pipes) and everything else is closed (no lock outlives the
-//! plugin), except a pipe made for it on which it reports the kernel's
+//! plugin), except a socket pair made for it on which it reports the kernel's
 //! answer. It opens its own netlink socket inside the pod netns, leaves the
 //! caller's session and is named [`HELPER_NAME`]. Once the plugin exits it
 //! is reparented to the nearest subreaper or to init, which reaps it
@@ -114,7 +114,7 @@ fn helper(netns: &NetNs, report: RawFd, index: u32) -> ! {
     // SIGPIPE is ignored (skel), so the write simply fails. Whatever the
     // plugin sent over the channel is released when this process exits.
     let _ = nix::unistd::write(
-        // SAFETY: REPORT_FD is the pipe `detach` put there, open until exit.
+        // SAFETY: REPORT_FD is the channel `detach` put there, open until exit.
         unsafe { std::os::fd::BorrowedFd::borrow_raw(REPORT_FD) },
         &code.to_ne_bytes(),
     );

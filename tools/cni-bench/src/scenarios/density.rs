@@ -69,7 +69,9 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     for i in 0..n {
         for imp in ctx.order(i) {
             let k = imp.side.index();
-            let (pod, del_conf) = &pods[k][i];
+            let (pod, del_conf) = pods[k]
+                .get(i)
+                .ok_or_else(|| BenchError::Other(format!("density: pod {i} missing")))?;
             let del = nodes[k]
                 .run(|| imp.call("bridge", "DEL", &format!("dn-{i}"), &pod.path, del_conf))??;
             dels[k].push(del.elapsed_ms);
