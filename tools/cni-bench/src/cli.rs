@@ -169,6 +169,18 @@ mod tests {
         assert_eq!(o.iterations, QUICK_ITERATIONS);
         assert_eq!(o.only, Scenario::ALL.to_vec());
         assert!(o.json.is_none());
+        assert_eq!(o.density, DEFAULT_DENSITY);
+    }
+
+    #[test]
+    fn density_pods() {
+        assert_eq!(p(&["--density", "200"]).unwrap().density, 200);
+        assert_eq!(p(&["--density=1000"]).unwrap().density, 1000);
+        // Fewer than two windows of 20 pods cannot show growth.
+        assert!(p(&["--density", "39"]).is_err());
+        assert!(p(&["--density", "many"]).is_err());
+        let only = p(&["--only", "density,floor"]).unwrap().only;
+        assert_eq!(only, vec![Scenario::Floor, Scenario::Density]);
     }
 
     #[test]

@@ -377,5 +377,68 @@ mod tests {
             Some(Target::Ratio { max: 0.5 }),
         );
         assert_eq!(m.pass, None);
+
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Ms,
+            &[5.0],
+            &[],
+            Some(Target::AtMost { max: 5.0 }),
+        );
+        assert_eq!(m.pass, Some(true), "≤ includes the bound");
+        assert_eq!(m.target_label.as_deref(), Some("≤ 5 ms"));
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Ratio,
+            &[1.2],
+            &[],
+            Some(Target::AtMost { max: 1.15 }),
+        );
+        assert_eq!(m.pass, Some(false));
+        assert_eq!(m.target_label.as_deref(), Some("≤ 1.15 ×"));
+    }
+
+    #[test]
+    fn floor_column_divides_by_the_floor_metric_of_any_scenario() {
+        let floor = Metric::new("floor.x", "floor", Unit::Ms, &[2.0], &[], None);
+        let ours =
+            Metric::new("b.y", "ours", Unit::Ms, &[5.0], &[10.0], None).with_floor("floor.x");
+        let orphan =
+            Metric::new("b.z", "no floor", Unit::Ms, &[5.0], &[10.0], None).with_floor("nope");
+        let scenario = |name: &str, metrics: Vec<Metric>| ScenarioReport {
+            name: name.into(),
+            metrics,
+            notes: Vec::new(),
+            error: None,
+            seconds: 0.0,
+        };
+        let report = Report {
+            tool: "cni-bench",
+            machine: Machine::probe(),
+            ours_dir: PathBuf::from("/o"),
+            ours_commit: None,
+            reference_dir: PathBuf::from("/r"),
+            reference_package: None,
+            iterations: 1,
+            plan: Plan::from_base(1),
+            scenarios: vec![
+                scenario("b", vec![ours, orphan]),
+                scenario("floor", vec![floor]),
+            ],
+            loadavg_end: String::new(),
+            total_seconds: 0.0,
+        };
+        let table = report.table();
+        let row = |label: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("| {label} ")))
+                .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+                .unwrap_or_else(|| panic!("no row {label}:\n{table}"))
+        };
+        assert_eq!(row("ours")[8], "2.50", "{table}");
+        assert_eq!(row("no floor")[8], "", "{table}");
     }
 }
