@@ -287,8 +287,12 @@ fn install_sh_prefers_the_static_musl_build_and_says_which() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
+    let want = format!(
+        "CNI_RS_BUILD_DIR, {}",
+        linkage_of(&glibc_dir.join("bridge"))
+    );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("CNI_RS_BUILD_DIR, dynamic"),
+        String::from_utf8_lossy(&out.stdout).contains(&want),
         "{}",
         text(&out)
     );
