@@ -46,7 +46,7 @@ pub fn plugins_under_test() -> PathBuf {
 }
 
 /// `CNI_PATH` for a client: the plugins under test first, then the reference
-/// dir for the plugins we do not ship (`loopback`, `portmap`).
+/// dir (a fallback for plugins we do not ship).
 pub fn client_cni_path(plugins: &Path) -> String {
     format!("{}:{REFERENCE_CNI_PATH}", plugins.display())
 }
