@@ -316,7 +316,7 @@ fn host_port(h: &Harness, r: &mut DemoReport) -> Result<()> {
                     HOSTPORT_POD,
                     "node-1",
                     &[("app", APP_PORT)],
-                    &[mapping.clone()],
+                    std::slice::from_ref(&mapping),
                 ),
             )
         },
@@ -356,7 +356,7 @@ fn host_port(h: &Harness, r: &mut DemoReport) -> Result<()> {
             HOSTPORT_POD_2,
             "node-1",
             &[("app", APP_PORT)],
-            &[mapping.clone()],
+            std::slice::from_ref(&mapping),
         ),
     );
     let after = inspect::leftovers(node, &ns)?;
