@@ -236,16 +236,20 @@ impl Drop for Podman {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let _ = self.run(&["rm", "-af", "-t", "0"]);
-            for c in &self.started {
-                for pid in [c.pid, c.conmon] {
+            // A killed conmon hands its container process to us (the
+            // nearest subreaper): conmons first, then the containers.
+            for pids in [
+                self.started.iter().map(|c| c.conmon).collect::<Vec<_>>(),
+                self.started.iter().map(|c| c.pid).collect(),
+            ] {
+                for &pid in &pids {
                     if is_our_child(pid) {
                         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
-            }
-            for c in &self.started {
-                let _ = wait_gone(c.pid);
-                let _ = wait_gone(c.conmon);
+                for pid in pids {
+                    let _ = wait_gone(pid);
+                }
             }
         }
         reap_orphaned_conmons();
@@ -257,7 +261,7 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// `/proc/<pid>/stat` fields after the command name: state, ppid.
+/// Command name, state and parent of `pid` (from `/proc/<pid>/stat`).
 fn stat_of(pid: i32) -> Option<(String, char, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let open = stat.find('(')?;
