@@ -3,14 +3,18 @@
 # conflist where CNI clients (containerd, CRI-O, podman, cnitool) look for them.
 #
 #   scripts/install.sh [--force] [--no-build] [--no-conf] [--conflist FILE]
+#                      [--musl | --glibc]
 #
 # Destinations (DESTDIR is prepended to both, for packaging and tests):
 #   binaries  ${DESTDIR}${PREFIX:-/opt/cni/bin}/{bridge,host-local,loopback,portmap}
 #   conflist  ${DESTDIR}${CNI_CONF_DIR:-/etc/cni/net.d}/<basename of the conflist>
-# Source binaries: ${CNI_RS_BUILD_DIR:-target/release}; built with
-# `cargo build --release --bin bridge --bin host-local --bin loopback --bin portmap`
-# if missing (unless --no-build).
-# The conflist defaults to conf/10-bridge.conflist of this repository.
+# Source binaries: ${CNI_RS_BUILD_DIR} if set; otherwise the static musl build
+# (recommended: ${CARGO_TARGET_DIR:-target}/<arch>-unknown-linux-musl/release) when it
+# is built or buildable (that rustup target installed), else the glibc build
+# (${CARGO_TARGET_DIR:-target}/release); --musl / --glibc choose. Missing
+# binaries are built with `cargo build --release [--target ...]` unless --no-build.
+# The script says which build it installed. The conflist defaults to
+# conf/10-bridge.conflist of this repository.
 #
 # An operator's files are never overwritten silently: a destination that already
 # exists with different content is left alone (and named on stderr) unless
@@ -24,10 +28,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-FORCE=0 BUILD=1 CONF=1
+FORCE=0 BUILD=1 CONF=1 FLAVOR=auto
 CONFLIST=$ROOT/conf/10-bridge.conflist
 
-usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "install.sh: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
@@ -35,6 +39,8 @@ while [ $# -gt 0 ]; do
     --force) FORCE=1 ;;
     --no-build) BUILD=0 ;;
     --no-conf) CONF=0 ;;
+    --musl) FLAVOR=musl ;;
+    --glibc) FLAVOR=glibc ;;
     --conflist) [ $# -ge 2 ] || usage; CONFLIST=$2; shift ;;
     --conflist=*) CONFLIST=${1#--conflist=} ;;
     -h|--help) usage ;;
@@ -43,20 +49,61 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-BIN_SRC=${CNI_RS_BUILD_DIR:-$ROOT/target/release}
 BIN_DST=${DESTDIR:-}${PREFIX:-/opt/cni/bin}
 CONF_DST=${DESTDIR:-}${CNI_CONF_DIR:-/etc/cni/net.d}
 PLUGINS=(bridge host-local loopback portmap)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+MUSL_TARGET=$(uname -m)-unknown-linux-musl
+MUSL_DIR=$TARGET_DIR/$MUSL_TARGET/release
+GLIBC_DIR=$TARGET_DIR/release
 
-missing=0
-for p in "${PLUGINS[@]}"; do [ -x "$BIN_SRC/$p" ] || missing=1; done
-if [ "$missing" = 1 ]; then
-  [ "$BUILD" = 1 ] || die "$BIN_SRC lacks one of ${PLUGINS[*]} and --no-build was given"
-  [ -z "${CNI_RS_BUILD_DIR:-}" ] || die "CNI_RS_BUILD_DIR=$BIN_SRC lacks one of ${PLUGINS[*]}"
-  echo "install.sh: building release binaries (cargo build --release)" >&2
-  (cd "$ROOT" && cargo build --release --bin bridge --bin host-local --bin loopback --bin portmap) >&2
+# has_bins DIR: every plugin is there and executable.
+has_bins() { local p; for p in "${PLUGINS[@]}"; do [ -x "$1/$p" ] || return 1; done; }
+# musl_buildable: the toolchain can build the musl target.
+musl_buildable() {
+  command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"
+}
+# build FLAVOR: cargo build of the plugins for FLAVOR (musl or glibc).
+build() {
+  local target=()
+  [ "$1" = musl ] && target=(--target "$MUSL_TARGET")
+  echo "install.sh: building the $1 release binaries (cargo build --release ${target[*]})" >&2
+  (cd "$ROOT" && cargo build --release "${target[@]}" --bin bridge --bin host-local --bin loopback --bin portmap) >&2
+}
+
+if [ -n "${CNI_RS_BUILD_DIR:-}" ]; then
+  BIN_SRC=$CNI_RS_BUILD_DIR
+  has_bins "$BIN_SRC" || die "CNI_RS_BUILD_DIR=$BIN_SRC lacks one of ${PLUGINS[*]}"
+else
+  if [ "$FLAVOR" = auto ]; then
+    if has_bins "$MUSL_DIR" || { [ "$BUILD" = 1 ] && musl_buildable; }; then
+      FLAVOR=musl
+    else
+      FLAVOR=glibc
+    fi
+  fi
+  if [ "$FLAVOR" = musl ]; then BIN_SRC=$MUSL_DIR; else BIN_SRC=$GLIBC_DIR; fi
+  if ! has_bins "$BIN_SRC"; then
+    [ "$BUILD" = 1 ] || die "$BIN_SRC lacks one of ${PLUGINS[*]} and --no-build was given"
+    if [ "$FLAVOR" = musl ] && ! musl_buildable; then
+      die "the $MUSL_TARGET target is not installed (rustup target add $MUSL_TARGET), or use --glibc"
+    fi
+    build "$FLAVOR"
+  fi
 fi
 for p in "${PLUGINS[@]}"; do [ -x "$BIN_SRC/$p" ] || die "$BIN_SRC/$p is missing or not executable"; done
+# What is installed, from the binary itself: a dynamic build names its loader.
+if grep -qa 'ld-linux' "$BIN_SRC/bridge"; then
+  LINKAGE="dynamic (needs the node's glibc)"
+else
+  LINKAGE="static"
+fi
+case $BIN_SRC in
+  "$MUSL_DIR") BUILD_NAME="the static musl build" ;;
+  "$GLIBC_DIR") BUILD_NAME="the glibc build" ;;
+  *) BUILD_NAME="CNI_RS_BUILD_DIR" ;;
+esac
+echo "build      $BUILD_NAME, $LINKAGE: $BIN_SRC"
 if [ "$CONF" = 1 ]; then
   [ -f "$CONFLIST" ] || die "conflist $CONFLIST not found (use --conflist FILE or --no-conf)"
   if command -v jq >/dev/null; then

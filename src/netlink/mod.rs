@@ -62,6 +62,7 @@ pub use nft_dump::{nft_table_rules, NftRuleRef};
 pub use nft_rules::{CmpOp, NftBatch, NftExpr};
 pub use nftables::{nf_exists, NfFamily};
 pub use route::{Route, RouteSpec};
+pub use transport::{keep_netfilter_sockets, take_netfilter_sockets};
 
 /// Errors from the netlink layer, with the operation that failed.
 #[derive(Debug, thiserror::Error)]

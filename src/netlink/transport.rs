@@ -22,6 +22,9 @@ use netlink_packet_core::{
     NLMSG_OVERRUN, NLM_F_DUMP_INTR,
 };
 use netlink_sys::{Socket, SocketAddr};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::{NetlinkError, Result};
 
@@ -49,17 +52,76 @@ pub(super) trait Wire {
     fn recv(&mut self, buf: &mut Vec<u8>, wait: bool) -> io::Result<()>;
 }
 
-impl Wire for Socket {
+/// Whether netfilter sockets are kept open until exit (see
+/// [`keep_netfilter_sockets`]).
+static KEEP_NF: AtomicBool = AtomicBool::new(false);
+/// Netfilter sockets kept open instead of closed.
+static KEPT_NF: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// Makes this process keep its `NETLINK_NETFILTER` sockets open instead of
+/// closing them; [`take_netfilter_sockets`] hands them out.
+///
+/// Why: releasing *any* netfilter socket makes the kernel flush nf_tables'
+/// pending destroy work (`nft_rcv_nl_event`), which starts with a full RCU
+/// grace period whenever a transaction recently deleted rules or chains —
+/// e.g. our own masquerade teardown (docs/benchmarks.md, F13). A plugin
+/// that wants to return before that wait keeps its sockets and passes them
+/// to a process that outlives it (the bridge DEL's detached helper). Only
+/// for short-lived plugin processes: a long-running one would collect them.
+pub fn keep_netfilter_sockets() {
+    KEEP_NF.store(true, Ordering::SeqCst);
+}
+
+/// The netfilter sockets kept since [`keep_netfilter_sockets`]; the caller
+/// owns them now (dropping them closes them, with the wait above).
+pub fn take_netfilter_sockets() -> Vec<OwnedFd> {
+    KEPT_NF
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
+}
+
+/// The kernel side of a [`Transport`]: a netlink socket which, if it is a
+/// netfilter one and the process asked for it, is kept open on drop.
+pub(super) struct NlSocket {
+    sock: Option<Socket>,
+    netfilter: bool,
+}
+
+impl NlSocket {
+    fn sock(&mut self) -> io::Result<&mut Socket> {
+        self.sock
+            .as_mut()
+            .ok_or_else(|| io::Error::other("netlink socket used after drop"))
+    }
+}
+
+impl Drop for NlSocket {
+    fn drop(&mut self) {
+        let Some(sock) = self.sock.take() else { return };
+        if self.netfilter && KEEP_NF.load(Ordering::SeqCst) {
+            // SAFETY: the descriptor comes straight from the socket, whose
+            // ownership `into_raw_fd` gives up.
+            let fd = unsafe { OwnedFd::from_raw_fd(sock.into_raw_fd()) };
+            if let Ok(mut kept) = KEPT_NF.lock() {
+                kept.push(fd);
+            }
+        }
+    }
+}
+
+impl Wire for NlSocket {
     fn send(&mut self, datagram: &[u8]) -> io::Result<()> {
-        Socket::send(self, datagram, 0).map(drop)
+        Socket::send(self.sock()?, datagram, 0).map(drop)
     }
 
     fn recv(&mut self, buf: &mut Vec<u8>, wait: bool) -> io::Result<()> {
+        let sock = self.sock()?;
         buf.clear();
         buf.reserve(RECV_BUFFER);
         // With MSG_TRUNC the result is the datagram's real length.
         let flags = libc::MSG_TRUNC | if wait { 0 } else { libc::MSG_DONTWAIT };
-        let len = Socket::recv(self, buf, flags)?;
+        let len = Socket::recv(sock, buf, flags)?;
         if len > buf.len() {
             return Err(io::Error::other(format!(
                 "netlink reply of {len} bytes exceeds the {RECV_BUFFER}-byte buffer"
@@ -89,13 +151,13 @@ enum End {
 
 /// A netlink connection of one protocol: a socket (or a replay) and the
 /// sequence number of the last request.
-pub(super) struct Transport<W = Socket> {
+pub(super) struct Transport<W = NlSocket> {
     wire: W,
     seq: u32,
     buf: Vec<u8>,
 }
 
-impl Transport<Socket> {
+impl Transport<NlSocket> {
     /// A socket of `protocol` in the calling thread's namespace, bound to a
     /// kernel-chosen port and connected to the kernel.
     pub(super) fn open(protocol: isize) -> Result<Transport> {
@@ -105,7 +167,11 @@ impl Transport<Socket> {
             sock.connect(&SocketAddr::new(0, 0))?;
             Ok(sock)
         };
-        Ok(Transport::new(open().map_err(NetlinkError::Socket)?))
+        let sock = open().map_err(NetlinkError::Socket)?;
+        Ok(Transport::new(NlSocket {
+            sock: Some(sock),
+            netfilter: protocol == netlink_sys::protocols::NETLINK_NETFILTER,
+        }))
     }
 }
 

@@ -8,6 +8,8 @@
 //! machine's files are never touched. host-local's store is a temp `dataDir`.
 //!
 //! Plugins under test: ours, or `$CNI_RS_CLIENT_PLUGINS` (e.g. `/usr/lib/cni`).
+//! One test chains portmap (host port in `CAP_ARGS`) after the bridge and
+//! adds a loopback network, as a runtime does for a pod with a hostPort.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ const NET: &str = "clicnitool";
 const BRIDGE: &str = "cni-tool0";
 const SUBNET: &str = "10.244.61.0/24";
 const GATEWAY: &str = "10.244.61.1";
+/// The loopback network of the portmap test (a `.conf`, not a conflist).
+const LOOPBACK_NET: &str = "cni-loopback";
 
 /// Everything one cnitool run needs; temp dirs vanish on drop.
 struct Cnitool {
@@ -72,10 +76,16 @@ impl Cnitool {
 
     /// `cnitool <verb> NET <pod netns>` in the node netns (the calling thread's).
     fn run(&self, verb: &str, pod: &PodNs) -> Output {
+        self.run_with(verb, NET, pod, &[])
+    }
+
+    /// `cnitool <verb> <net> <pod netns>` with extra environment (`CAP_ARGS`,
+    /// `CNI_IFNAME`).
+    fn run_with(&self, verb: &str, net: &str, pod: &PodNs, env: &[(&str, &str)]) -> Output {
         let argv: Vec<OsString> = vec![
             self.tool.clone().into(),
             verb.into(),
-            NET.into(),
+            net.into(),
             pod.path.clone().into(),
         ];
         let mut cmd = self.mounts.command(&argv);
@@ -85,8 +95,49 @@ impl Cnitool {
                 std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
             )
             .env("NETCONFPATH", self.netconf.path())
-            .env("CNI_PATH", client_cni_path(&self.plugins));
+            .env("CNI_PATH", client_cni_path(&self.plugins))
+            .envs(env.iter().copied());
         cmd.output().expect("spawn cnitool")
+    }
+
+    /// Like [`Cnitool::run_with`], panicking with cnitool's output unless it succeeds.
+    fn ok_with(&self, verb: &str, net: &str, pod: &PodNs, env: &[(&str, &str)]) -> String {
+        let out = self.run_with(verb, net, pod, env);
+        assert!(
+            out.status.success(),
+            "cnitool {verb} {net} {} failed ({}):\nstdout: {}\nstderr: {}",
+            pod.path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Chains `portmap` (capability `portMappings`) after the bridge in
+    /// NET's conflist and adds a single-plugin loopback network
+    /// (`LOOPBACK_NET`, a `.conf` file, as containerd keeps it).
+    fn with_portmap_and_loopback(self) -> Cnitool {
+        let path = self.netconf.path().join(format!("10-{NET}.conflist"));
+        let mut conflist: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read conflist")).expect("json");
+        let version = conflist["cniVersion"].clone();
+        conflist["plugins"]
+            .as_array_mut()
+            .expect("plugins")
+            .push(json!({"type": "portmap", "capabilities": {"portMappings": true}}));
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&conflist).expect("serialize"),
+        )
+        .expect("write conflist");
+        let lo = json!({"cniVersion": version, "name": LOOPBACK_NET, "type": "loopback"});
+        std::fs::write(
+            self.netconf.path().join("99-loopback.conf"),
+            serde_json::to_vec_pretty(&lo).expect("serialize"),
+        )
+        .expect("write loopback conf");
+        self
     }
 
     fn ok(&self, verb: &str, pod: &PodNs) -> String {
@@ -330,4 +381,189 @@ fn cnitool_never_touches_the_machines_cache_dir() {
     );
     assert_eq!(out.stdout, b"x");
     assert!(!Path::new("/var/lib/cni/marker").exists());
+}
+
+/// A TCP server inside `pod` on `port` that answers each connection with
+/// the peer's address; stops when dropped.
+struct PodServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PodServer {
+    fn start(pod: &PodNs, port: u16) -> PodServer {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let path = pod.path.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            in_netns(&path);
+            let l = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind in pod");
+            l.set_nonblocking(true).expect("nonblocking");
+            ready_tx.send(()).expect("ready");
+            while !flag.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.write_all(peer.ip().to_string().as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+        });
+        ready_rx.recv().expect("pod server ready");
+        PodServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for PodServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Moves the calling thread into the netns at `path` (a namespace this
+/// test created).
+fn in_netns(path: &Path) {
+    let ns = std::fs::File::open(path).expect("open pod netns");
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns pod");
+}
+
+/// What a TCP server at `addr` answers (its view of our address), or `None`.
+fn tcp_answer(addr: &str) -> Option<String> {
+    use std::io::Read;
+    let addr: std::net::SocketAddr = addr.parse().expect("socket address");
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn lo_is_up(pod: &PodNs) -> bool {
+    pod.ip_json(&["link", "show", "dev", "lo"])[0]["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "UP"))
+}
+
+/// cnitool as a runtime drives a pod: `add` of the loopback network
+/// (`CNI_IFNAME=lo`), then of the bridge + portmap conflist with the host
+/// port in `CAP_ARGS` (libcni turns it into `runtimeConfig.portMappings`).
+/// The DNAT must carry TCP from the node to the pod through the host port;
+/// DEL must leave no rule, lease, veth or cache entry.
+#[test]
+fn cnitool_cap_args_port_mapping_through_bridge_portmap_and_loopback() {
+    require_root!();
+    let Some(tool) = cnitool() else { return };
+    let plugins = plugins_under_test();
+    // CNI_PATH falls back to /usr/lib/cni: make sure it is not used here.
+    for p in ["bridge", "portmap", "loopback"] {
+        assert!(
+            plugins.join(p).is_file(),
+            "{p} missing in {}",
+            plugins.display()
+        );
+    }
+    announce(&tool, &plugins);
+    report("conflist bridge + portmap (CAP_ARGS portMappings), loopback .conf, cniVersion 1.0.0");
+    let node = NodeNs::enter();
+    node.assert_inside();
+    let pod = PodNs::new();
+    let ct = Cnitool::new(tool, plugins.clone(), "1.0.0").with_portmap_and_loopback();
+    let lo_env = [("CNI_IFNAME", "lo")];
+    let cap = json!({"portMappings": [
+        {"hostPort": 7080, "containerPort": 8080, "protocol": "tcp"}]})
+    .to_string();
+    let cap_env = [("CAP_ARGS", cap.as_str())];
+
+    // loopback: lo comes up, so the pod reaches itself on 127.0.0.1.
+    assert!(!lo_is_up(&pod), "a fresh pod's lo is down");
+    let lo: Value =
+        serde_json::from_str(&ct.ok_with("add", LOOPBACK_NET, &pod, &lo_env)).expect("json");
+    assert_eq!(lo["interfaces"][0]["name"], "lo", "{lo}");
+    assert!(lo_is_up(&pod), "loopback ADD left lo down");
+    let server = PodServer::start(&pod, 8080);
+    let path = pod.path.clone();
+    let self_answer = std::thread::spawn(move || {
+        in_netns(&path);
+        tcp_answer("127.0.0.1:8080")
+    })
+    .join()
+    .expect("pod client");
+    assert_eq!(
+        self_answer.as_deref(),
+        Some("127.0.0.1"),
+        "pod → its own lo"
+    );
+
+    // bridge + portmap: nothing answers on the host port before ADD.
+    assert_eq!(
+        tcp_answer(&format!("{GATEWAY}:7080")),
+        None,
+        "no mapping yet"
+    );
+    let r: Value = serde_json::from_str(&ct.ok_with("add", NET, &pod, &cap_env)).expect("json");
+    check_add_result(&r, &pod, "1.0.0");
+    let ip = ipv4_of(&r);
+    let id = container_id(&pod.path);
+    let dnat = firewall_lines_with("CNI-DN-");
+    assert!(
+        dnat.iter().any(|l| l.contains(&format!("{ip}:8080"))),
+        "no DNAT to {ip}:8080: {dnat:?}"
+    );
+    // From the node to its address on the bridge (DNAT in OUTPUT), and
+    // through 127.0.0.1 (route_localnet + masquerade).
+    assert_eq!(
+        tcp_answer(&format!("{GATEWAY}:7080")).as_deref(),
+        Some(GATEWAY),
+        "node → {GATEWAY}:7080 → pod {ip}:8080"
+    );
+    assert!(
+        tcp_answer("127.0.0.1:7080").is_some(),
+        "node → 127.0.0.1:7080 → pod"
+    );
+    // CHECK with the cached result as prevResult. (Debian's 1.1.1 portmap
+    // fails CHECK of an IPv4-only pod: upstream bug #819, fixed in 1.3.0.)
+    if plugins != Path::new(REFERENCE_CNI_PATH) {
+        ct.ok_with("check", NET, &pod, &cap_env);
+        ct.ok_with("check", LOOPBACK_NET, &pod, &lo_env);
+    }
+
+    // DEL, then DEL again without CAP_ARGS and without a cache (as a
+    // runtime repeats it).
+    ct.ok_with("del", NET, &pod, &cap_env);
+    ct.ok_with("del", NET, &pod, &[]);
+    assert_eq!(
+        tcp_answer(&format!("{GATEWAY}:7080")),
+        None,
+        "host port still open after DEL"
+    );
+    assert!(
+        firewall_lines_with("CNI-DN-").is_empty(),
+        "DNAT chains left: {:?}",
+        firewall_lines_with("CNI-DN-")
+    );
+    assert!(
+        firewall_lines_with(&id).is_empty(),
+        "rules of {id} left: {:?}",
+        firewall_lines_with(&id)
+    );
+    assert_eq!(leases(&ct.store()), Vec::<String>::new(), "leases left");
+    assert_eq!(veth_names(), Vec::<String>::new(), "veths left on the node");
+    assert!(!eth0_exists(&pod), "DEL left eth0 in the pod");
+    drop(server);
+
+    ct.ok_with("del", LOOPBACK_NET, &pod, &lo_env);
+    assert!(!lo_is_up(&pod), "loopback DEL left lo up");
+    let cached = cache_entries(ct.cache.path());
+    assert!(cached.is_empty(), "libcni cache entries left: {cached:?}");
 }

@@ -170,6 +170,132 @@ fn install_sh_installs_into_destdir_and_never_overwrites_without_force() {
     assert!(!other.join("etc").exists(), "--no-conf wrote a conflist");
 }
 
+/// A fake `target` dir for `CARGO_TARGET_DIR`: the musl release dir gets
+/// tiny static-looking scripts, the glibc one copies of the real (dynamic)
+/// test build, so the installed content shows which one was taken.
+fn fake_target(root: &Path, musl: bool, glibc: bool) -> (PathBuf, PathBuf) {
+    let musl_dir = root.join(format!(
+        "{}-unknown-linux-musl/release",
+        std::env::consts::ARCH
+    ));
+    let glibc_dir = root.join("release");
+    let bins = plugins_under_test();
+    for p in ["bridge", "host-local", "loopback", "portmap"] {
+        if musl {
+            std::fs::create_dir_all(&musl_dir).expect("mkdir musl");
+            let f = musl_dir.join(p);
+            std::fs::write(&f, format!("#!/bin/sh\necho musl {p}\n")).expect("write");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        if glibc {
+            std::fs::create_dir_all(&glibc_dir).expect("mkdir glibc");
+            std::fs::copy(bins.join(p), glibc_dir.join(p)).expect("copy");
+        }
+    }
+    (musl_dir, glibc_dir)
+}
+
+/// What install.sh says about a binary's linkage (the test binaries are
+/// dynamic in the glibc pass of scripts/test.sh, static in the musl pass).
+fn linkage_of(bin: &Path) -> &'static str {
+    let bytes = std::fs::read(bin).expect("read binary");
+    if bytes.windows(8).any(|w| w == b"ld-linux") {
+        "dynamic"
+    } else {
+        "static"
+    }
+}
+
+/// issue 16: the static musl build is installed by default when it is
+/// there, the glibc build otherwise or on `--glibc`; the output says which.
+#[test]
+fn install_sh_prefers_the_static_musl_build_and_says_which() {
+    let work = TempDir::new("install-flavor");
+    let run = |target: &Path, dest: &str, extra: &[&str]| {
+        let mut args = vec!["--no-build", "--no-conf"];
+        args.extend_from_slice(extra);
+        let dest = work.path().join(dest);
+        let out = script(
+            "scripts/install.sh",
+            &args,
+            &[("DESTDIR", dest.as_path()), ("CARGO_TARGET_DIR", target)],
+        );
+        (out, dest.join("opt/cni/bin/bridge"))
+    };
+    let both = work.path().join("both");
+    let (musl_dir, glibc_dir) = fake_target(&both, true, true);
+
+    let (out, installed) = run(&both, "auto", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(musl_dir.join("bridge")).unwrap()
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("the static musl build, static"),
+        "{}",
+        text(&out)
+    );
+
+    let (out, installed) = run(&both, "forced-glibc", &["--glibc"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(glibc_dir.join("bridge")).unwrap()
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    let linkage = linkage_of(&glibc_dir.join("bridge"));
+    assert!(
+        said.contains(&format!("the glibc build, {linkage}")),
+        "{}",
+        text(&out)
+    );
+
+    let only_glibc = work.path().join("glibc-only");
+    let (_, glibc_dir) = fake_target(&only_glibc, false, true);
+    let (out, installed) = run(&only_glibc, "fallback", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(glibc_dir.join("bridge")).unwrap()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the glibc build"),
+        "{}",
+        text(&out)
+    );
+
+    let (out, installed) = run(&only_glibc, "musl-missing", &["--musl"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        !installed.exists(),
+        "--musl installed something without a musl build"
+    );
+
+    // An explicit CNI_RS_BUILD_DIR wins and is named as such.
+    let dest = work.path().join("explicit");
+    let out = script(
+        "scripts/install.sh",
+        &["--no-build", "--no-conf"],
+        &[
+            ("DESTDIR", dest.as_path()),
+            ("CARGO_TARGET_DIR", both.as_path()),
+            ("CNI_RS_BUILD_DIR", glibc_dir.as_path()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let want = format!(
+        "CNI_RS_BUILD_DIR, {}",
+        linkage_of(&glibc_dir.join("bridge"))
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&want),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn install_sh_rejects_bad_usage() {
     let work = TempDir::new("install-bad");

@@ -2,7 +2,9 @@
 //! Debian containerd 1.6 per node driving our plugins, everything over CRI.
 //!
 //! - the whole demo passes every check and names the runtime CRI `Version`
-//!   reported;
+//!   reported, the hostPort checks included (the mapping travels in
+//!   `PodSandboxConfig.port_mappings`; a second sandbox asking for the same
+//!   host port fails RunPodSandbox with portmap's error);
 //! - `kubesim down` after kubesim *and* the containerd daemons were
 //!   SIGKILLed (pods still running under their shims) leaves no process,
 //!   cgroup or state behind.
@@ -109,6 +111,12 @@ fn demo_with_containerd_passes_every_check_and_leaves_nothing() {
         "not NATed",
         "reach each other by pod IP from inside their containers",
         "10 pods on one node",
+        "[PASS] a hostPort is an opt-in DNAT on the node's address: node-1:5000 reaches one pod's :8080 from node-2",
+        "[PASS] a second pod asking for hostPort 5000 on that node is refused by portmap and leaves nothing behind",
+        "is already allocated",
+        "a hostPort is an opt-in NAT on the node's address, and two pods cannot share one",
+        "keeps every live pod's lease and hostPort rules",
+        "masquerade or hostPort (DNAT) rule, or cache entry is left",
         "CNI CHECK passes",
         "talk over 127.0.0.1",
         "cannot bind the same port",

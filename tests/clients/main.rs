@@ -13,4 +13,5 @@ extern crate cni_test_support;
 mod clients_cnitool;
 mod clients_containerd;
 mod clients_install;
+mod clients_podman;
 mod harness_containerd;

@@ -31,6 +31,11 @@ struct Case {
     stdin_hex: Option<String>,
     stdin_gen: Option<String>,
     expect_code: u64,
+    /// What the reference plugin answers instead (0: it succeeds), when
+    /// that differs from `expect_code` (see the corpus README).
+    reference_code: Option<u64>,
+    /// The plugins a `common/` case applies to (all when absent).
+    only_for: Option<Vec<String>>,
 }
 
 impl Case {
@@ -50,6 +55,8 @@ impl Case {
             "stdin_hex",
             "stdin_gen",
             "expect_code",
+            "reference_code",
+            "only_for",
         ];
         for k in o.keys() {
             assert!(
@@ -90,6 +97,14 @@ impl Case {
                 .get("expect_code")
                 .and_then(Value::as_u64)
                 .unwrap_or_else(|| panic!("{}: missing expect_code", path.display())),
+            reference_code: o.get("reference_code").map(|v| {
+                v.as_u64()
+                    .unwrap_or_else(|| panic!("{}: reference_code is a number", path.display()))
+            }),
+            only_for: o.get("only_for").map(|v| {
+                serde_json::from_value(v.clone())
+                    .unwrap_or_else(|e| panic!("{}: only_for: {e}", path.display()))
+            }),
         }
     }
 }
@@ -421,7 +436,12 @@ impl World<'_> {
 fn run_cases(plugin: &str, cases: &[Case], places: &Places, world: &World<'_>) -> Vec<String> {
     let base = base_config(plugin);
     let mut failures = Vec::new();
-    for case in cases {
+    let applies = |c: &&Case| {
+        c.only_for
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|x| x == plugin))
+    };
+    for case in cases.iter().filter(applies) {
         let call = build_call(case, &base, places);
         let before = world.snapshot();
         let run = run_with_deadline(&bin(plugin), &call, CASE_DEADLINE);
@@ -488,15 +508,19 @@ fn report(failures: Vec<String>, total: usize) {
     );
 }
 
+/// The plugins with a case directory and a `_base.json`.
+const PLUGIN_DIRS: [&str; 4] = ["host-local", "bridge", "loopback", "portmap"];
+
 #[test]
 fn corpus_has_at_least_100_cases() {
-    let n: usize = ["common", "host-local", "bridge"]
+    let n: usize = PLUGIN_DIRS
         .iter()
+        .chain(&["common"])
         .map(|d| cases_in(d).len())
         .sum();
     assert!(n >= 100, "only {n} corpus cases");
     // Every case file parses and uses only known fields (checked by load).
-    for d in ["host-local", "bridge"] {
+    for d in PLUGIN_DIRS {
         let base = base_config(d);
         assert!(base.is_object(), "{d}/_base.json");
     }
@@ -576,4 +600,160 @@ fn bridge_bad_input_on_a_pristine_node_creates_nothing() {
         networks: &["badnet"],
         allowed_veths: &[],
     });
+}
+
+/// loopback: bad input must not bring the pod's `lo` up (nor change
+/// anything else in the pod or on the node).
+#[test]
+fn loopback_rejects_every_bad_input_and_changes_nothing() {
+    require_root!();
+    let node = NodeNs::enter();
+    node.assert_inside();
+    let tmp = TempDir::new("bad-input-lo");
+    let pod = PodNs::new();
+    let p = places(tmp.path(), pod.path.display().to_string());
+    let world = World {
+        root: tmp.path(),
+        pod: Some(&pod),
+        kernel: true,
+    };
+    let mut cases = cases_in("common");
+    cases.extend(cases_in("loopback"));
+    let failures = run_cases("loopback", &cases, &p, &world);
+    report(failures, cases.len());
+}
+
+/// The `CNI-DN-` chains and nftables rules of container `id`.
+fn portmap_rules_of(id: &str) -> Vec<String> {
+    let k = kernel_snapshot();
+    let chain = format!("id: \\\"{id}\\\"");
+    let comment = format!("comment \"{id}\"");
+    k.values()
+        .flat_map(|v| v.lines())
+        .filter(|l| l.contains(&chain) || l.contains(&comment))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A bystander attachment with its own host port, so the shared chains
+/// and another attachment's rules exist while the cases run.
+fn portmap_baseline(places: &Places, cmd: &str) {
+    let mut conf = base_config("portmap");
+    conf["runtimeConfig"]["portMappings"] =
+        serde_json::json!([{"hostPort": 9180, "containerPort": 80, "protocol": "udp"}]);
+    let call = PluginCall::new(cmd, "baseline", &places.netns, "eth0", &our_cni_path())
+        .stdin(places.substitute(&conf.to_string()));
+    run_plugin(&bin("portmap"), &call).expect_ok();
+}
+
+fn portmap_corpus(populated: bool) {
+    let node = NodeNs::enter();
+    node.assert_inside();
+    let tmp = TempDir::new("bad-input-pm");
+    let pod = PodNs::new();
+    let p = places(tmp.path(), pod.path.display().to_string());
+    if populated {
+        portmap_baseline(&p, "ADD");
+        assert!(!portmap_rules_of("baseline").is_empty(), "baseline rules");
+    }
+    let world = World {
+        root: tmp.path(),
+        pod: Some(&pod),
+        kernel: true,
+    };
+    let mut cases = cases_in("common");
+    cases.extend(cases_in("portmap"));
+    let failures = run_cases("portmap", &cases, &p, &world);
+    report(failures, cases.len());
+    if populated {
+        portmap_baseline(&p, "DEL");
+        let left = portmap_rules_of("baseline");
+        assert!(left.is_empty(), "baseline rules left: {left:?}");
+    } else {
+        let k = kernel_snapshot();
+        for (what, dump) in &k {
+            assert!(
+                !dump.contains("CNI-HOSTPORT") && !dump.contains("cni_hostport"),
+                "bad input created portmap state ({what}):\n{dump}"
+            );
+        }
+    }
+}
+
+/// portmap on a node with another attachment's mapping in place.
+#[test]
+fn portmap_rejects_every_bad_input_and_changes_nothing() {
+    require_root!();
+    portmap_corpus(true);
+}
+
+/// portmap on a pristine node: no shared chain or table may appear.
+#[test]
+fn portmap_bad_input_on_a_pristine_node_creates_nothing() {
+    require_root!();
+    portmap_corpus(false);
+}
+
+/// The reference binaries (1.1.1) predate CNI 1.1.0: they get the case
+/// with `cniVersion` 1.1.0 (config and `prevResult`) lowered to 1.0.0.
+fn lowered_for_reference(stdin: &[u8]) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(stdin) else {
+        return stdin.to_vec();
+    };
+    for ptr in ["/cniVersion", "/prevResult/cniVersion"] {
+        if let Some(x) = v.pointer_mut(ptr) {
+            if x == "1.1.0" {
+                *x = Value::String("1.0.0".into());
+            }
+        }
+    }
+    serde_json::to_vec(&v).expect("serialize")
+}
+
+/// The reference's answer to each plugin-specific case is what the case
+/// records (`reference_code`, else `expect_code`): keeps the documented
+/// differences honest. Kernel state is not compared (the reference leaves
+/// empty chains on some failures); each case gets a fresh pod and runs in
+/// a throwaway node.
+fn reference_agrees(plugin: &str) {
+    let node = NodeNs::enter();
+    node.assert_inside();
+    let tmp = TempDir::new("bad-input-ref");
+    let base = base_config(plugin);
+    let binary = Path::new(REFERENCE_CNI_PATH).join(plugin);
+    let cases = cases_in(plugin);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let pod = PodNs::new();
+        let p = places(tmp.path(), pod.path.display().to_string());
+        let mut call = build_call(case, &base, &p);
+        call.stdin = lowered_for_reference(&call.stdin);
+        let run = run_with_deadline(&binary, &call, CASE_DEADLINE);
+        let want = case.reference_code.unwrap_or(case.expect_code);
+        let doc: Value = serde_json::from_str(run.stdout.trim()).unwrap_or(Value::Null);
+        let got = match run.code {
+            Some(0) => Some(0),
+            Some(1) => doc["code"].as_u64(),
+            _ => None,
+        };
+        if got != Some(want) {
+            failures.push(format!(
+                "{} ({}): reference answered {got:?} (exit {:?}), the case records {want}; msg {}",
+                case.id, case.why, run.code, doc["msg"]
+            ));
+        }
+    }
+    report(failures, cases.len());
+}
+
+#[test]
+fn reference_loopback_answers_what_the_corpus_records() {
+    require_root!();
+    reference_agrees("loopback");
+}
+
+#[test]
+fn reference_portmap_answers_what_the_corpus_records() {
+    require_root!();
+    reference_agrees("portmap");
 }

@@ -485,6 +485,13 @@ fn cleanup_leaves_nothing() {
             .filter(|l| l.starts_with("DEL bridge ") && l.contains(id.as_str()))
             .count();
         assert_eq!(dels, 2, "two bridge DELs for {id}:\n{log}");
+        // The pod's lo: loopback ADD once, DEL at both DELs, as containerd.
+        let lo = |verb: &str| {
+            log.lines()
+                .filter(|l| l.starts_with(&format!("{verb} loopback {id} lo ")))
+                .count()
+        };
+        assert_eq!((lo("ADD"), lo("DEL")), (1, 2), "loopback calls:\n{log}");
         assert!(
             !log.lines()
                 .any(|l| l.contains(id.as_str()) && !l.ends_with(" ok")),
@@ -532,7 +539,11 @@ fn cleanup_leaves_nothing() {
         );
     }
     let gc = c.ok(&["gc", "--none-valid"]);
-    assert_eq!(gc.matches("0 stale attachments deleted").count(), 2, "{gc}");
+    assert_eq!(
+        gc.matches("0 stale attachments deleted").count(),
+        4,
+        "two nodes, two networks each: {gc}"
+    );
     let holders: Vec<i64> = ["node-1", "node-2"]
         .iter()
         .filter_map(|n| c.node(n)["holder"]["pid"].as_i64())
@@ -601,20 +612,29 @@ fn gc_removes_leaked_attachment() {
     let c = Cluster::up(1);
     c.run_pod("keep", "node-1");
     c.run_pod("leak", "node-1");
-    assert_eq!(cache_entries(&c, "node-1").len(), 2);
+    // Each pod: its eth0 on the node's network and its lo on cni-loopback.
+    assert_eq!(cache_entries(&c, "node-1").len(), 4);
     vanish_without_del(&c, "leak");
-    // The runtime finds `leak` in its cache, not in the valid set: full DEL.
+    // The runtime finds `leak` in its cache, not in the valid set: full DEL,
+    // on both networks.
     let report = c.ok(&["gc"]);
-    assert!(
-        report.contains("1 valid, 1 stale attachments deleted"),
-        "{report}"
-    );
+    for network in ["cni-rs", "cni-loopback"] {
+        assert!(
+            report.contains(&format!(
+                "network {network}: 1 valid, 1 stale attachments deleted"
+            )),
+            "{report}"
+        );
+    }
     let keep = c.pod("keep")["sandbox_id"]
         .as_str()
         .expect("id")
         .to_string();
     let left = cache_entries(&c, "node-1");
-    assert!(left.len() == 1 && left[0].contains(&keep), "{left:?}");
+    assert!(
+        left.len() == 2 && left.iter().all(|e| e.contains(&keep)),
+        "{left:?}"
+    );
     assert_eq!(lease_count(&c, "node-1"), 1, "only keep's lease remains");
 }
 
@@ -695,7 +715,7 @@ fn pod_name_reused_is_refused_and_changes_nothing() {
 fn plugin_missing_from_cni_path_at_pod_creation_leaves_nothing() {
     require_root!();
     let bin = TempDir::new("plugins");
-    for p in ["bridge", "host-local", "portmap"] {
+    for p in ["bridge", "host-local", "loopback", "portmap"] {
         let dst = bin.path().join(p);
         std::fs::copy(common::harness_plugin_dir().join(p), &dst).expect("copy plugin");
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -738,6 +758,14 @@ fn bad_up_input_is_explained_and_leaves_nothing() {
     let empty_bin = dir.path().join("empty-bin");
     std::fs::create_dir(&empty_bin).expect("mkdir");
     let missing = dir.path().join("missing.conflist");
+    // Everything the conflist needs, but no loopback for the pods' lo.
+    let no_lo_bin = dir.path().join("no-lo-bin");
+    std::fs::create_dir(&no_lo_bin).expect("mkdir");
+    for p in ["bridge", "host-local", "portmap"] {
+        let dst = no_lo_bin.join(p);
+        std::fs::copy(common::harness_plugin_dir().join(p), &dst).expect("copy plugin");
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["--conflist".into(), missing.display().to_string()],
@@ -756,6 +784,10 @@ fn bad_up_input_is_explained_and_leaves_nothing() {
             "plugin \"bridge\"",
         ),
         (vec!["--nodes".into(), "0".into()], "--nodes must be"),
+        (
+            vec!["--cni-bin-dir".into(), no_lo_bin.display().to_string()],
+            "sets up each pod's lo with the loopback plugin",
+        ),
     ];
     for (extra, want) in cases {
         let mut args = vec!["up".to_string(), "--cni-bin-dir".into(), plugins.clone()];
@@ -797,5 +829,104 @@ fn demo_passes() {
     assert!(stdout.contains("runtime builtin"), "{stdout}");
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
     assert!(stdout.contains("checks passed"), "{stdout}");
+    for check in [
+        "[PASS] 10 pods on one node all listen on :8080",
+        "[PASS] a hostPort is an opt-in DNAT on the node's address: node-1:5000 reaches one pod's :8080 from node-2",
+        "[PASS] a second pod asking for hostPort 5000 on that node is refused by portmap and leaves nothing behind",
+        "[PASS] two containers in one pod talk over 127.0.0.1",
+        "[PASS] after deleting all pods no lease, veth, masquerade or hostPort (DNAT) rule, or cache entry is left",
+    ] {
+        assert!(stdout.contains(check), "missing {check:?}: {stdout}");
+    }
+    assert!(
+        stdout.contains("is already allocated"),
+        "portmap's own error is shown: {stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "a hostPort is an opt-in NAT on the node's address, and two pods cannot share one"
+        ),
+        "the demo says what the contrast shows: {stdout}"
+    );
     assert!(!state.exists(), "demo tears everything down");
+}
+
+#[test]
+fn host_port_twice_on_one_node_refuses_the_second() {
+    require_root!();
+    let c = Cluster::up(2);
+    let out = c.ok(&[
+        "run-pod",
+        "a",
+        "--node",
+        "node-1",
+        "--host-port",
+        "5000:8080",
+    ]);
+    assert!(out.contains("host-ports=5000:8080/tcp"), "{out}");
+    c.run_pod("client", "node-2");
+    let node1 = c.node("node-1")["underlay_ip"]
+        .as_str()
+        .expect("underlay ip")
+        .to_string();
+    // From the other node, at node-1's address: the DNAT to a's :8080.
+    c.reach("client", &node1, 5000, "default/a/app");
+    let cache_before = cache_entries(&c, "node-1");
+    let nat_before = c.in_node("node-1", &["iptables", "-w", "-t", "nat", "-S"]);
+    let err = c.fails(&[
+        "run-pod",
+        "b",
+        "--node",
+        "node-1",
+        "--host-port",
+        "5000:8080",
+    ]);
+    assert!(
+        err.contains("plugin type=\"portmap\" failed (ADD)")
+            && err.contains("host port tcp 0.0.0.0:5000 is already allocated"),
+        "{err}"
+    );
+    // Nothing of b is left: no pod, veth, cache entry, lease or rule.
+    let pods = c.state()["pods"].clone();
+    assert!(
+        !pods
+            .as_array()
+            .expect("pods")
+            .iter()
+            .any(|p| p["name"] == "b"),
+        "{pods}"
+    );
+    assert_eq!(cache_entries(&c, "node-1"), cache_before);
+    assert_eq!(lease_count(&c, "node-1"), 1, "only a's lease");
+    let veths = c.in_node("node-1", &["ip", "-o", "link", "show", "type", "veth"]);
+    assert_eq!(veths.lines().count(), 2, "ul0 and a's veth: {veths}");
+    assert_eq!(
+        c.in_node("node-1", &["iptables", "-w", "-t", "nat", "-S"]),
+        nat_before
+    );
+    c.reach("client", &node1, 5000, "default/a/app");
+    // The same host port on another node is another address: fine.
+    c.ok(&[
+        "run-pod",
+        "b",
+        "--node",
+        "node-2",
+        "--host-port",
+        "5000:8080",
+    ]);
+    let node2 = c.node("node-2")["underlay_ip"]
+        .as_str()
+        .expect("underlay ip")
+        .to_string();
+    c.run_pod("client-1", "node-1");
+    c.reach("client-1", &node2, 5000, "default/b/app");
+    // DEL removes a's rules (portmap's shared chains stay, as in the reference).
+    c.ok(&["delete-pod", "a"]);
+    let nat = c.in_node("node-1", &["iptables", "-w", "-t", "nat", "-S"]);
+    assert!(
+        !nat.contains("CNI-DN-") && !nat.contains("-j DNAT"),
+        "a's hostPort rules left:\n{nat}"
+    );
+    let err = c.fails(&["run-pod", "c", "--host-port", "5000"]);
+    assert!(err.contains("HOST:CONTAINER"), "{err}");
 }

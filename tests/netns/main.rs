@@ -16,6 +16,7 @@ mod bad_input;
 mod bench_smoke;
 mod bridge;
 mod bridge_bad_input;
+mod bridge_del_detached;
 mod bridge_differential;
 mod bridge_netlink;
 mod bridge_races;

@@ -3,8 +3,9 @@
 //! (`/usr/lib/cni/portmap`, 1.1.1), mixed runs (one implementation's ADD,
 //! the other's DEL), TCP/UDP traffic through the mapping (from the node,
 //! through `127.0.0.1`, and hairpin from the pod itself) with both
-//! backends, GC, and what we do beyond the reference (refusing a host port
-//! another attachment holds; no rule left by a failed ADD).
+//! backends, GC, stale UDP conntrack entries removed on ADD (read with
+//! `conntrack -L`), and what we do beyond the reference (refusing a host
+//! port another attachment holds; no rule left by a failed ADD).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -489,4 +490,135 @@ fn nftables_backend_uses_the_reference_table() {
     let after = nft_ruleset();
     assert!(!after.contains("\"nft-1\""), "{after}");
     pm(&ours(), "CHECK", &pod, None, &conf).expect_err(999);
+}
+
+/// UDP flows to `port` in the calling thread's netns, as `conntrack -L`
+/// (Debian package `conntrack`) lists them: an independent reader of the
+/// table our ctnetlink code deletes from.
+fn udp_flows(v6: bool, port: u16) -> Vec<String> {
+    let family = if v6 { "ipv6" } else { "ipv4" };
+    let out = std::process::Command::new("conntrack")
+        .args([
+            "-L",
+            "-f",
+            family,
+            "-p",
+            "udp",
+            "--dport",
+            &port.to_string(),
+        ])
+        .output()
+        .expect("run conntrack (apt-get install conntrack)");
+    assert!(
+        out.status.success(),
+        "conntrack -L: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("dport={port} ")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A UDP client with one fixed source port (the 5-tuple a stale conntrack
+/// entry pins).
+fn udp_client(v6: bool) -> UdpSocket {
+    let s = UdpSocket::bind(if v6 { "[::]:0" } else { "0.0.0.0:0" }).expect("bind client");
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    s
+}
+
+/// Sends from `s` to `addr` until a conntrack entry for `port` exists
+/// (an IPv6 gateway address may still be in DAD at first).
+fn send_until_tracked(s: &UdpSocket, addr: &str, v6: bool, port: u16) {
+    eventually(&format!("conntrack entry for {addr}"), || {
+        let _ = s.send_to(b"early", addr);
+        !udp_flows(v6, port).is_empty()
+    });
+}
+
+/// The reply to a datagram from `s`, if any (a few tries).
+fn ask(s: &UdpSocket, addr: &str) -> Option<String> {
+    let mut buf = [0u8; 64];
+    for _ in 0..5 {
+        s.send_to(b"ping", addr).ok()?;
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    None
+}
+
+/// What one implementation's ADD did to stale UDP flows: (IPv4 flows to
+/// the host port left, IPv6 flows left, flows to another port left, the
+/// pinned client's reply after ADD).
+fn conntrack_after_add(binary: &Path) -> (usize, usize, usize, Option<String>) {
+    let node = Node::new();
+    node.ns.assert_inside();
+    // Conntrack tracks a netns's flows only once a rule there needs it.
+    for tool in ["iptables", "ip6tables"] {
+        let st = std::process::Command::new(tool)
+            .args([
+                "-A",
+                "OUTPUT",
+                "-p",
+                "udp",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+            ])
+            .args(["-j", "ACCEPT"])
+            .status()
+            .expect("run iptables");
+        assert!(st.success(), "{tool} conntrack rule");
+    }
+    let pod = add_pod(&node, "ct-1");
+    let _server = Server::start(&pod.ns, 8080);
+    let (c4, c6, other) = (udp_client(false), udp_client(true), udp_client(false));
+    // Clients that send before the port is mapped: nothing answers, the
+    // kernel tracks their flows (no DNAT in them).
+    send_until_tracked(&c4, "10.94.0.1:5053", false, 5053);
+    send_until_tracked(&c6, "[fd00:94::1]:5053", true, 5053);
+    send_until_tracked(&other, "10.94.0.1:5054", false, 5054);
+    assert_eq!(ask(&c4, "10.94.0.1:5053"), None, "nothing mapped yet");
+    let maps = json!([{"hostPort": 5053, "containerPort": 8081, "protocol": "udp"}]);
+    let conf = pm_conf(&pod, &maps, json!({}));
+    pm(binary, "ADD", &pod, None, &conf).expect_ok();
+    let left = (
+        udp_flows(false, 5053).len(),
+        udp_flows(true, 5053).len(),
+        udp_flows(false, 5054).len(),
+    );
+    // The same socket (same 5-tuple) now reaches the pod.
+    let reply = ask(&c4, "10.94.0.1:5053");
+    pm(binary, "DEL", &pod, None, &conf).expect_ok();
+    node.call(
+        "DEL",
+        &pod.id,
+        &pod.ns.path.display().to_string(),
+        &bridge_conf(&node),
+    )
+    .expect_ok();
+    (left.0, left.1, left.2, reply)
+}
+
+#[test]
+fn add_deletes_stale_udp_conntrack_entries_like_the_reference() {
+    require_root!();
+    let run = |b: std::path::PathBuf| {
+        std::thread::spawn(move || conntrack_after_add(&b))
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    };
+    let reference = run(REFERENCE.into());
+    let our = run(ours());
+    assert_eq!(
+        our,
+        (0, 0, 1, Some("10.94.0.1".to_string())),
+        "ours: v4 and v6 flows to the host port deleted, another port's kept, client reaches the pod"
+    );
+    assert_eq!(our, reference, "the reference does the same");
 }

@@ -16,14 +16,18 @@ use ipnet::IpNet;
 
 use crate::add::masq_target;
 use crate::conf::BridgeConf;
+use crate::detached_del;
 use crate::fw;
 use crate::locks;
 
-/// The container interface found for deletion: the connection inside the
-/// container netns, its index and its global unicast addresses.
+/// The container interface found for deletion: its netns, the connection
+/// inside it, its index, its peer's index (the host end) and its global
+/// unicast addresses.
 struct ContainerIface {
+    netns: NetNs,
     nl: Netlink,
     index: u32,
+    peer: Option<u32>,
     ips: Vec<IpNet>,
 }
 
@@ -55,19 +59,38 @@ fn find_container_iface(a: &CmdArgs) -> Result<Option<ContainerIface>> {
         .filter(is_global_unicast)
         .collect();
     Ok(Some(ContainerIface {
+        netns,
         nl,
         index: link.index,
+        peer: link.peer_index,
         ips,
     }))
 }
 
-/// Deletes the container interface (the host end of the pair goes with it).
-fn delete_iface(a: &CmdArgs, mut iface: ContainerIface) -> Result<()> {
-    iface
-        .nl
-        .del_link(iface.index)
-        .map(drop)
-        .map_err(|e| CniError::from(e).context(format!("failed to delete {:?}", a.ifname)))
+/// A container interface whose deletion has begun: handed to a helper
+/// process when one could be forked, else deleted in-process.
+struct Deleting {
+    iface: ContainerIface,
+    helper: Option<detached_del::Started>,
+}
+
+/// Starts deleting the container interface (the host end of the pair goes
+/// with it). Called before any thread exists: the helper is forked.
+fn start_delete(iface: ContainerIface) -> Deleting {
+    let helper = detached_del::start(&iface.netns, iface.index).ok();
+    Deleting { iface, helper }
+}
+
+/// Returns once callers can no longer observe the interface (both veth
+/// ends unlisted) or the delete failed; a still-running helper's pid comes
+/// back.
+fn finish_delete(a: &CmdArgs, d: Deleting) -> Result<Option<detached_del::Detached>> {
+    let Deleting { mut iface, helper } = d;
+    let r = match helper {
+        Some(h) => h.finish(&mut iface.nl, iface.peer),
+        None => iface.nl.del_link(iface.index).map(|_| None),
+    };
+    r.map_err(|e| CniError::from(e).context(format!("failed to delete {:?}", a.ifname)))
 }
 
 /// Go's `IP.IsGlobalUnicast`: not unspecified, loopback, multicast or link-local.
@@ -100,23 +123,32 @@ fn prev_result_ips(a: &CmdArgs) -> Vec<IpNet> {
 /// The bridge DEL. Every cleanup runs; the first error is reported (in the
 /// order: interface, IPAM, masquerade).
 ///
-/// Why threads: deleting a veth waits for an RCU grace period in the kernel
-/// (~20 ms, most of a DEL), and the IPAM DEL is a child process. Neither
-/// depends on the other (the reference releases the lease before deleting
-/// the link; we do both at once), so the lease release and the firewall
-/// teardown run while the kernel deletes the link.
+/// Why threads: the interface is gone from view 1–3 ms after the delete
+/// (the kernel's remaining ≈ 20 ms are a detached helper's, see
+/// `detached_del`), and the IPAM DEL is a child process. Neither depends on
+/// the other (the reference releases the lease before deleting the link; we
+/// do both at once), so the lease release and the firewall teardown run
+/// while the interface vanishes. The interface is looked up and its delete
+/// started first, while the process has one thread (the helper is forked).
 pub fn del(a: &CmdArgs) -> Result<()> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
     let _attachment = locks::attachment(&conf.network, a)?;
+    let masq = conf.is_layer3() && conf.ip_masq;
+    if masq {
+        // Released by the helper, see `detached_del`.
+        cni::netlink::keep_netfilter_sockets();
+    }
+    let found = find_container_iface(a).map(|f| f.map(start_delete));
+    let mut helper = None;
     let (iface_res, ipam_res, masq_res) = std::thread::scope(|s| {
         let ipam = conf
             .ipam_type
             .as_deref()
             .map(|ipam| s.spawn(move || delegate::del(ipam, a)));
-        let (mut ips, deleting) = match find_container_iface(a) {
-            Ok(Some(iface)) => {
-                let ips = iface.ips.clone();
-                (ips, Ok(Some(s.spawn(move || delete_iface(a, iface)))))
+        let (mut ips, deleting) = match found {
+            Ok(Some(d)) => {
+                let ips = d.iface.ips.clone();
+                (ips, Ok(Some(s.spawn(move || finish_delete(a, d)))))
             }
             Ok(None) => (Vec::new(), Ok(None)),
             Err(e) => (Vec::new(), Err(e)),
@@ -132,13 +164,17 @@ pub fn del(a: &CmdArgs) -> Result<()> {
                 eprintln!("bridge: DEL: spoofcheck teardown: {e}");
             }
         }
-        let masq_res = if conf.is_layer3() && conf.ip_masq {
+        let masq_res = if masq {
             fw(firewall::teardown_ipmasq(&masq_target(&conf, a), &ips))
         } else {
             Ok(())
         };
-        (deleting.and_then(join), join(ipam), masq_res)
+        let iface_res = deleting.and_then(join).map(|pid| helper = pid);
+        (iface_res, join(ipam).map(|_| ()), masq_res)
     });
+    if let Some(h) = helper {
+        h.hand_over(cni::netlink::take_netfilter_sockets());
+    }
     let mut first_err: Option<CniError> = None;
     for r in [iface_res, ipam_res, masq_res] {
         if let Err(e) = r {
@@ -153,12 +189,12 @@ pub fn del(a: &CmdArgs) -> Result<()> {
 }
 
 /// Waits for a cleanup thread; no thread means nothing to do.
-fn join(job: Option<std::thread::ScopedJoinHandle<'_, Result<()>>>) -> Result<()> {
+fn join<T: Default>(job: Option<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Result<T> {
     match job {
         Some(h) => h
             .join()
             .unwrap_or_else(|_| Err(CniError::internal("DEL cleanup thread panicked"))),
-        None => Ok(()),
+        None => Ok(T::default()),
     }
 }
 

@@ -10,6 +10,7 @@ mod check;
 mod conf;
 mod container;
 mod del;
+mod detached_del;
 mod gateway;
 mod lifecycle;
 mod locks;

@@ -27,11 +27,16 @@ impl Plugin for Loopback {
     fn del(&self, a: &CmdArgs) -> Result<()> {
         lo::down(a.netns.as_deref())
     }
+    /// A malformed `prevResult` is an error before `lo` is looked at, as
+    /// for ADD.
     fn check(&self, a: &CmdArgs) -> Result<()> {
+        a.conf.prev_result()?;
         lo::check_up(a.netns.as_deref())
     }
-    /// Loopback holds no state outside the sandbox: nothing to collect.
-    fn gc(&self, _a: &CmdArgs) -> Result<()> {
+    /// Loopback holds no state outside the sandbox: nothing to collect,
+    /// but a malformed attachment list is reported like every plugin does.
+    fn gc(&self, a: &CmdArgs) -> Result<()> {
+        cni::skel::valid_attachments(&a.conf)?;
         Ok(())
     }
     /// ADD needs nothing but the sandbox: always ready.

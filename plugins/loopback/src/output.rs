@@ -17,10 +17,12 @@ const SHAPE_VERSION: &str = "1.0.0";
 
 /// Brings `lo` up, then returns `prevResult` if any, else `lo`'s result:
 /// `lo` with an all-zero MAC in the sandbox, its first IPv4 and first
-/// IPv6 address.
+/// IPv6 address. `prevResult` is parsed first: a malformed one fails the
+/// call without touching the sandbox (as the reference does).
 pub fn add_result(a: &CmdArgs) -> Result<CniResult> {
+    let prev = a.conf.prev_result()?;
     let addrs = lo::up(a.netns.as_deref())?;
-    if let Some(prev) = a.conf.prev_result()? {
+    if let Some(prev) = prev {
         return Ok(prev);
     }
     let first = |v6: bool| addrs.iter().find(|n| n.addr().is_ipv6() == v6).copied();

@@ -43,7 +43,7 @@ pub fn plugins_under_test() -> PathBuf {
 }
 
 /// `CNI_PATH` for a client: the plugins under test first, then the reference
-/// dir for the plugins we do not ship (`loopback`, `portmap`).
+/// dir (a fallback for plugins we do not ship).
 pub fn client_cni_path(plugins: &Path) -> String {
     format!("{}:{REFERENCE_CNI_PATH}", plugins.display())
 }
@@ -76,6 +76,44 @@ pub fn run_ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Makes `dir/rootfs.tar`: a root filesystem of the static busybox (every
+/// applet linked, root in /etc/passwd), for `podman import`. No registry is
+/// reachable from the tests, so images are built here.
+pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
+    let busybox = Path::new("/bin/busybox");
+    let rootfs = dir.join("rootfs");
+    for d in [
+        "bin", "etc", "proc", "sys", "dev", "tmp", "root", "run", "var",
+    ] {
+        std::fs::create_dir_all(rootfs.join(d))
+            .unwrap_or_else(|e| panic!("mkdir {}/{d}: {e}", rootfs.display()));
+    }
+    std::fs::copy(busybox, rootfs.join("bin/busybox"))
+        .unwrap_or_else(|e| panic!("copy /bin/busybox: {e}"));
+    let list = run_ok(Command::new(busybox).arg("--list"));
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+                .unwrap_or_else(|e| panic!("symlink applet {applet}: {e}"));
+        }
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")
+        .unwrap_or_else(|e| panic!("write /etc/passwd: {e}"));
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n")
+        .unwrap_or_else(|e| panic!("write /etc/group: {e}"));
+    let tar = dir.join("rootfs.tar");
+    run_ok(
+        Command::new("tar")
+            .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner"])
+            .args(["--mtime=2024-01-01 00:00:00Z", "-C"])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+    tar
 }
 
 /// Output of a command as trimmed text (first line of `--version` etc.).
@@ -205,21 +243,30 @@ pub struct PrivateMounts {
     scratch: TempDir,
 }
 
-/// The shell run by `unshare`: mount, then exec the client.
+/// The shell run by `unshare`: mount, then exec the client. Two passes:
+/// every missing target is made first (one overlay per ancestor, even when
+/// two targets share it, e.g. `/run/netns` and `/run/containers`), then the
+/// binds; an overlay mounted after a bind would hide it.
 const MOUNT_SCRIPT: &str = r#"set -eu
 scratch=$1; shift
-n=0
-while [ "$1" != "--" ]; do
-  src=$1 dst=$2; shift 2
-  if [ ! -d "$dst" ]; then
-    anc=$dst
-    while [ ! -d "$anc" ]; do anc=$(dirname "$anc"); done
+n=0 overlaid=" " is_dst=0
+for arg; do
+  [ "$arg" = "--" ] && break
+  if [ $is_dst = 0 ]; then is_dst=1; continue; fi
+  is_dst=0
+  [ -d "$arg" ] && continue
+  anc=$arg
+  while [ ! -d "$anc" ]; do anc=$(dirname "$anc"); done
+  case "$overlaid" in *" $anc "*) ;; *)
     n=$((n+1))
     mkdir -p "$scratch/ov$n/upper" "$scratch/ov$n/work"
     mount -t overlay "ov$n" -o "lowerdir=$anc,upperdir=$scratch/ov$n/upper,workdir=$scratch/ov$n/work" "$anc"
-    mkdir -p "$dst"
-  fi
-  mount --bind "$src" "$dst"
+    overlaid="$overlaid$anc "
+  esac
+  mkdir -p "$arg"
+done
+while [ "$1" != "--" ]; do
+  mount --bind "$1" "$2"; shift 2
 done
 shift
 exec "$@"
@@ -253,6 +300,80 @@ impl PrivateMounts {
         }
         cmd.arg("--").args(argv);
         cmd
+    }
+
+    /// Mounts the binds in a new mount namespace held open by a `cat`
+    /// reading a pipe from this process, for clients run as many commands
+    /// that must share it (e.g. podman's `/run/netns` mounts). The holder
+    /// exits when dropped, or with this process, however it ends.
+    pub fn hold(self) -> HeldMounts {
+        let mut holder = self
+            .command(&["cat".into()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn unshare: {e}"));
+        let pid = holder.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // `unshare` execs sh, which execs cat once every bind is mounted.
+        while std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .as_deref()
+            != Some(b"cat\0")
+        {
+            if let Ok(Some(status)) = holder.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = holder.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                panic!("private mounts failed ({status}): {err}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private mounts not ready after 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        HeldMounts {
+            holder,
+            _mounts: self,
+        }
+    }
+}
+
+/// A mount namespace made by [`PrivateMounts::hold`].
+pub struct HeldMounts {
+    holder: std::process::Child,
+    _mounts: PrivateMounts,
+}
+
+impl HeldMounts {
+    /// `argv` run inside the held mount namespace (network namespace: the
+    /// calling thread's).
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+            .arg("--")
+            .args(argv);
+        cmd
+    }
+}
+
+impl Drop for HeldMounts {
+    /// Closes the holder's stdin (cat exits), then kills it by PID if it
+    /// has not exited within a few seconds.
+    fn drop(&mut self) {
+        drop(self.holder.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.holder.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
 

@@ -8,9 +8,13 @@ use std::path::PathBuf;
 /// run under about five minutes on two shared cores.
 pub const QUICK_ITERATIONS: usize = 40;
 
+/// Pods per node of the density scenario (issue 16: 500).
+pub const DEFAULT_DENSITY: usize = 500;
+
 pub const USAGE: &str = "\
 usage: cni-bench [--ours DIR] [--reference DIR] [--quick | --iterations N]
-                 [--json PATH] [--only NAME[,NAME...]] [--tmpdir DIR] [--help]
+                 [--json PATH] [--only NAME[,NAME...]] [--tmpdir DIR]
+                 [--density PODS] [--help]
 
 Benchmarks our bridge, host-local, portmap and loopback plugins against the
 reference ones, inside network namespaces it creates (needs root).
@@ -20,8 +24,10 @@ reference ones, inside network namespaces it creates (needs root).
   --quick           default: base iteration count 40 (< 5 min on 2 cores)
   --iterations N    base iteration count (longer runs: 200 is bench-ref.sh's)
   --json PATH       also write every result as JSON (for comparing commits)
-  --only NAMES      comma-separated subset of: version, hostlocal, bridge,
-                    dualstack, concurrent, leases, rss, portmap, loopback
+  --only NAMES      comma-separated subset of: version, hostlocal, floor,
+                    bridge, dualstack, concurrent, density, leases, rss,
+                    portmap, loopback
+  --density PODS    pods the density scenario fills a node with (default 500)
   --tmpdir DIR      where the host-local stores go (default: /dev/shm)
 ";
 
@@ -34,6 +40,8 @@ pub struct Options {
     pub json: Option<PathBuf>,
     pub only: Vec<Scenario>,
     pub tmpdir: Option<PathBuf>,
+    /// Pods per node of the density scenario.
+    pub density: usize,
     pub help: bool,
 }
 
@@ -47,6 +55,7 @@ pub fn parse(args: &[String], default_ours: PathBuf) -> Result<Options> {
         json: None,
         only: Scenario::ALL.to_vec(),
         tmpdir: None,
+        density: DEFAULT_DENSITY,
         help: false,
     };
     let mut it = args.iter();
@@ -95,6 +104,16 @@ pub fn parse(args: &[String], default_ours: PathBuf) -> Result<Options> {
                 opts.only = only;
             }
             "--tmpdir" => opts.tmpdir = Some(PathBuf::from(value("--tmpdir")?)),
+            "--density" => {
+                let v = value("--density")?;
+                opts.density = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 40)
+                    .ok_or_else(|| {
+                        BenchError::Usage(format!("--density wants an integer >= 40, got {v:?}"))
+                    })?;
+            }
             "--help" | "-h" => opts.help = true,
             other => return Err(BenchError::Usage(format!("unknown argument {other:?}"))),
         }
@@ -113,6 +132,8 @@ pub struct Plan {
     pub concurrent_rounds: usize,
     pub leases: usize,
     pub rss: usize,
+    /// Pods per node of the density scenario (not derived from the base).
+    pub density: usize,
     pub warmup: usize,
 }
 
@@ -126,6 +147,7 @@ impl Plan {
             concurrent_rounds: (n / 8).clamp(1, 20),
             leases: (n / 8).max(1),
             rss: (n / 8).clamp(1, 10),
+            density: DEFAULT_DENSITY,
             warmup: 2,
         }
     }
@@ -148,6 +170,18 @@ mod tests {
         assert_eq!(o.iterations, QUICK_ITERATIONS);
         assert_eq!(o.only, Scenario::ALL.to_vec());
         assert!(o.json.is_none());
+        assert_eq!(o.density, DEFAULT_DENSITY);
+    }
+
+    #[test]
+    fn density_pods() {
+        assert_eq!(p(&["--density", "200"]).unwrap().density, 200);
+        assert_eq!(p(&["--density=1000"]).unwrap().density, 1000);
+        // Fewer than two windows of 20 pods cannot show growth.
+        assert!(p(&["--density", "39"]).is_err());
+        assert!(p(&["--density", "many"]).is_err());
+        let only = p(&["--only", "density,floor"]).unwrap().only;
+        assert_eq!(only, vec![Scenario::Floor, Scenario::Density]);
     }
 
     #[test]

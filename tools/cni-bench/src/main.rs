@@ -85,7 +85,10 @@ fn real_main() -> Result<i32> {
     // From here on the whole process is outside the machine's netns.
     ns::leave_original()?;
 
-    let plan = cli::Plan::from_base(opts.iterations);
+    let plan = cli::Plan {
+        density: opts.density,
+        ..cli::Plan::from_base(opts.iterations)
+    };
     let machine = util::Machine::probe();
     let ctx = Ctx {
         ours: Impl {

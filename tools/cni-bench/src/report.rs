@@ -15,6 +15,8 @@ pub enum Unit {
     Kib,
     Bytes,
     Count,
+    /// A dimensionless ratio of two of our own medians (e.g. density growth).
+    Ratio,
 }
 
 impl Unit {
@@ -24,18 +26,20 @@ impl Unit {
             Unit::Kib => "KiB",
             Unit::Bytes => "B",
             Unit::Count => "#",
+            Unit::Ratio => "×",
         }
     }
 
     fn fmt(self, v: f64) -> String {
         match self {
             Unit::Ms => format!("{v:.2}"),
+            Unit::Ratio => format!("{v:.3}"),
             _ => format!("{v:.0}"),
         }
     }
 }
 
-/// A goal from issue 7. Ratios are ours/reference of the medians.
+/// A goal from issues 7 and 16. Ratios are ours/reference of the medians.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
@@ -45,6 +49,8 @@ pub enum Target {
     RatioAndAbs { max_ratio: f64, max_abs: f64 },
     /// our median < max (strict, as in "< 50 ms")
     Below { max: f64 },
+    /// our median <= max (as in "≤ 5 ms" or "≤ 1.15×")
+    AtMost { max: f64 },
     /// every one of our samples is 0 (e.g. duplicate IPs)
     Zero,
 }
@@ -58,6 +64,7 @@ impl Target {
                 format!("{} & ≤ {} {}", frac(*max_ratio), max_abs, unit.label())
             }
             Target::Below { max } => format!("< {} {}", max, unit.label()),
+            Target::AtMost { max } => format!("≤ {} {}", max, unit.label()),
             Target::Zero => "= 0".to_string(),
         }
     }
@@ -69,6 +76,7 @@ impl Target {
                 Some(ratio? <= *max_ratio && ours?.median <= *max_abs)
             }
             Target::Below { max } => ours.map(|o| o.median < *max),
+            Target::AtMost { max } => ours.map(|o| o.median <= *max),
             Target::Zero => ours.map(|o| o.max == 0.0),
         }
     }
@@ -97,6 +105,9 @@ pub struct Metric {
     pub target: Option<Target>,
     pub target_label: Option<String>,
     pub pass: Option<bool>,
+    /// Key of the kernel-floor metric this one is compared with (the
+    /// table's "ours/floor" column: our median / the floor's median).
+    pub floor: Option<String>,
 }
 
 impl Metric {
@@ -127,7 +138,14 @@ impl Metric {
             ratio,
             target,
             pass,
+            floor: None,
         }
+    }
+
+    /// Compares this metric with the kernel floor `key` in the table.
+    pub fn with_floor(mut self, key: &str) -> Metric {
+        self.floor = Some(key.into());
+        self
     }
 }
 
@@ -168,13 +186,31 @@ impl Report {
         std::fs::write(path, text + "\n").map_err(|e| BenchError::io(path, e))
     }
 
+    /// Our median of metric `key` in any scenario.
+    fn ours_median(&self, key: &str) -> Option<f64> {
+        self.scenarios
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .find(|m| m.key == key)
+            .and_then(|m| m.ours.as_ref())
+            .map(|s| s.median)
+    }
+
     /// The Markdown table (also readable in a terminal) plus notes.
     pub fn table(&self) -> String {
         let header = [
-            "metric", "unit", "ours med", "ours p95", "ref med", "ref p95", "ratio", "target",
+            "metric",
+            "unit",
+            "ours med",
+            "ours p95",
+            "ref med",
+            "ref p95",
+            "ratio",
+            "ours/floor",
+            "target",
             "result",
         ];
-        let mut rows: Vec<[String; 9]> = Vec::new();
+        let mut rows: Vec<[String; 10]> = Vec::new();
         for s in &self.scenarios {
             for m in &s.metrics {
                 let f = |s: &Option<Summary>, p95: bool| {
@@ -192,6 +228,13 @@ impl Report {
                     m.ratio
                         .map(|r| format!("{r:.3}"))
                         .unwrap_or_else(|| "-".into()),
+                    match (
+                        m.ours.as_ref(),
+                        m.floor.as_deref().and_then(|k| self.ours_median(k)),
+                    ) {
+                        (Some(o), Some(f)) if f > 0.0 => format!("{:.2}", o.median / f),
+                        _ => String::new(),
+                    },
                     m.target_label.clone().unwrap_or_default(),
                     match m.pass {
                         Some(true) => "PASS".into(),
@@ -202,9 +245,9 @@ impl Report {
                 ]);
             }
             if s.error.is_some() {
-                let mut r: [String; 9] = Default::default();
+                let mut r: [String; 10] = Default::default();
                 r[0] = format!("{}: see ERROR below", s.name);
-                r[8] = "ERROR".into();
+                r[9] = "ERROR".into();
                 rows.push(r);
             }
         }
@@ -218,7 +261,7 @@ impl Report {
             let mut s = String::from("|");
             for (i, c) in cells.iter().enumerate() {
                 let pad = width[i] - c.chars().count();
-                if i == 0 || i >= 7 {
+                if i == 0 || i >= 8 {
                     s += &format!(" {c}{} |", " ".repeat(pad));
                 } else {
                     s += &format!(" {}{c} |", " ".repeat(pad));
@@ -231,7 +274,7 @@ impl Report {
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                if i == 0 || i >= 7 {
+                if i == 0 || i >= 8 {
                     "-".repeat(*w)
                 } else {
                     format!("{}:", "-".repeat(w - 1))
@@ -334,5 +377,68 @@ mod tests {
             Some(Target::Ratio { max: 0.5 }),
         );
         assert_eq!(m.pass, None);
+
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Ms,
+            &[5.0],
+            &[],
+            Some(Target::AtMost { max: 5.0 }),
+        );
+        assert_eq!(m.pass, Some(true), "≤ includes the bound");
+        assert_eq!(m.target_label.as_deref(), Some("≤ 5 ms"));
+        let m = Metric::new(
+            "k",
+            "l",
+            Unit::Ratio,
+            &[1.2],
+            &[],
+            Some(Target::AtMost { max: 1.15 }),
+        );
+        assert_eq!(m.pass, Some(false));
+        assert_eq!(m.target_label.as_deref(), Some("≤ 1.15 ×"));
+    }
+
+    #[test]
+    fn floor_column_divides_by_the_floor_metric_of_any_scenario() {
+        let floor = Metric::new("floor.x", "floor", Unit::Ms, &[2.0], &[], None);
+        let ours =
+            Metric::new("b.y", "ours", Unit::Ms, &[5.0], &[10.0], None).with_floor("floor.x");
+        let orphan =
+            Metric::new("b.z", "no floor", Unit::Ms, &[5.0], &[10.0], None).with_floor("nope");
+        let scenario = |name: &str, metrics: Vec<Metric>| ScenarioReport {
+            name: name.into(),
+            metrics,
+            notes: Vec::new(),
+            error: None,
+            seconds: 0.0,
+        };
+        let report = Report {
+            tool: "cni-bench",
+            machine: Machine::probe(),
+            ours_dir: PathBuf::from("/o"),
+            ours_commit: None,
+            reference_dir: PathBuf::from("/r"),
+            reference_package: None,
+            iterations: 1,
+            plan: Plan::from_base(1),
+            scenarios: vec![
+                scenario("b", vec![ours, orphan]),
+                scenario("floor", vec![floor]),
+            ],
+            loadavg_end: String::new(),
+            total_seconds: 0.0,
+        };
+        let table = report.table();
+        let row = |label: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("| {label} ")))
+                .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+                .unwrap_or_else(|| panic!("no row {label}:\n{table}"))
+        };
+        assert_eq!(row("ours")[8], "2.50", "{table}");
+        assert_eq!(row("no floor")[8], "", "{table}");
     }
 }

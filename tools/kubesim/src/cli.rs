@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::harness::cluster::{ContainerRuntime, UpOptions};
+use crate::harness::hostport::HostPort;
 
 /// Help heading of the options every command takes.
 const GLOBAL: &str = "Global options";
@@ -70,6 +71,11 @@ pub enum UserCommand {
         /// A container, repeatable [default: app:8080]
         #[arg(long = "container", value_name = "NAME:PORT", value_parser = container_spec)]
         containers: Vec<(String, u16)>,
+        /// Map the node's port HOST to the pod's CONTAINER (a hostPort,
+        /// through the portmap plugin; proto tcp, udp or sctp, default
+        /// tcp), repeatable
+        #[arg(long = "host-port", value_name = "HOST:CONTAINER[/PROTO]", value_parser = HostPort::parse)]
+        host_ports: Vec<HostPort>,
     },
     /// Stop containers, CNI DEL, remove the sandbox
     DeletePod {
@@ -157,8 +163,8 @@ pub struct UpArgs {
     /// Number of nodes
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub nodes: u8,
-    /// Plugin dir [default: kubesim's own dir if it holds bridge and
-    /// host-local, else /opt/cni/bin, else /usr/lib/cni]
+    /// Plugin dir [default: kubesim's own dir if it holds bridge,
+    /// host-local, loopback and portmap, else /opt/cni/bin, else /usr/lib/cni]
     #[arg(long, value_name = "DIR")]
     pub cni_bin_dir: Option<PathBuf>,
     /// Conflist template [default: built-in 10-bridge.conflist]
@@ -195,10 +201,13 @@ fn container_spec(spec: &str) -> Result<(String, u16), String> {
     Ok((name.to_string(), port.parse().map_err(|_| bad())?))
 }
 
+/// The plugins the default conflist and the runtime itself (`lo`) need.
+const DEFAULT_PLUGINS: [&str; 4] = ["bridge", "host-local", "loopback", "portmap"];
+
 /// Our own plugins when they sit next to kubesim (a build or release dir),
 /// else the usual install locations.
 fn default_cni_bin_dir() -> PathBuf {
-    let has = |d: &Path| d.join("bridge").is_file() && d.join("host-local").is_file();
+    let has = |d: &Path| DEFAULT_PLUGINS.iter().all(|p| d.join(p).is_file());
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
@@ -241,10 +250,17 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
-        let cli = parse("run-pod p --container a:1 --container=b:2").expect("parse");
+        let cli = parse("run-pod p --container a:1 --container=b:2 --host-port 5000:1/udp")
+            .expect("parse");
         match cli.command {
-            Command::User(UserCommand::RunPod { containers, .. }) => {
+            Command::User(UserCommand::RunPod {
+                containers,
+                host_ports,
+                ..
+            }) => {
                 assert_eq!(containers, [("a".into(), 1), ("b".into(), 2)]);
+                assert_eq!(host_ports.len(), 1);
+                assert_eq!(host_ports[0].to_string(), "5000:1/udp");
             }
             other => panic!("parsed as {other:?}"),
         }
@@ -273,6 +289,10 @@ mod tests {
         assert_eq!(kind("up --runtime rkt"), ErrorKind::InvalidValue);
         assert_eq!(
             kind("run-pod p --container app"),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            kind("run-pod p --host-port 5000"),
             ErrorKind::ValueValidation
         );
         assert_eq!(kind("exec web"), ErrorKind::MissingRequiredArgument);

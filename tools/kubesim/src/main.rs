@@ -11,7 +11,7 @@ use clap::Parser;
 use crate::harness::cluster::{self, ContainerRuntime, UpOptions};
 use crate::harness::pod::{self, PodSpec};
 use crate::harness::state::DEFAULT_STATE_DIR;
-use crate::harness::{child, demo, lookup, table, teardown, Harness, HarnessError};
+use crate::harness::{child, demo, lookup, loopback, table, teardown, Harness, HarnessError};
 use cli::{Cli, Command, HelperCommand, UserCommand};
 use cni::runtime::Attachment;
 
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
 /// The hidden helper subcommands; their exit code.
 fn run_helper(helper: &HelperCommand) -> i32 {
     match helper {
-        HelperCommand::Pause { .. } => child::pause_main(),
+        HelperCommand::Pause { role } => child::pause_main(role),
         HelperCommand::EchoServer { port, name } => child::echo_server_main(*port, name),
         HelperCommand::TcpCheck { host, port, expect } => {
             child::tcp_check_main(host, *port, expect.as_deref())
@@ -129,6 +129,7 @@ fn dispatch(h: &Harness, command: &UserCommand) -> Result<u8, HarnessError> {
             namespace,
             node,
             containers,
+            host_ports,
         } => {
             let (from_key, name) = pod::split_key(key);
             let mut containers = containers.clone();
@@ -140,14 +141,21 @@ fn dispatch(h: &Harness, command: &UserCommand) -> Result<u8, HarnessError> {
                 name,
                 node: node.clone(),
                 containers,
+                host_ports: host_ports.clone(),
             };
             let p = pod::run_pod(h, &spec)?;
+            let ports: Vec<String> = p.host_ports.iter().map(ToString::to_string).collect();
             println!(
-                "{} node={} ip={} sandbox={}",
+                "{} node={} ip={} sandbox={}{}",
                 p.key(),
                 p.node,
                 p.ips.join(","),
-                p.sandbox_id
+                p.sandbox_id,
+                if ports.is_empty() {
+                    String::new()
+                } else {
+                    format!(" host-ports={}", ports.join(","))
+                }
             );
             Ok(0)
         }
@@ -215,41 +223,57 @@ fn run_demo(h: &Harness, up: &UpOptions) -> Result<u8, HarnessError> {
     println!("\nNODES\n{}", report.nodes);
     println!("PODS (before the final cleanup)\n{}", report.pods);
     println!("CHECKS\n{}", report.checks_table());
+    if !report.notes.is_empty() {
+        println!("WHAT IT SHOWS");
+        for n in &report.notes {
+            println!("  {n}");
+        }
+        println!();
+    }
     let passed = report.checks.iter().filter(|c| c.ok).count();
     println!("{passed}/{} checks passed", report.checks.len());
     Ok(if report.all_ok() { 0 } else { 1 })
 }
 
+/// GC per node of both networks the runtime attaches: the node's conflist
+/// (`eth0`) and the loopback network (`lo`).
 fn run_gc(h: &Harness, none_valid: bool) -> Result<u8, HarnessError> {
     let _lock = h.dir.lock()?;
     let state = lookup::require_state(h)?;
     let mut failed = false;
     for node in &state.nodes {
-        let valid: Vec<Attachment> = if none_valid {
-            Vec::new()
-        } else {
-            state
-                .pods
+        let pods: Vec<&str> = state
+            .pods
+            .iter()
+            .filter(|p| p.node == node.name && !none_valid)
+            .map(|p| p.sandbox_id.as_str())
+            .collect();
+        let (rt, main) = lookup::node_runtime(h, &state, node)?;
+        let networks = [
+            (main, pod::POD_IFNAME),
+            (loopback::network()?, loopback::IFNAME),
+        ];
+        for (list, ifname) in &networks {
+            let valid: Vec<Attachment> = pods
                 .iter()
-                .filter(|p| p.node == node.name)
-                .map(|p| Attachment {
-                    container_id: p.sandbox_id.clone(),
-                    ifname: pod::POD_IFNAME.into(),
+                .map(|id| Attachment {
+                    container_id: id.to_string(),
+                    ifname: ifname.to_string(),
                 })
-                .collect()
-        };
-        let (rt, list) = lookup::node_runtime(h, &state, node)?;
-        match rt.gc_network_list(&list, Some(&valid)) {
-            Ok(r) => println!(
-                "{}: {} valid, {} stale attachments deleted, GC sent to {} plugins",
-                node.name,
-                valid.len(),
-                r.stale_deleted.len(),
-                r.plugins_collected
-            ),
-            Err(e) => {
-                failed = true;
-                eprintln!("{}: GC failed: {e}", node.name);
+                .collect();
+            match rt.gc_network_list(list, Some(&valid)) {
+                Ok(r) => println!(
+                    "{} network {}: {} valid, {} stale attachments deleted, GC sent to {} plugins",
+                    node.name,
+                    list.name,
+                    valid.len(),
+                    r.stale_deleted.len(),
+                    r.plugins_collected
+                ),
+                Err(e) => {
+                    failed = true;
+                    eprintln!("{} network {}: GC failed: {e}", node.name, list.name);
+                }
             }
         }
     }

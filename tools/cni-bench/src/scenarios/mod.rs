@@ -4,7 +4,9 @@
 
 mod bridge;
 mod concurrent;
+mod density;
 mod dualstack;
+mod floor;
 mod hostlocal;
 mod leases;
 mod portmap;
@@ -27,9 +29,11 @@ use std::time::Instant;
 pub enum Scenario {
     Version,
     HostLocal,
+    Floor,
     Bridge,
     DualStack,
     Concurrent,
+    Density,
     Leases,
     Rss,
     Portmap,
@@ -37,12 +41,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Version,
         Scenario::HostLocal,
+        Scenario::Floor,
         Scenario::Bridge,
         Scenario::DualStack,
         Scenario::Concurrent,
+        Scenario::Density,
         Scenario::Leases,
         Scenario::Rss,
         Scenario::Portmap,
@@ -53,9 +59,11 @@ impl Scenario {
         match self {
             Scenario::Version => "version",
             Scenario::HostLocal => "hostlocal",
+            Scenario::Floor => "floor",
             Scenario::Bridge => "bridge",
             Scenario::DualStack => "dualstack",
             Scenario::Concurrent => "concurrent",
+            Scenario::Density => "density",
             Scenario::Leases => "leases",
             Scenario::Rss => "rss",
             Scenario::Portmap => "portmap",
@@ -74,9 +82,11 @@ impl Scenario {
         let res = match self {
             Scenario::Version => version::run(ctx, &mut out),
             Scenario::HostLocal => hostlocal::run(ctx, &mut out),
+            Scenario::Floor => floor::run(ctx, &mut out),
             Scenario::Bridge => bridge::run(ctx, &mut out),
             Scenario::DualStack => dualstack::run(ctx, &mut out),
             Scenario::Concurrent => concurrent::run(ctx, &mut out),
+            Scenario::Density => density::run(ctx, &mut out),
             Scenario::Leases => leases::run(ctx, &mut out),
             Scenario::Rss => rss::run(ctx, &mut out),
             Scenario::Portmap => portmap::run_portmap(ctx, &mut out),

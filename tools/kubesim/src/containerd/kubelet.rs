@@ -10,6 +10,7 @@ use super::error::{cri, NodeError, Result};
 use super::image::APP_IMAGE;
 use crate::cri::api;
 use crate::cri::CriClient;
+use crate::harness::hostport::HostPort;
 
 /// Cluster DNS a kubelet puts in every pod's resolv.conf (`ClusterFirst`).
 pub const CLUSTER_DNS: &str = "10.96.0.10";
@@ -92,6 +93,47 @@ fn new_uid() -> String {
     )
 }
 
+/// The sandbox's port mappings as the kubelet lists them: every declared
+/// container port, with its `hostPort` or 0 (containerd passes only those
+/// with a host port on to portmap), then host ports of undeclared ports.
+fn port_mappings(ports: &[u16], host_ports: &[HostPort]) -> Vec<api::PortMapping> {
+    let protocol = |p: &str| match p {
+        "udp" => api::Protocol::Udp,
+        "sctp" => api::Protocol::Sctp,
+        _ => api::Protocol::Tcp,
+    } as i32;
+    let mapping = |hp: &HostPort| api::PortMapping {
+        protocol: protocol(&hp.protocol),
+        container_port: i32::from(hp.container_port),
+        host_port: i32::from(hp.host_port),
+        host_ip: String::new(),
+    };
+    let mut out = Vec::new();
+    for p in ports {
+        let mapped: Vec<api::PortMapping> = host_ports
+            .iter()
+            .filter(|hp| hp.container_port == *p)
+            .map(mapping)
+            .collect();
+        if mapped.is_empty() {
+            out.push(api::PortMapping {
+                protocol: api::Protocol::Tcp as i32,
+                container_port: i32::from(*p),
+                host_port: 0,
+                host_ip: String::new(),
+            });
+        }
+        out.extend(mapped);
+    }
+    out.extend(
+        host_ports
+            .iter()
+            .filter(|hp| !ports.contains(&hp.container_port))
+            .map(mapping),
+    );
+    out
+}
+
 fn ns_option(network: api::NamespaceMode, pid: api::NamespaceMode) -> api::NamespaceOption {
     api::NamespaceOption {
         network: network as i32,
@@ -114,14 +156,16 @@ impl Kubelet {
 
     /// The `PodSandboxConfig` the kubelet sends: metadata, hostname, log
     /// dir (`<pods>/<ns>_<name>_<uid>`), ClusterFirst DNS, the declared
-    /// container ports, pod-level network/IPC and per-container PID
-    /// namespaces, and the kubelet's labels.
+    /// container ports with their `hostPort`s (see [`port_mappings`]),
+    /// pod-level network/IPC and per-container PID namespaces, and the
+    /// kubelet's labels.
     pub fn sandbox_config(
         &self,
         namespace: &str,
         name: &str,
         uid: &str,
         ports: &[u16],
+        host_ports: &[HostPort],
     ) -> api::PodSandboxConfig {
         let labels = HashMap::from([
             ("io.kubernetes.pod.name".to_string(), name.to_string()),
@@ -151,15 +195,7 @@ impl Kubelet {
                 ],
                 options: vec!["ndots:5".into()],
             }),
-            port_mappings: ports
-                .iter()
-                .map(|p| api::PortMapping {
-                    protocol: api::Protocol::Tcp as i32,
-                    container_port: i32::from(*p),
-                    host_port: 0,
-                    host_ip: String::new(),
-                })
-                .collect(),
+            port_mappings: port_mappings(ports, host_ports),
             labels: labels.clone(),
             annotations: HashMap::from([(
                 "kubernetes.io/config.source".to_string(),
@@ -183,10 +219,16 @@ impl Kubelet {
     /// RunPodSandbox, then PodSandboxStatus for the IP, then each container
     /// (`kubesim-serve PORT ns/pod/container`). On failure the sandbox is
     /// stopped and removed again.
-    pub fn run_pod(&self, namespace: &str, name: &str, containers: &[(&str, u16)]) -> Result<Pod> {
+    pub fn run_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        containers: &[(&str, u16)],
+        host_ports: &[HostPort],
+    ) -> Result<Pod> {
         let uid = new_uid();
         let ports: Vec<u16> = containers.iter().map(|(_, p)| *p).collect();
-        let config = self.sandbox_config(namespace, name, &uid, &ports);
+        let config = self.sandbox_config(namespace, name, &uid, &ports, host_ports);
         std::fs::create_dir_all(&config.log_directory)
             .map_err(super::error::io("create pod log dir"))?;
         let sandbox_id = self

@@ -13,6 +13,7 @@ use super::error::{NodeError, Result};
 use super::kubelet::{Kubelet, Pod};
 use super::node;
 use crate::cri::api;
+use crate::harness::hostport::{self, HostPort};
 use crate::harness::nsutil::Netns;
 use crate::harness::report::DemoReport;
 use crate::harness::state::{NodeState, State};
@@ -25,6 +26,11 @@ const APP_PORT: u16 = 8080;
 const SAME_PORT_PODS: usize = 10;
 /// The pod interface.
 const IFNAME: &str = "eth0";
+/// The node port the hostPort pod maps to its :APP_PORT (Docker's `-p 5000:8080`).
+const HOST_PORT: u16 = 5000;
+/// The pod with the hostPort, and the one refused the same port.
+const HOSTPORT_POD: &str = "web-hostport";
+const HOSTPORT_POD_2: &str = "web-hostport-2";
 
 /// The cluster as the story sees it.
 struct Cluster<'a> {
@@ -55,12 +61,30 @@ impl Cluster<'_> {
             .ok_or_else(|| NodeError::Protocol(format!("no pod {name}")))
     }
     fn create(&mut self, name: &str, node: &str, containers: &[(&str, u16)]) -> Result<Pod> {
+        self.create_with(name, node, containers, &[])
+    }
+    fn create_with(
+        &mut self,
+        name: &str,
+        node: &str,
+        containers: &[(&str, u16)],
+        host_ports: &[HostPort],
+    ) -> Result<Pod> {
         let k = self.kubelet(node)?;
         let pod = self.h.step(&format!("pod default/{name} on {node}"), || {
-            k.run_pod("default", name, containers).map_err(Into::into)
+            k.run_pod("default", name, containers, host_ports)
+                .map_err(Into::into)
         })?;
         self.pods.push(pod.clone());
         Ok(pod)
+    }
+    /// What a pod's CNI calls could have left on `node`: leases, veths,
+    /// NAT rules, and entries in containerd's libcni cache.
+    fn leftovers(&self, node: &NodeState) -> Result<inspect::Leftovers> {
+        let ns = Netns::of_pid(node.holder.pid)?;
+        let mut view = node.clone();
+        view.cache_dir = self.cache_dir(node);
+        Ok(inspect::leftovers(&view, &ns)?)
     }
     /// `kubesim-get IP PORT` inside `src`'s first container: (server, seen IP).
     fn get(&self, src: &Pod, ip: &str, port: u16) -> std::result::Result<(String, String), String> {
@@ -122,6 +146,10 @@ pub fn story(h: &Harness, state: &State, kubelets: &[Kubelet], r: &mut DemoRepor
     h.say("== probing every pod from inside every other pod (ExecSync)");
     all_pairs(&c, r);
     same_port(&c, r)?;
+    h.say(&format!(
+        "== a hostPort through CRI port_mappings: node-1:{HOST_PORT} -> one pod's :{APP_PORT}"
+    ));
+    host_port(&mut c, r)?;
     cni_check_all(&c, r);
     h.say("== one pod, two containers");
     localhost(&mut c, r)?;
@@ -297,15 +325,35 @@ fn same_port(c: &Cluster, r: &mut DemoReport) -> Result<()> {
     Ok(())
 }
 
+/// The host ports containerd hands to portmap: the sandbox's port
+/// mappings with a host port (containerd's `toCNIPortMappings`).
+fn cni_host_ports(config: &api::PodSandboxConfig) -> Vec<HostPort> {
+    config
+        .port_mappings
+        .iter()
+        .filter_map(|m| {
+            Some(HostPort {
+                host_port: u16::try_from(m.host_port).ok().filter(|p| *p > 0)?,
+                container_port: u16::try_from(m.container_port).ok()?,
+                protocol: api::Protocol::try_from(m.protocol)
+                    .unwrap_or(api::Protocol::Tcp)
+                    .as_str_name()
+                    .to_ascii_lowercase(),
+            })
+        })
+        .collect()
+}
+
 /// The runtime conf containerd used for a pod's attachment (its netns path
-/// is the one in the cached result, so CHECK compares like for like).
+/// is the one in the cached result, so CHECK compares like for like; its
+/// host ports are the `portMappings` containerd sent).
 fn runtime_conf(k: &Kubelet, p: &Pod) -> Result<RuntimeConf> {
     Ok(RuntimeConf {
         container_id: p.sandbox_id.clone(),
         netns: k.sandbox_netns_path(&p.sandbox_id)?,
         ifname: IFNAME.into(),
         args: RuntimeConf::kubernetes_args(&p.namespace, &p.name, &p.sandbox_id, &p.uid),
-        capability_args: serde_json::Map::new(),
+        capability_args: hostport::capability_args(&cni_host_ports(&p.config)),
     })
 }
 
@@ -331,6 +379,87 @@ fn cni_check_all(c: &Cluster, r: &mut DemoReport) {
             failed.join("; ")
         },
     );
+}
+
+/// Docker's `-p` next to the Kubernetes model, the kubelet's way: the
+/// hostPort travels in `PodSandboxConfig.port_mappings`, containerd hands
+/// it to portmap; node-2 reaches the pod at node-1's address, and a second
+/// sandbox asking for the same host port fails RunPodSandbox with
+/// portmap's error and leaves nothing behind.
+fn host_port(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
+    let mapping = HostPort {
+        host_port: HOST_PORT,
+        container_port: APP_PORT,
+        protocol: "tcp".into(),
+    };
+    let target = c.create_with(
+        HOSTPORT_POD,
+        "node-1",
+        &[("app", APP_PORT)],
+        std::slice::from_ref(&mapping),
+    )?;
+    let node = c.node("node-1")?.clone();
+    let from = c.pod("api-1")?.clone();
+    let want = format!("{}/app", target.key());
+    let answer = |ip: &str, port: u16| match c.get(&from, ip, port) {
+        Ok((server, seen)) if server == want => Ok(seen),
+        Ok((server, _)) => Err(format!("answered by {server}")),
+        Err(e) => Err(e),
+    };
+    let via_node = answer(&node.underlay_ip, HOST_PORT);
+    let direct = answer(&target.ip, APP_PORT);
+    r.check(
+        &format!("a hostPort is an opt-in DNAT on the node's address: node-1:{HOST_PORT} reaches one pod's :{APP_PORT} from node-2"),
+        via_node.is_ok() && direct.is_ok(),
+        match (&via_node, &direct) {
+            (Ok(seen), Ok(_)) => format!(
+                "port_mappings [{mapping}] in RunPodSandbox; ExecSync in {}: kubesim-get {}:{HOST_PORT} answered by {want} (it saw {seen}); the same pod also at its own IP {}:{APP_PORT}",
+                from.name, node.underlay_ip, target.ip
+            ),
+            _ => format!("via node-1:{HOST_PORT}: {via_node:?}; via pod IP: {direct:?}"),
+        },
+    );
+    let before = c.leftovers(&node)?;
+    c.h.say(&format!(
+        "  pod default/{HOSTPORT_POD_2} on node-1, the same hostPort {mapping} (must be refused)"
+    ));
+    let k = c.kubelet("node-1")?;
+    let second = k.run_pod(
+        "default",
+        HOSTPORT_POD_2,
+        &[("app", APP_PORT)],
+        std::slice::from_ref(&mapping),
+    );
+    let after = c.leftovers(&node)?;
+    let sandboxes = k
+        .list()?
+        .iter()
+        .filter(|sb| {
+            sb.metadata
+                .as_ref()
+                .is_some_and(|m| m.name == HOSTPORT_POD_2)
+        })
+        .count();
+    let still = answer(&node.underlay_ip, HOST_PORT).is_ok();
+    let refused = matches!(&second, Err(e) if e.to_string().contains("already allocated"));
+    if let Ok(p) = second.as_ref() {
+        c.pods.push(p.clone());
+    }
+    r.check(
+        &format!("a second pod asking for hostPort {HOST_PORT} on that node is refused by portmap and leaves nothing behind"),
+        refused && sandboxes == 0 && before == after && still,
+        format!(
+            "{}; node-1 before: {}; after: {}; its sandboxes (ListPodSandbox): {sandboxes}; node-1:{HOST_PORT} still answered by {HOSTPORT_POD}: {still}",
+            match &second {
+                Err(e) => format!("RunPodSandbox refused: {e}"),
+                Ok(p) => format!("{} started with hostPort {HOST_PORT} too!", p.key()),
+            },
+            before.summary(),
+            after.summary()
+        ),
+    );
+    r.note(hostport::LESSON);
+    Ok(())
 }
 
 fn localhost(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
@@ -468,18 +597,20 @@ fn gc_keeps_live(c: &Cluster, r: &mut DemoReport) -> Result<()> {
                 ifname: IFNAME.into(),
             })
             .collect();
-        let leases_before = inspect::leases(node);
+        let before = c.leftovers(node)?;
         let (rt, list) = c.runtime(node)?;
         match rt.gc_network_list(&list, Some(&valid)) {
             Ok(rep) => {
-                let kept = inspect::leases(node) == leases_before;
+                let after = c.leftovers(node)?;
+                let kept = after.leases == before.leases && after.dnat_rules == before.dnat_rules;
                 ok &= rep.stale_deleted.is_empty() && kept;
                 details.push(format!(
-                    "{}: {} valid (ListPodSandbox), {} stale, {} leases kept: {kept}",
+                    "{}: {} valid (ListPodSandbox), {} stale, {} leases and {} hostPort rules kept: {kept}",
                     node.name,
                     valid.len(),
                     rep.stale_deleted.len(),
-                    leases_before.len()
+                    before.leases.len(),
+                    before.dnat_rules.len()
                 ));
             }
             Err(e) => {
@@ -489,7 +620,7 @@ fn gc_keeps_live(c: &Cluster, r: &mut DemoReport) -> Result<()> {
         }
     }
     r.check(
-        "CNI GC with the sandboxes ListPodSandbox reports keeps every live pod's lease",
+        "CNI GC with the sandboxes ListPodSandbox reports keeps every live pod's lease and hostPort rules",
         ok,
         details.join("; "),
     );
@@ -541,10 +672,7 @@ fn cleanup(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
     for node in &c.state.nodes {
         let k = c.kubelet(&node.name)?;
         let left_sandboxes = k.list()?.len();
-        let ns = Netns::of_pid(node.holder.pid)?;
-        let mut view = node.clone();
-        view.cache_dir = c.cache_dir(node);
-        let left = inspect::leftovers(&view, &ns)?;
+        let left = c.leftovers(node)?;
         clean &= left.is_clean() && left_sandboxes == 0;
         details.push(format!(
             "{}: {left_sandboxes} sandboxes (ListPodSandbox), {}",
@@ -553,7 +681,7 @@ fn cleanup(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
         ));
     }
     r.check(
-        "after StopPodSandbox/RemovePodSandbox of every pod no sandbox, lease, veth or cache entry is left",
+        "after StopPodSandbox/RemovePodSandbox of every pod no sandbox, lease, veth, masquerade or hostPort (DNAT) rule, or cache entry is left",
         clean && deleted > 0,
         format!("{deleted} pods deleted; {}", details.join("; ")),
     );

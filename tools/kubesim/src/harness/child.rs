@@ -13,17 +13,23 @@ use super::random_hex;
 /// Exit code of an echo server whose port is taken (the errno).
 pub const EXIT_ADDR_IN_USE: i32 = 98;
 
-/// `__pause`: unshare a new netns, bring `lo` up, report ready, then sleep
-/// until killed. Must run before any thread exists (unshare of CLONE_NEWNET
-/// only moves the calling thread).
-pub fn pause_main() -> i32 {
+/// `__pause ROLE…`: unshare a new netns, report ready, then sleep until
+/// killed. Must run before any thread exists (unshare of CLONE_NEWNET only
+/// moves the calling thread). A node's (or the underlay's) `lo` is brought
+/// up here, as a booted machine has it (containerd binds its stream server
+/// to 127.0.0.1 there); a pod's `lo` stays down: the runtime's `loopback`
+/// plugin brings it up, as with containerd.
+pub fn pause_main(role: &[String]) -> i32 {
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
         println!("error: unshare(CLONE_NEWNET): {e}");
         return 1;
     }
-    if let Err(e) = loopback_up() {
-        println!("error: bring lo up: {e}");
-        return 1;
+    let pod = role.first().is_some_and(|r| r == "pod");
+    if !pod {
+        if let Err(e) = loopback_up() {
+            println!("error: bring lo up: {e}");
+            return 1;
+        }
     }
     let inode = std::fs::metadata("/proc/self/ns/net")
         .map(|m| std::os::unix::fs::MetadataExt::ino(&m))

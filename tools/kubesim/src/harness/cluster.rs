@@ -117,6 +117,18 @@ fn prepare_template(opts: &UpOptions) -> Result<Template> {
     probe.validate_network_list(&template.list).map_err(|e| {
         HarnessError::Usage(format!("{e}; pick another --cni-version or --cni-bin-dir"))
     })?;
+    // The builtin runtime brings every pod's lo up through the loopback
+    // plugin, as containerd does (containerd nodes get theirs installed).
+    if opts.runtime == ContainerRuntime::Builtin {
+        probe
+            .validate_network_list(&super::loopback::network()?)
+            .map_err(|e| {
+                HarnessError::Usage(format!(
+                    "the builtin runtime sets up each pod's lo with the loopback plugin: {e}; \
+                     pick a --cni-bin-dir that has it"
+                ))
+            })?;
+    }
     Ok(template)
 }
 

@@ -7,7 +7,9 @@
 //!   per remote pod CIDR, so pod IPs are routable cluster-wide;
 //! - a **pod sandbox** is another `__pause` process holding the pod netns;
 //!   the runtime ([`cni::runtime`]) runs CNI ADD/DEL for it, executing the
-//!   plugins inside the node netns, with the kubelet's `CNI_ARGS`;
+//!   plugins inside the node netns, with the kubelet's `CNI_ARGS`: the
+//!   `loopback` network for `lo` ([`loopback`]), then the node's conflist
+//!   for `eth0` with the pod's `hostPort`s as `portMappings` ([`hostport`]);
 //! - a **container** is a `kubesim __echo-server` process that joined the
 //!   sandbox netns; restarting it makes no CNI call.
 //!
@@ -18,8 +20,10 @@ pub mod child;
 pub mod cluster;
 pub mod demo;
 pub mod error;
+pub mod hostport;
 pub mod inspect;
 pub mod lookup;
+pub mod loopback;
 pub mod nodeconf;
 pub mod nsutil;
 pub mod pod;

@@ -113,8 +113,8 @@ impl Netns {
     }
 }
 
-/// Brings `lo` up in the calling thread's netns (SIOCSIFFLAGS), so pods have
-/// a working 127.0.0.1 without a loopback plugin.
+/// Brings `lo` up in the calling thread's netns (SIOCSIFFLAGS): the node
+/// and underlay netns get the working 127.0.0.1 a booted machine has.
 pub fn loopback_up() -> std::io::Result<()> {
     use nix::libc;
     // SAFETY: plain socket/ioctl calls on a zeroed ifreq we own; the fd is

@@ -5,7 +5,9 @@
 use std::process::{Command, ExitStatus};
 
 use super::error::{HarnessError, Result};
+use super::hostport::{self, HostPort};
 use super::lookup::{find_node, node_runtime, require_state};
+use super::loopback;
 use super::nsutil::Netns;
 use super::state::{ContainerState, PodState, State};
 use super::{random_hex, Harness};
@@ -25,6 +27,8 @@ pub struct PodSpec {
     pub node: Option<String>,
     /// Containers: (name, echo-server port).
     pub containers: Vec<(String, u16)>,
+    /// `hostPort`s (opt-in DNAT from the node's address).
+    pub host_ports: Vec<HostPort>,
 }
 
 /// Kubernetes-style names (RFC 1123 label, ≤ 63 chars): they end up in
@@ -73,14 +77,16 @@ fn pod_index(state: &State, key: &str) -> Result<usize> {
         .unwrap_or_default())
 }
 
-/// The kubelet's runtime config for a pod's attachment.
+/// The kubelet's runtime config for a pod's attachment, with its
+/// `hostPort`s as the `portMappings` capability (containerd sends them at
+/// ADD and at every DEL).
 pub fn runtime_conf(pod: &PodState) -> RuntimeConf {
     RuntimeConf {
         container_id: pod.sandbox_id.clone(),
         netns: pod.netns_path.clone(),
         ifname: POD_IFNAME.into(),
         args: RuntimeConf::kubernetes_args(&pod.namespace, &pod.name, &pod.sandbox_id, &pod.uid),
-        capability_args: serde_json::Map::new(),
+        capability_args: hostport::capability_args(&pod.host_ports),
     }
 }
 
@@ -189,17 +195,29 @@ fn start_sandbox(h: &Harness, state: &mut State, spec: &PodSpec, node: &str) -> 
         netns_path: ns.path.display().to_string(),
         ips: Vec::new(),
         network_ready: false,
+        host_ports: spec.host_ports.clone(),
         containers: Vec::new(),
     };
     state.pods.push(pod);
     h.dir.save(state)
 }
 
-/// CNI ADD for pod `idx`; records its IPs.
+/// CNI ADD for pod `idx`: the loopback network for `lo`, then the node's
+/// network for `eth0` (containerd runs both for every sandbox); records
+/// the pod's IPs.
 fn add_network(h: &Harness, state: &mut State, idx: usize) -> Result<()> {
     let pod = &state.pods[idx];
     let node = find_node(state, &pod.node)?;
     let (rt, list) = node_runtime(h, state, node)?;
+    rt.add_network_list(
+        &loopback::network()?,
+        &loopback::runtime_conf(&runtime_conf(pod)),
+    )
+    .map_err(HarnessError::cni(format!(
+        "CNI ADD of lo (loopback) for pod {} on {}",
+        pod.key(),
+        node.name
+    )))?;
     let res = rt
         .add_network_list(&list, &runtime_conf(pod))
         .map_err(HarnessError::cni(format!(
@@ -219,7 +237,9 @@ fn add_network(h: &Harness, state: &mut State, idx: usize) -> Result<()> {
     h.dir.save(state)
 }
 
-/// CNI DEL for a pod (also when its ADD failed or never happened).
+/// CNI DEL for a pod (also when its ADD failed or never happened): the
+/// loopback network, then the node's network, in containerd's order. Both
+/// are attempted; the first failure is reported.
 pub fn cni_del(h: &Harness, state: &State, pod: &PodState) -> Result<()> {
     let node = find_node(state, &pod.node)?;
     let (rt, list) = node_runtime(h, state, node)?;
@@ -228,12 +248,21 @@ pub fn cni_del(h: &Harness, state: &State, pod: &PodState) -> Result<()> {
     if !pod.pause.is_ours(&h.dir.root) {
         conf.netns.clear();
     }
-    rt.del_network_list(&list, &conf)
+    let lo = rt
+        .del_network_list(&loopback::network()?, &loopback::runtime_conf(&conf))
+        .map_err(HarnessError::cni(format!(
+            "CNI DEL of lo (loopback) for pod {} on {}",
+            pod.key(),
+            node.name
+        )));
+    let main = rt
+        .del_network_list(&list, &conf)
         .map_err(HarnessError::cni(format!(
             "CNI DEL for pod {} on {}",
             pod.key(),
             node.name
-        )))
+        )));
+    lo.and(main)
 }
 
 fn destroy_sandbox(h: &Harness, state: &State, pod: &PodState) {

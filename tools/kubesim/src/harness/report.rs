@@ -21,6 +21,8 @@ pub struct DemoReport {
     pub nodes: String,
     /// Rendered pods table.
     pub pods: String,
+    /// What the checks show, one sentence each.
+    pub notes: Vec<String>,
 }
 
 impl DemoReport {
@@ -37,6 +39,11 @@ impl DemoReport {
             ok,
             detail,
         });
+    }
+
+    /// Records what a group of checks shows.
+    pub fn note(&mut self, sentence: &str) {
+        self.notes.push(sentence.to_string());
     }
 
     /// The checks, one line each with the evidence indented below.

@@ -10,6 +10,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::error::{HarnessError, Result};
+use super::hostport::HostPort;
 use super::procs::ProcRecord;
 
 /// Default state dir of `up`/`run-pod`/….
@@ -78,6 +79,9 @@ pub struct PodState {
     pub ips: Vec<String>,
     /// Whether CNI ADD succeeded (DEL is due either way).
     pub network_ready: bool,
+    /// Its `hostPort`s, sent as `portMappings` at ADD and at every DEL.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
     /// Containers of the pod.
     pub containers: Vec<ContainerState>,
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::child::probe;
 use super::error::{HarnessError, Result};
+use super::hostport::{self, HostPort};
 use super::inspect;
 use super::lookup;
 use super::nsutil::Netns;
@@ -18,6 +19,11 @@ use super::Harness;
 const APP_PORT: u16 = 8080;
 /// Pods on node-1 for the "ten pods, same port" check.
 const SAME_PORT_PODS: usize = 10;
+/// The node port the hostPort pod maps to its :APP_PORT (Docker's `-p 5000:8080`).
+const HOST_PORT: u16 = 5000;
+/// The pod with the hostPort, and the one refused the same port.
+const HOSTPORT_POD: &str = "web-hostport";
+const HOSTPORT_POD_2: &str = "web-hostport-2";
 /// How long one TCP probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -38,6 +44,11 @@ pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
     h.say("== probing every pod from every other pod (TCP)");
     all_pairs(h, r, &state)?;
     same_port(h, r, &state)?;
+    h.say(&format!(
+        "== a hostPort: node-1:{HOST_PORT} -> one pod's :{APP_PORT}"
+    ));
+    host_port(h, r)?;
+    let state = lookup::require_state(h)?;
     cni_check_all(h, r, &state);
     h.say("== one pod, two containers");
     localhost(h, r)?;
@@ -102,20 +113,22 @@ fn cni_check_all(h: &Harness, r: &mut DemoReport, state: &State) {
     );
 }
 
+fn spec(name: &str, node: &str, containers: &[(&str, u16)], host_ports: &[HostPort]) -> PodSpec {
+    PodSpec {
+        namespace: "default".into(),
+        name: name.into(),
+        node: Some(node.into()),
+        containers: containers
+            .iter()
+            .map(|(n, p)| (n.to_string(), *p))
+            .collect(),
+        host_ports: host_ports.to_vec(),
+    }
+}
+
 fn create(h: &Harness, name: &str, node: &str, containers: &[(&str, u16)]) -> Result<PodState> {
     h.step(&format!("pod default/{name} on {node}"), || {
-        pod::run_pod(
-            h,
-            &PodSpec {
-                namespace: "default".into(),
-                name: name.into(),
-                node: Some(node.into()),
-                containers: containers
-                    .iter()
-                    .map(|(n, p)| (n.to_string(), *p))
-                    .collect(),
-            },
-        )
+        pod::run_pod(h, &spec(name, node, containers, &[]))
     })
 }
 
@@ -284,6 +297,92 @@ fn same_port(h: &Harness, r: &mut DemoReport, state: &State) -> Result<()> {
     Ok(())
 }
 
+/// Docker's `-p` next to the Kubernetes model: one pod maps node-1's
+/// :HOST_PORT to its :APP_PORT and is reached from node-2 at node-1's
+/// address; a second pod asking for the same host port is refused by
+/// portmap and leaves nothing behind.
+fn host_port(h: &Harness, r: &mut DemoReport) -> Result<()> {
+    let mapping = HostPort {
+        host_port: HOST_PORT,
+        container_port: APP_PORT,
+        protocol: "tcp".into(),
+    };
+    let target = h.step(
+        &format!("pod default/{HOSTPORT_POD} on node-1, hostPort {mapping}"),
+        || {
+            pod::run_pod(
+                h,
+                &spec(
+                    HOSTPORT_POD,
+                    "node-1",
+                    &[("app", APP_PORT)],
+                    std::slice::from_ref(&mapping),
+                ),
+            )
+        },
+    )?;
+    let state = lookup::require_state(h)?;
+    let node = lookup::find_node(&state, "node-1")?;
+    let node_ip = node.underlay_ip.clone();
+    let from = pod::get_pod(h, "default/api-1")?;
+    let want = expect_server(&target, "app");
+    let answer = |ip: &str, port: u16| match probe_from(h, &from, ip, port) {
+        Ok(p) if p.server == want => Ok(p),
+        Ok(p) => Err(format!("answered by {}", p.server)),
+        Err(e) => Err(e),
+    };
+    let pod_ip = target.ip().unwrap_or_default();
+    let via_node = answer(&node_ip, HOST_PORT);
+    let direct = answer(&pod_ip, APP_PORT);
+    r.check(
+        &format!("a hostPort is an opt-in DNAT on the node's address: node-1:{HOST_PORT} reaches one pod's :{APP_PORT} from node-2"),
+        via_node.is_ok() && direct.is_ok(),
+        match (&via_node, &direct) {
+            (Ok(p), Ok(_)) => format!(
+                "{} -> {node_ip}:{HOST_PORT} answered by {} (it saw {}); the same pod also at its own IP {pod_ip}:{APP_PORT}",
+                from.name, p.server, p.seen_as
+            ),
+            _ => format!("via node-1:{HOST_PORT}: {via_node:?}; via pod IP: {direct:?}"),
+        },
+    );
+    let ns = Netns::of_pid(node.holder.pid)?;
+    let before = inspect::leftovers(node, &ns)?;
+    h.say(&format!(
+        "  pod default/{HOSTPORT_POD_2} on node-1, the same hostPort {mapping} (must be refused)"
+    ));
+    let second = pod::run_pod(
+        h,
+        &spec(
+            HOSTPORT_POD_2,
+            "node-1",
+            &[("app", APP_PORT)],
+            std::slice::from_ref(&mapping),
+        ),
+    );
+    let after = inspect::leftovers(node, &ns)?;
+    let recorded = lookup::require_state(h)?
+        .pods
+        .iter()
+        .any(|p| p.name == HOSTPORT_POD_2);
+    let still = answer(&node_ip, HOST_PORT).is_ok();
+    let refused = matches!(&second, Err(e) if e.to_string().contains("already allocated"));
+    r.check(
+        &format!("a second pod asking for hostPort {HOST_PORT} on that node is refused by portmap and leaves nothing behind"),
+        refused && !recorded && before == after && still,
+        format!(
+            "{}; node-1 before: {}; after: {}; pod recorded: {recorded}; node-1:{HOST_PORT} still answered by {HOSTPORT_POD}: {still}",
+            match &second {
+                Err(e) => format!("refused: {e}"),
+                Ok(p) => format!("{} started with hostPort {HOST_PORT} too!", p.key()),
+            },
+            before.summary(),
+            after.summary()
+        ),
+    );
+    r.note(hostport::LESSON);
+    Ok(())
+}
+
 fn localhost(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let duo = create(h, "duo", "node-2", &[("server", 9000)])?;
     // The client is a second container process in the same sandbox netns.
@@ -403,7 +502,7 @@ fn cleanup(h: &Harness, r: &mut DemoReport) -> Result<()> {
         details.push(format!("{}: {}", node.name, left.summary()));
     }
     r.check(
-        "after deleting all pods no lease, veth, masquerade rule or cache entry is left",
+        "after deleting all pods no lease, veth, masquerade or hostPort (DNAT) rule, or cache entry is left",
         clean,
         format!(
             "with pods: {}; after: {}",
