@@ -43,7 +43,7 @@ pub(crate) struct IptablesVersion {
 
 /// Versions whose nf_tables encoding of our rules is checked by tests: the
 /// golden bytes of `nft_direct` (`testdata/iptables-nft-1.8.9-*.hex`) and
-/// `tests/firewall_ipmasq.rs`, which compares our rules with what the
+/// `tests/netns/firewall_ipmasq.rs`, which compares our rules with what the
 /// installed `iptables-restore` writes. Add a version only after running
 /// those tests against it.
 pub(crate) const VERIFIED: &[IptablesVersion] = &[IptablesVersion {

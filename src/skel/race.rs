@@ -1,5 +1,5 @@
 //! Hook points that take the answer-vs-panic race every time, for the
-//! tests only (`tests/protocol.rs`): with the crash hook
+//! tests only (`tests/unprivileged/protocol.rs`): with the crash hook
 //! ([`crate::test_hooks`]) set to `helper-panic-before-write`, a helper
 //! thread panics and the answer waits until the panic hook has claimed
 //! stdout; with `helper-panic-mid-write`, the helper panics after half the

@@ -5,7 +5,7 @@
 //! ```sh
 //! git -C plugins archive v1.6.2 | tar -x -C /tmp/plg
 //! cd /tmp/plg && GOFLAGS=-mod=vendor go build -o /tmp/bridge-v162 ./plugins/main/bridge
-//! CNI_UPSTREAM_BRIDGE=/tmp/bridge-v162 cargo test --test firewall_upstream -- --ignored
+//! CNI_UPSTREAM_BRIDGE=/tmp/bridge-v162 cargo test --test netns firewall_upstream:: -- --ignored
 //! ```
 //! (v1.6.2 builds offline from its vendor/ tree with Go 1.19.)
 
