@@ -3,11 +3,11 @@
 
 use std::os::fd::AsRawFd;
 
-use netlink_packet_core::Parseable;
+use netlink_packet_core::{NlasIterator, ParseableParametrized};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
     InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkInfo, LinkMessage, State as OperState,
+    LinkFlags, LinkHeader, LinkInfo, LinkMessage, State as OperState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
@@ -277,14 +277,47 @@ fn port_vlans(msg: &LinkMessage, index: u32) -> Vec<BridgeVlan> {
     out
 }
 
-/// Decodes a link reply; other message types yield nothing.
+/// `sizeof(struct ifinfomsg)`: where a link message's attributes start.
+const LINK_HEADER_LEN: usize = 16;
+
+/// The attributes the plugins read ([`Link::from_message`], bridge VLANs).
+const READ_ATTRIBUTES: [u16; 8] = [
+    libc::IFLA_IFNAME,
+    libc::IFLA_ADDRESS,
+    libc::IFLA_MTU,
+    libc::IFLA_MASTER,
+    libc::IFLA_LINK,
+    libc::IFLA_OPERSTATE,
+    libc::IFLA_LINKINFO,
+    libc::IFLA_AF_SPEC,
+];
+
+/// Decodes a link reply; other message types yield nothing. Only the
+/// attributes in [`READ_ATTRIBUTES`] are parsed, each by the crate's own
+/// parser. Why not `LinkMessage::parse`: a kernel link message also
+/// carries statistics, per-family configuration and dozens more attributes;
+/// parsing and allocating them all, for every link of a dump, is work for
+/// values no plugin looks at.
 fn parse_link(msg_type: u16, payload: &[u8]) -> Result<Option<LinkMessage>, String> {
     if msg_type != RTM_NEWLINK {
         return Ok(None);
     }
-    LinkMessage::parse(payload)
-        .map(Some)
-        .map_err(|e| undecodable("link", e))
+    let header = LinkHeader::parse(payload).map_err(|e| undecodable("link", e))?;
+    let family = header.interface_family;
+    let mut attributes = Vec::new();
+    for nla in NlasIterator::new(payload.get(LINK_HEADER_LEN..).unwrap_or_default()) {
+        let nla = nla.map_err(|e| undecodable("link", e))?;
+        if READ_ATTRIBUTES.contains(&nla.kind()) {
+            attributes.push(
+                LinkAttribute::parse_with_param(&nla, family)
+                    .map_err(|e| undecodable("link", e))?,
+            );
+        }
+    }
+    let mut msg = LinkMessage::default();
+    msg.header = header;
+    msg.attributes = attributes;
+    Ok(Some(msg))
 }
 
 impl Netlink {
@@ -432,7 +465,7 @@ impl Netlink {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::Emitable;
+    use netlink_packet_core::{Emitable, Parseable};
 
     use super::*;
 
