@@ -9,6 +9,7 @@ mod host_local;
 mod host_local_diff;
 mod host_local_index;
 mod host_local_stress;
+mod layout;
 mod protocol;
 mod reliability_store;
 mod runtime;
