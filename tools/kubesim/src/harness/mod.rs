@@ -20,6 +20,7 @@ pub mod demo;
 pub mod error;
 pub mod inspect;
 pub mod lookup;
+pub mod netlink;
 pub mod nodeconf;
 pub mod nsutil;
 pub mod pod;
