@@ -367,6 +367,18 @@ pub fn restart(node: &str, ns: &Netns, dirs: &NodeDirs) -> Result<Restart> {
     drop(mnt);
     let (client, deadline) = record_and_wait(node, dirs, child.id() as i32)?;
     wait_images(node, dirs, &client, deadline)?;
+    // `Version` answers before the CRI plugin has recovered its sandboxes;
+    // until then everything else says "server is not initialized yet".
+    while client.list_pod_sandbox().is_err() {
+        if Instant::now() > deadline {
+            return Err(start_failed(
+                node,
+                dirs,
+                "CRI ListPodSandbox does not answer after the restart".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let record = DaemonRecord::load(dirs)
         .ok_or_else(|| start_failed(node, dirs, "daemon.json vanished".into()))?;
     Ok(Restart {

@@ -76,6 +76,15 @@ fn plugin_name(pid: i32, bin: &Path) -> Option<String> {
     (argv0.parent() == Some(bin) && PLUGINS.contains(&name.as_str())).then_some(name)
 }
 
+/// The plugin process itself, not a child it forked and that has not
+/// exec'd its program yet (`iptables-restore`, the IPAM plugin): such a
+/// fork still shows its parent's command line.
+fn plugin_proper(pid: i32, bin: &Path) -> Option<String> {
+    let name = plugin_name(pid, bin)?;
+    let parent = pidfd::stat_ppid(pid).and_then(|pp| plugin_name(pp, bin));
+    (parent.as_deref() != Some(name.as_str())).then_some(name)
+}
+
 /// True if `pid` descends from `ancestor` (within a few generations: a
 /// plugin, or the IPAM plugin it runs).
 fn descends_from(pid: i32, ancestor: i32) -> bool {
@@ -95,8 +104,8 @@ fn plugins_under(daemon: i32, bin: &Path) -> Vec<(ProcId, String)> {
     let mut out = Vec::new();
     let mut queue = pidfd::children(daemon);
     while let Some(pid) = queue.pop() {
-        if let Some(name) = plugin_name(pid, bin) {
-            if let Some(id) = ProcId::of(pid) {
+        if plugin_name(pid, bin).is_some() {
+            if let (Some(name), Some(id)) = (plugin_proper(pid, bin), ProcId::of(pid)) {
                 out.push((id, name));
             }
             queue.extend(pidfd::children(pid));
@@ -128,7 +137,7 @@ pub fn run(targets: &[Target], rate: f64, seed: u64, stop: &AtomicBool) -> KillR
                 let still_ours = || {
                     daemon.alive()
                         && descends_from(proc_id.pid, daemon.pid)
-                        && plugin_name(proc_id.pid, &bin).as_deref() == Some(name.as_str())
+                        && plugin_proper(proc_id.pid, &bin).as_deref() == Some(name.as_str())
                 };
                 match proc_id.kill_if(still_ours) {
                     Ok(true) => *report.landed.entry(name).or_default() += 1,

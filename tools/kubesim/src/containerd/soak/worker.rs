@@ -124,6 +124,13 @@ struct LivePod {
     ip: String,
 }
 
+/// True for the runtime's report of a plugin that died of SIGKILL (Go's
+/// `signal: killed`, or our bridge naming its IPAM child's signal).
+fn plugin_killed(e: &NodeError) -> bool {
+    let text = e.to_string();
+    text.contains("signal: killed") || text.contains("killed by signal 9")
+}
+
 /// True for errors that mean "the runtime is not there" rather than "the
 /// runtime said no": the kubelet waits and asks again.
 fn unavailable(e: &NodeError) -> bool {
@@ -132,7 +139,11 @@ fn unavailable(e: &NodeError) -> bool {
             CriError::Connect { .. } | CriError::Timeout { .. } => true,
             CriError::Call { code, message, .. } => {
                 matches!(code, tonic::Code::Unavailable | tonic::Code::Cancelled)
-                    || (*code == tonic::Code::Unknown && message.contains("transport"))
+                    || (*code == tonic::Code::Unknown
+                        && (message.contains("transport")
+                            // The CRI plugin after a restart, still
+                            // recovering its sandboxes.
+                            || message.contains("server is not initialized yet")))
             }
             CriError::Runtime(_) => false,
         },
@@ -268,7 +279,7 @@ fn start(shared: &Shared, conns: &mut Conns, i: usize) -> Result<LivePod> {
             Err(e) => {
                 let counter = if unavailable(&e) {
                     &shared.stats.run_failed_unavailable
-                } else if e.to_string().contains("signal: killed") {
+                } else if plugin_killed(&e) {
                     &shared.stats.run_failed_killed
                 } else {
                     shared.stats.sample(e.to_string());
@@ -373,7 +384,7 @@ fn stop_remove(shared: &Shared, conns: &mut Conns, node: usize, id: &str) -> Res
             }
             Err(e) => {
                 shared.stats.stop_failed.fetch_add(1, Ordering::Relaxed);
-                if !e.to_string().contains("signal: killed") {
+                if !plugin_killed(&e) {
                     shared.stats.sample(e.to_string());
                 }
                 last = Some(e);
@@ -392,7 +403,9 @@ fn stop_remove(shared: &Shared, conns: &mut Conns, node: usize, id: &str) -> Res
             Ok(()) => return Ok(()),
             Err(e) => {
                 shared.stats.remove_failed.fetch_add(1, Ordering::Relaxed);
-                shared.stats.sample(e.to_string());
+                if !plugin_killed(&e) {
+                    shared.stats.sample(e.to_string());
+                }
                 last = Some(e);
             }
         }
