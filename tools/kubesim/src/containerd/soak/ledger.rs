@@ -86,7 +86,7 @@ impl Ledger {
     }
 
     /// `holder` now holds `ip`; a double allocation if someone else does.
-    pub fn acquire(&self, ip: &str, holder: Holder) -> Result<(), DoubleHold> {
+    pub fn acquire(&self, ip: &str, holder: Holder) -> Result<(), Box<DoubleHold>> {
         let mut g = self.lock();
         g.acquired += 1;
         g.distinct.insert(ip.to_string());
@@ -97,7 +97,7 @@ impl Ledger {
                 second: holder,
             };
             g.doubles.push(d.clone());
-            return Err(d);
+            return Err(Box::new(d));
         }
         g.live.insert(ip.to_string(), holder);
         g.max_live = g.max_live.max(g.live.len());
