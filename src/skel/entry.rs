@@ -98,7 +98,7 @@ pub fn run_with_arg<P: Plugin>(p: &P, first_arg: Option<String>) -> ! {
         p,
         &env,
         &mut std::io::stdin(),
-        &mut std::io::stdout(),
+        &mut RawStdout,
         &mut std::io::stderr(),
         &STDOUT_DOC,
     );
@@ -109,4 +109,27 @@ pub fn run_with_arg<P: Plugin>(p: &P, first_arg: Option<String>) -> ! {
     } else {
         code
     })
+}
+
+/// File descriptor 1 without `std`'s line buffering: the document goes out
+/// in one `write` (a pretty-printed result is many lines, and `Stdout`
+/// writes each line on its own), so a plugin killed mid-answer leaves the
+/// runtime no half document short of a pipe buffer's size.
+pub(super) struct RawStdout;
+
+impl std::io::Write for RawStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // SAFETY: fd 1 stays open for the life of the process, and `buf`
+        // is a valid slice.
+        let n = unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -134,9 +134,8 @@ pub(super) fn install_panic_hook() {
         }
         race::hook_claimed();
         let e = CniError::internal(format!("plugin panicked: {msg}"));
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", pretty(&e.to_json(&version)));
-        let _ = out.flush();
+        let doc = format!("{}\n", pretty(&e.to_json(&version)));
+        let _ = super::entry::RawStdout.write_all(doc.as_bytes());
         STDOUT_DOC.finish();
         std::process::exit(1);
     }));

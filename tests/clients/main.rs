@@ -15,3 +15,4 @@ mod clients_containerd;
 mod clients_install;
 mod clients_podman;
 mod harness_containerd;
+mod soak_containerd;

@@ -57,6 +57,9 @@ pub enum UserCommand {
     Demo(UpArgs),
     /// Create nodes joined by an underlay
     Up(UpArgs),
+    /// Many pod sandboxes through containerd while plugins are killed and
+    /// containerd restarts; then check nothing leaked
+    Soak(SoakArgs),
     /// Start a pod sandbox (CNI ADD) with echo-server containers
     RunPod {
         /// Pod name (NAME or NAMESPACE/NAME)
@@ -191,6 +194,63 @@ impl UpArgs {
     }
 }
 
+/// Options of `soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Pod sandboxes to run, in all
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pods: u32,
+    /// Concurrent workers (the kubelet's pod workers)
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Most sandboxes one worker keeps running at once
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub hold: u32,
+    /// Share of plugin processes (bridge, host-local, portmap, loopback)
+    /// SIGKILLed while they run, 0 to 1
+    #[arg(long, value_name = "P", default_value_t = 0.02, value_parser = kill_rate)]
+    pub kill_rate: f64,
+    /// Seed of the random choices [default: from the clock, printed]
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Do not kill and restart node-1's containerd midway
+    #[arg(long)]
+    pub no_restart: bool,
+    /// Number of nodes
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nodes: u8,
+    /// Plugin dir [default: as for `up`]
+    #[arg(long, value_name = "DIR")]
+    pub cni_bin_dir: Option<PathBuf>,
+    /// Conflist template [default: built-in 10-bridge.conflist with ipMasq on]
+    #[arg(long, value_name = "FILE")]
+    pub conflist: Option<PathBuf>,
+    /// Container runtime (only containerd: the soak is about a real one)
+    #[arg(long, value_enum, value_name = "RUNTIME", default_value_t = ContainerRuntime::Containerd)]
+    pub runtime: ContainerRuntime,
+}
+
+impl SoakArgs {
+    /// The cluster options of the soak.
+    pub fn up_options(&self) -> UpOptions {
+        UpOptions {
+            nodes: self.nodes,
+            cni_bin_dir: self.cni_bin_dir.clone().unwrap_or_else(default_cni_bin_dir),
+            conflist: self.conflist.clone(),
+            cni_version: None,
+            runtime: self.runtime,
+        }
+    }
+}
+
+/// A probability.
+fn kill_rate(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| format!("expected a number from 0 to 1, got {s:?}"))
+}
+
 /// `NAME:PORT` of a container.
 fn container_spec(spec: &str) -> Result<(String, u16), String> {
     let bad = || format!("expected NAME:PORT, got {spec:?}");
@@ -280,6 +340,28 @@ mod tests {
     }
 
     #[test]
+    fn soak_defaults_and_flags() {
+        match parse("soak").expect("parse").command {
+            Command::User(UserCommand::Soak(a)) => {
+                assert_eq!((a.pods, a.workers, a.nodes), (1000, 6, 1));
+                assert_eq!(a.runtime, ContainerRuntime::Containerd);
+                assert!(!a.no_restart && a.seed.is_none());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli =
+            parse("soak --runtime containerd --pods 80 --seed 7 --kill-rate 0.1 --no-restart")
+                .expect("parse");
+        match cli.command {
+            Command::User(UserCommand::Soak(a)) => {
+                assert_eq!((a.pods, a.seed, a.kill_rate), (80, Some(7), 0.1));
+                assert!(a.no_restart);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
     fn typos_and_missing_values_are_usage_errors() {
         let kind = |line| parse(line).map(|_| ()).unwrap_err().kind();
         assert_eq!(kind("up --node 3"), ErrorKind::UnknownArgument);
@@ -297,6 +379,9 @@ mod tests {
         );
         assert_eq!(kind("exec web"), ErrorKind::MissingRequiredArgument);
         assert_eq!(kind("restart web"), ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind("soak --kill-rate 1.5"), ErrorKind::ValueValidation);
+        assert_eq!(kind("soak --pods 0"), ErrorKind::ValueValidation);
+        assert_eq!(kind("soak --workers 0"), ErrorKind::ValueValidation);
     }
 
     #[test]

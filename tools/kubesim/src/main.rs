@@ -56,9 +56,13 @@ fn run(state_dir: Option<PathBuf>, quiet: bool, command: &UserCommand) -> Result
             "kubesim needs root: it creates network namespaces (run it with sudo)".into(),
         ));
     }
-    let builds = matches!(command, UserCommand::Up(_) | UserCommand::Demo(_));
+    let builds = matches!(
+        command,
+        UserCommand::Up(_) | UserCommand::Demo(_) | UserCommand::Soak(_)
+    );
     let default_dir = match command {
         UserCommand::Demo(_) => "/run/kubesim-demo",
+        UserCommand::Soak(_) => "/run/kubesim-soak",
         _ => DEFAULT_STATE_DIR,
     };
     let state_dir = state_dir.unwrap_or_else(|| PathBuf::from(default_dir));
@@ -87,7 +91,11 @@ fn run(state_dir: Option<PathBuf>, quiet: bool, command: &UserCommand) -> Result
 fn dispatch(h: &Harness, command: &UserCommand) -> Result<u8, HarnessError> {
     let pod_command = !matches!(
         command,
-        UserCommand::Demo(_) | UserCommand::Up(_) | UserCommand::Status { .. } | UserCommand::Down
+        UserCommand::Demo(_)
+            | UserCommand::Up(_)
+            | UserCommand::Soak(_)
+            | UserCommand::Status { .. }
+            | UserCommand::Down
     );
     if pod_command {
         if let Some(state) = h.dir.load()? {
@@ -102,6 +110,7 @@ fn dispatch(h: &Harness, command: &UserCommand) -> Result<u8, HarnessError> {
     }
     match command {
         UserCommand::Demo(up) => run_demo(h, &up.to_options()),
+        UserCommand::Soak(args) => run_soak(h, args),
         UserCommand::Up(up) => {
             let opts = up.to_options();
             let state = match opts.runtime {
@@ -233,6 +242,59 @@ fn run_demo(h: &Harness, up: &UpOptions) -> Result<u8, HarnessError> {
     let passed = report.checks.iter().filter(|c| c.ok).count();
     println!("{passed}/{} checks passed", report.checks.len());
     Ok(if report.all_ok() { 0 } else { 1 })
+}
+
+fn run_soak(h: &Harness, args: &cli::SoakArgs) -> Result<u8, HarnessError> {
+    if args.runtime != ContainerRuntime::Containerd {
+        return Err(HarnessError::Usage(
+            "soak drives a real runtime: use --runtime containerd".into(),
+        ));
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default()
+    });
+    let opts = containerd::soak::SoakOptions {
+        up: args.up_options(),
+        pods: args.pods as usize,
+        workers: args.workers as usize,
+        hold: args.hold as usize,
+        seed,
+        kill_rate: args.kill_rate,
+        restart: !args.no_restart,
+    };
+    println!(
+        "kubesim soak: {} sandboxes, runtime containerd, plugins from {}, seed {seed}, state in {}",
+        opts.pods,
+        opts.up.cni_bin_dir.display(),
+        h.dir.root.display()
+    );
+    println!(
+        "(if interrupted, clean up with: kubesim down --state-dir {})",
+        h.dir.root.display()
+    );
+    let report = containerd::soak::run(h, &opts)?;
+    println!("\nSOAK");
+    for line in report.lines() {
+        println!("  {line}");
+    }
+    if !report.samples.is_empty() {
+        println!("FAILURE MESSAGES SEEN (a sample)");
+        for s in &report.samples {
+            println!("  {s}");
+        }
+    }
+    if report.ok() {
+        println!("PASS: no IP held by two live pods; nothing left after GC");
+        Ok(0)
+    } else {
+        for f in &report.failures {
+            println!("FAIL: {f}");
+        }
+        Ok(1)
+    }
 }
 
 /// GC per node of both networks the runtime attaches: the node's conflist

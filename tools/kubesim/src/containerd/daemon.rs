@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{self, NodeDirs};
 use super::error::{io, NodeError, Result};
 use super::image;
+use super::pidfd::{self, cmdline, stat, ProcId};
 use crate::cri::CriClient;
 use crate::harness::nsutil::Netns;
 
@@ -67,26 +68,6 @@ pub struct DaemonRecord {
     pub config: PathBuf,
 }
 
-/// Start time and zombie flag of a pid.
-fn stat(pid: i32) -> Option<(u64, bool)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
-    Some((fields.get(19)?.parse().ok()?, zombie))
-}
-
-fn cmdline(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl DaemonRecord {
     /// Loads the record of a node, if one was written.
     pub fn load(dirs: &NodeDirs) -> Option<DaemonRecord> {
@@ -109,20 +90,10 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     let mut queue = vec![pid];
     while let Some(p) = queue.pop() {
-        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
-            .map(|rd| rd.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
-            .unwrap_or_default();
-        for tid in tasks {
-            let path = format!("/proc/{p}/task/{}/children", tid.to_string_lossy());
-            for child in std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|c| c.parse::<i32>().ok())
-            {
-                if !out.contains(&child) {
-                    out.push(child);
-                    queue.push(child);
-                }
+        for child in pidfd::children(p) {
+            if !out.contains(&child) {
+                out.push(child);
+                queue.push(child);
             }
         }
     }
@@ -239,7 +210,16 @@ pub fn start(
         });
     }
     let child = cmd.spawn().map_err(io("spawn containerd"))?;
-    let pid = child.id() as i32;
+    let (client, deadline) = record_and_wait(node, dirs, child.id() as i32)?;
+    image::import(&dirs.socket(), archive)?;
+    wait_images(node, dirs, &client, deadline)?;
+    Ok(client)
+}
+
+/// Records the daemon whose `tini` is `pid` (before anything can fail, so
+/// [`stop`] finds it), points the mount-namespace wrappers at it and waits
+/// until CRI answers `Version`; returns the client and the deadline left.
+fn record_and_wait(node: &str, dirs: &NodeDirs, pid: i32) -> Result<(CriClient, Instant)> {
     let start_time = stat(pid).map(|(t, _)| t).unwrap_or_default();
     let record = DaemonRecord {
         pid,
@@ -249,15 +229,14 @@ pub fn start(
     let text = serde_json::to_string(&record).unwrap_or_default();
     std::fs::write(dirs.record(), text).map_err(io("write daemon.json"))?;
     write_mntns_wrappers(dirs, &record)?;
-    let fail = |reason: String| NodeError::Start {
-        node: node.to_string(),
-        reason,
-        log: dirs.log(),
-    };
     let deadline = Instant::now() + READY_TIMEOUT;
     let client = loop {
         if stat(pid).is_none_or(|(_, zombie)| zombie) {
-            return Err(fail(format!("it exited; {}", log_tail(&dirs.log()))));
+            return Err(start_failed(
+                node,
+                dirs,
+                format!("it exited; {}", log_tail(&dirs.log())),
+            ));
         }
         if dirs.socket().exists() {
             if let Ok(c) = CriClient::connect(&dirs.socket()) {
@@ -267,24 +246,146 @@ pub fn start(
             }
         }
         if Instant::now() > deadline {
-            return Err(fail(format!("no CRI answer within {READY_TIMEOUT:?}")));
+            return Err(start_failed(
+                node,
+                dirs,
+                format!("no CRI answer within {READY_TIMEOUT:?}"),
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    image::import(&dirs.socket(), archive)?;
-    // The CRI plugin learns about imported images from events: wait for it.
+    Ok((client, deadline))
+}
+
+/// The CRI plugin learns about imported images from events: waits until it
+/// lists both.
+fn wait_images(node: &str, dirs: &NodeDirs, client: &CriClient, deadline: Instant) -> Result<()> {
     for img in [image::PAUSE_IMAGE, image::APP_IMAGE] {
-        loop {
-            if client.image_present(img).unwrap_or(false) {
-                break;
-            }
+        while !client.image_present(img).unwrap_or(false) {
             if Instant::now() > deadline {
-                return Err(fail(format!("CRI does not see the imported image {img}")));
+                return Err(start_failed(
+                    node,
+                    dirs,
+                    format!("CRI does not see the imported image {img}"),
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    Ok(client)
+    Ok(())
+}
+
+fn start_failed(node: &str, dirs: &NodeDirs, reason: String) -> NodeError {
+    NodeError::Start {
+        node: node.to_string(),
+        reason,
+        log: dirs.log(),
+    }
+}
+
+/// What a restart of a node's containerd did.
+#[derive(Clone, Debug)]
+pub struct Restart {
+    /// PID of the containerd that was killed.
+    pub killed_pid: i32,
+    /// The new daemon's record.
+    pub record: DaemonRecord,
+    /// From the SIGKILL until CRI answered again, images listed.
+    pub downtime: Duration,
+}
+
+/// A crash and restart of a node's containerd, as systemd would do it:
+/// SIGKILL to containerd (found as the child of the recorded `tini`, and
+/// killed through a pidfd after its start time was checked), then a new
+/// `tini -s -- containerd` on the same config and dirs, in the node's netns
+/// and the *same* mount namespace (held open by an fd across the gap, so
+/// the shims' sockets under the private `/run` and the pod netns mounts
+/// stay where the new daemon looks for them). Shims and pods live on.
+pub fn restart(node: &str, ns: &Netns, dirs: &NodeDirs) -> Result<Restart> {
+    let rec = DaemonRecord::load(dirs)
+        .filter(DaemonRecord::is_ours)
+        .ok_or_else(|| start_failed(node, dirs, "no running containerd to restart".into()))?;
+    let mnt = std::fs::File::open(format!("/proc/{}/ns/mnt", rec.pid))
+        .map_err(io("open containerd's mount namespace"))?;
+    let daemon = pidfd::children(rec.pid)
+        .into_iter()
+        .find(|p| {
+            pidfd::cmdline(*p)
+                .first()
+                .is_some_and(|a| a == "containerd")
+        })
+        .and_then(ProcId::of)
+        .ok_or_else(|| start_failed(node, dirs, "no containerd under its tini".into()))?;
+    // Re-checked after the fd was opened: it names our daemon's namespace.
+    if !rec.is_ours() {
+        return Err(NodeError::Safety(format!(
+            "tini {} of {node} changed while restarting containerd",
+            rec.pid
+        )));
+    }
+    let t0 = Instant::now();
+    let parent_is_tini = || pidfd::stat_ppid(daemon.pid) == Some(rec.pid);
+    if !daemon
+        .kill_if(parent_is_tini)
+        .map_err(io("kill containerd"))?
+    {
+        return Err(start_failed(
+            node,
+            dirs,
+            "containerd exited before the kill".into(),
+        ));
+    }
+    // tini exits with its child; the shims are reparented and live on.
+    wait_gone(&rec);
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dirs.log())
+        .map_err(io("open containerd log"))?;
+    let log_err = log.try_clone().map_err(io("dup containerd log"))?;
+    let mut cmd = ns
+        .command("tini")
+        .map_err(|e| NodeError::Safety(e.to_string()))?;
+    cmd.args(["-s", "--", "containerd", "--config"])
+        .arg(dirs.config())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    let mnt_fd = std::os::fd::AsRawFd::as_raw_fd(&mnt);
+    // SAFETY: setns(2) and setsid(2) only, between fork and exec, on an fd
+    // that stays open in the parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = std::os::fd::BorrowedFd::borrow_raw(mnt_fd);
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(std::io::Error::from)?;
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().map_err(io("spawn containerd again"))?;
+    drop(mnt);
+    let (client, deadline) = record_and_wait(node, dirs, child.id() as i32)?;
+    wait_images(node, dirs, &client, deadline)?;
+    // `Version` answers before the CRI plugin has recovered its sandboxes;
+    // until then everything else says "server is not initialized yet".
+    while client.list_pod_sandbox().is_err() {
+        if Instant::now() > deadline {
+            return Err(start_failed(
+                node,
+                dirs,
+                "CRI ListPodSandbox does not answer after the restart".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let record = DaemonRecord::load(dirs)
+        .ok_or_else(|| start_failed(node, dirs, "daemon.json vanished".into()))?;
+    Ok(Restart {
+        killed_pid: daemon.pid,
+        record,
+        downtime: t0.elapsed(),
+    })
 }
 
 fn log_tail(log: &Path) -> String {

@@ -81,7 +81,7 @@ impl Pod {
 }
 
 /// An RFC 4122-shaped random UID.
-fn new_uid() -> String {
+pub fn new_uid() -> String {
     let u = crate::harness::random_hex(16);
     format!(
         "{}-{}-{}-{}-{}",

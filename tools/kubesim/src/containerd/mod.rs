@@ -12,4 +12,6 @@ pub mod error;
 pub mod image;
 pub mod kubelet;
 pub mod node;
+pub mod pidfd;
+pub mod soak;
 pub mod story;

@@ -1,9 +1,14 @@
 //! `up`: the underlay netns, the node netns with their CNI dirs, addresses
 //! and routes. On failure, what was created is torn down again.
 
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
+
 use super::error::{HarnessError, Result};
+use super::netlink::{self, in_netns};
 use super::nodeconf::{self, Template, NODE_CONFLIST};
 use super::nsutil::Netns;
 use super::procs::ProcRecord;
@@ -14,7 +19,7 @@ use cni::runtime::CniConfig;
 /// Underlay bridge name inside the underlay netns.
 const UNDERLAY_BRIDGE: &str = "ul-br0";
 /// Node-side underlay interface name.
-const NODE_UPLINK: &str = "ul0";
+pub(crate) const NODE_UPLINK: &str = "ul0";
 /// Largest supported cluster (node index goes into IPs).
 pub const MAX_NODES: u8 = 50;
 
@@ -145,8 +150,9 @@ fn build(h: &Harness, opts: &UpOptions, template: &Template, state: &mut State) 
     state.underlay = Some(underlay.clone());
     h.dir.save(state)?;
     let ul = Netns::of_pid(underlay.pid)?;
-    ul.run("ip", &["link", "add", UNDERLAY_BRIDGE, "type", "bridge"])?;
-    ul.run("ip", &["link", "set", UNDERLAY_BRIDGE, "up"])?;
+    in_netns(&ul, |h| async move {
+        netlink::add_bridge(&h, UNDERLAY_BRIDGE).await
+    })?;
     for i in 1..=opts.nodes {
         let node = h.step(&format!("creating node node-{i}"), || {
             add_node(h, template, &ul, i, state)
@@ -222,44 +228,22 @@ fn node_state(
 /// address, and forwarding on (the node routes for its pods).
 fn wire_node(ul: &Netns, ns: &Netns, node: &NodeState, dual: bool) -> Result<()> {
     let host_end = format!("ul-{}", node.name);
-    let holder = node.holder.pid.to_string();
-    ul.run(
-        "ip",
-        &[
-            "link",
-            "add",
-            &host_end,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            NODE_UPLINK,
-            "netns",
-            &holder,
-        ],
-    )?;
-    ul.run(
-        "ip",
-        &["link", "set", &host_end, "master", UNDERLAY_BRIDGE, "up"],
-    )?;
-    ns.run(
-        "ip",
-        &[
-            "addr",
-            "add",
-            &format!("{}/24", node.underlay_ip),
-            "dev",
-            NODE_UPLINK,
-        ],
-    )?;
+    let node_fd = ns.open()?;
+    in_netns(ul, |h| async move {
+        netlink::add_veth_peer_in(&h, &host_end, NODE_UPLINK, node_fd.as_raw_fd()).await?;
+        netlink::enslave_up(&h, &host_end, UNDERLAY_BRIDGE).await
+    })?;
+    let mut addrs = vec![(cidr(&format!("{}/24", node.underlay_ip))?, false)];
     if dual {
         let v6 = format!("{}/64", nodeconf::underlay_v6(node.index));
-        ns.run(
-            "ip",
-            &["-6", "addr", "add", &v6, "dev", NODE_UPLINK, "nodad"],
-        )?;
+        addrs.push((cidr(&v6)?, true));
     }
-    ns.run("ip", &["link", "set", NODE_UPLINK, "up"])?;
+    in_netns(ns, |h| async move {
+        for (addr, nodad) in addrs {
+            netlink::add_address(&h, NODE_UPLINK, addr, nodad).await?;
+        }
+        netlink::link_up(&h, NODE_UPLINK).await
+    })?;
     ns.sysctl("net/ipv4/ip_forward", "1")?;
     if dual {
         ns.sysctl("net/ipv6/conf/all/forwarding", "1")?;
@@ -280,40 +264,35 @@ fn write_node_dirs(template: &Template, node: &NodeState) -> Result<()> {
         .map_err(HarnessError::io(format!("write {}", path.display())))
 }
 
-/// On every node, `<remote pod CIDR> via <remote underlay IP>` (host-gw style).
+/// On every node, `<remote pod CIDR> via <remote underlay IP>` (host-gw
+/// style), for each family the cluster runs.
 fn install_routes(state: &State, dual: bool) -> Result<()> {
     for node in &state.nodes {
-        let ns = Netns::of_pid(node.holder.pid)?;
+        let mut routes = Vec::new();
         for other in state.nodes.iter().filter(|o| o.name != node.name) {
-            ns.run(
-                "ip",
-                &[
-                    "route",
-                    "add",
-                    &other.pod_cidrs[0],
-                    "via",
-                    &other.underlay_ip,
-                    "dev",
-                    NODE_UPLINK,
-                ],
-            )?;
+            routes.push((cidr(&other.pod_cidrs[0])?, ip(&other.underlay_ip)?));
             if dual {
-                let via = nodeconf::underlay_v6(other.index);
-                ns.run(
-                    "ip",
-                    &[
-                        "-6",
-                        "route",
-                        "add",
-                        &other.pod_cidrs[1],
-                        "via",
-                        &via,
-                        "dev",
-                        NODE_UPLINK,
-                    ],
-                )?;
+                let via = ip(&nodeconf::underlay_v6(other.index))?;
+                routes.push((cidr(&other.pod_cidrs[1])?, via));
             }
         }
+        let ns = Netns::of_pid(node.holder.pid)?;
+        in_netns(&ns, |h| async move {
+            for (dst, via) in routes {
+                netlink::add_route(&h, dst, via, NODE_UPLINK).await?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
+}
+
+fn cidr(s: &str) -> Result<IpNet> {
+    s.parse()
+        .map_err(|e| HarnessError::Usage(format!("bad CIDR {s:?}: {e}")))
+}
+
+fn ip(s: &str) -> Result<IpAddr> {
+    s.parse()
+        .map_err(|e| HarnessError::Usage(format!("bad IP address {s:?}: {e}")))
 }

@@ -27,7 +27,15 @@ pub enum HarnessError {
     /// Opening or entering a network namespace failed (the path is named).
     #[error(transparent)]
     Netns(#[from] NetnsError),
-    /// An external command (`ip`, `iptables`, …) failed.
+    /// A netlink request (link, address or route) failed in a harness netns.
+    #[error("{context}: {source}")]
+    Netlink {
+        /// What the harness was doing (the `ip` command it stands for).
+        context: String,
+        /// The kernel's answer or the decoding error.
+        source: rtnetlink::Error,
+    },
+    /// An external command (`iptables`, `nft`, …) failed.
     #[error("{command} failed ({status}): {stderr}")]
     Command {
         /// The command line.
@@ -66,6 +74,12 @@ impl HarnessError {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
         let context = context.into();
         move |source| HarnessError::Io { context, source }
+    }
+
+    /// Wraps a netlink error with context.
+    pub fn netlink(context: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> HarnessError {
+        let context = context.into();
+        move |source| HarnessError::Netlink { context, source }
     }
 
     /// Wraps a runtime error with context.

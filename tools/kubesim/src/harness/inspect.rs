@@ -4,24 +4,17 @@
 
 use std::net::IpAddr;
 
-use serde_json::Value;
-
+use super::cluster::NODE_UPLINK;
 use super::error::Result;
+use super::netlink::{self, in_netns};
 use super::nsutil::Netns;
 use super::state::NodeState;
 
-/// IPs configured on `ifname` in a netns (`ip -j addr show dev IF`), global scope only.
+/// IPs configured on `ifname` in a netns, global scope only.
 pub fn iface_ips(ns: &Netns, ifname: &str) -> Result<Vec<IpAddr>> {
-    let out = ns.run("ip", &["-j", "addr", "show", "dev", ifname])?;
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|link| link.get("addr_info")?.as_array())
-        .flatten()
-        .filter(|a| a.get("scope").and_then(Value::as_str) == Some("global"))
-        .filter_map(|a| a.get("local")?.as_str()?.parse().ok())
-        .collect())
+    in_netns(ns, |h| async move {
+        netlink::global_addresses(&h, ifname).await
+    })
 }
 
 /// Everything found on one node that a deleted pod could have left behind.
@@ -115,15 +108,9 @@ fn list_names(dir: &std::path::Path) -> Vec<String> {
 }
 
 fn veths(ns: &Netns) -> Result<Vec<String>> {
-    let out = ns.run("ip", &["-j", "link", "show", "type", "veth"])?;
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l.get("ifname")?.as_str())
-        .filter(|n| *n != "ul0")
-        .map(String::from)
-        .collect())
+    let mut names = in_netns(ns, |h| async move { netlink::veth_names(&h).await })?;
+    names.retain(|n| n != NODE_UPLINK);
+    Ok(names)
 }
 
 /// The node's NAT rules as the tools print them (`iptables -t nat -S`,

@@ -24,6 +24,7 @@ pub mod hostport;
 pub mod inspect;
 pub mod lookup;
 pub mod loopback;
+pub mod netlink;
 pub mod nodeconf;
 pub mod nsutil;
 pub mod pod;

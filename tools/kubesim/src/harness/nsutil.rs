@@ -95,7 +95,9 @@ impl Netns {
             .map_err(HarnessError::io(format!("write sysctl {key}")))
     }
 
-    fn open(&self) -> Result<NetNs> {
+    /// Opens the netns, re-checking its inode; the fd can name it in
+    /// netlink requests (`IFLA_NET_NS_FD`).
+    pub fn open(&self) -> Result<NetNs> {
         let ns = NetNs::open(&self.path).map_err(|e| {
             HarnessError::io(format!("open {}", self.path.display()))(std::io::Error::other(e))
         })?;
