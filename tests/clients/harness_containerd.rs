@@ -19,31 +19,6 @@ use std::time::{Duration, Instant};
 use cni_test_support::common;
 use cni_test_support::common::TempDir;
 
-/// Fails under CI, otherwise tells why the test is skipped.
-fn prerequisites() -> bool {
-    for tool in ["containerd", "ctr", "runc", "tini", "nsenter", "unshare"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return missing(&format!("{tool} not installed (see .ci/run)"));
-        }
-    }
-    if !Path::new("/bin/busybox").is_file() {
-        return missing("/bin/busybox missing (apt-get install busybox-static)");
-    }
-    true
-}
-
-fn missing(what: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true: {what}; the test must not be skipped");
-    }
-    eprintln!("skipped: {what}");
-    false
-}
-
 fn kubesim(state: &Path) -> Command {
     let mut cmd = Command::new(common::bin("kubesim"));
     cmd.arg("--state-dir").arg(state);
@@ -88,7 +63,7 @@ impl Drop for Down {
 #[test]
 fn demo_with_containerd_passes_every_check_and_leaves_nothing() {
     require_root!();
-    if !prerequisites() {
+    if !cni_test_support::clients::containerd_prerequisites() {
         return;
     }
     let dir = TempDir::new("kubesim-cri");
@@ -164,7 +139,7 @@ fn cgroup_parent(state: &Path, node: &str) -> String {
 #[test]
 fn down_cleans_up_after_kubesim_and_containerd_were_killed() {
     require_root!();
-    if !prerequisites() {
+    if !cni_test_support::clients::containerd_prerequisites() {
         return;
     }
     let dir = TempDir::new("kubesim-cri-crash");

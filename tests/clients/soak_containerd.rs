@@ -12,7 +12,7 @@
 //! CI=true a missing tool fails the test instead of skipping it.
 
 use cni_test_support::common;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use cni_test_support::common::TempDir;
@@ -20,30 +20,6 @@ use cni_test_support::common::TempDir;
 /// Sandboxes of the CI soak: more than the 253 addresses of the node's /24,
 /// so host-local wraps around and hands out freed IPs again.
 const PODS: usize = 300;
-
-fn prerequisites() -> bool {
-    for tool in ["containerd", "ctr", "runc", "tini", "nsenter", "unshare"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return missing(&format!("{tool} not installed (see .ci/run)"));
-        }
-    }
-    if !Path::new("/bin/busybox").is_file() {
-        return missing("/bin/busybox missing (apt-get install busybox-static)");
-    }
-    true
-}
-
-fn missing(what: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true: {what}; the test must not be skipped");
-    }
-    eprintln!("skipped: {what}");
-    false
-}
 
 /// `kubesim down` on drop, so a failing run leaves nothing running.
 struct Down(PathBuf);
@@ -94,7 +70,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 #[test]
 fn soak_through_containerd_with_plugin_kills_and_a_restart_leaves_nothing() {
     require_root!();
-    if !prerequisites() {
+    if !cni_test_support::clients::containerd_prerequisites() {
         return;
     }
     let dir = TempDir::new("kubesim-soak");

@@ -464,3 +464,24 @@ pub fn ping_from(pod: &crate::common::PodNs, addr: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Whether the tools of a private containerd node (kubesim's containerd
+/// runtime, the soak) are installed. When one is missing: a failure under
+/// `CI=true` (see [`missing`]), otherwise `false` after saying why.
+pub fn containerd_prerequisites() -> bool {
+    for tool in ["containerd", "ctr", "runc", "tini", "nsenter", "unshare"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            missing(&format!("{tool} not installed (see .ci/run)"));
+            return false;
+        }
+    }
+    if !Path::new("/bin/busybox").is_file() {
+        missing("/bin/busybox missing (apt-get install busybox-static)");
+        return false;
+    }
+    true
+}
