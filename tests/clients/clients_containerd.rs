@@ -293,11 +293,23 @@ impl Drop for Containerd {
                 let _ = kill(Pid::from_raw(pid), signal);
             }
             if wait_bounded(&mut self.tini, Duration::from_secs(15)) {
-                return;
+                break;
             }
         }
-        let _ = self.tini.kill();
-        let _ = self.tini.wait();
+        if self.tini.try_wait().ok().flatten().is_none() {
+            let _ = self.tini.kill();
+            let _ = self.tini.wait();
+        }
+        // runc removes a task's own cgroup, not the namespace's parent. Only
+        // the parent, and only once empty: another test's containerd may be
+        // creating a task cgroup under it right now.
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(hierarchy.path().join(CTR_NS));
+        }
     }
 }
 

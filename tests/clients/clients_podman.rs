@@ -251,7 +251,7 @@ impl Drop for Podman {
             }
         }
         reap_orphaned_conmons();
-        remove_cgroups(&self.cgroup_parent);
+        cni_test_support::clients::remove_cgroups(&self.cgroup_parent);
     }
 }
 
@@ -311,28 +311,6 @@ fn reap_orphaned_conmons() {
                     let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
                 }
             }
-        }
-    }
-}
-
-/// Removes the cgroup dirs podman and runc made under `parent` (rmdir
-/// only: a cgroup with a process left stays), in every hierarchy.
-fn remove_cgroups(parent: &str) {
-    fn rmdir_tree(dir: &Path) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                rmdir_tree(&entry.path());
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
-    let name = parent.trim_start_matches('/');
-    let root = Path::new("/sys/fs/cgroup");
-    rmdir_tree(&root.join(name));
-    for hierarchy in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        let dir = hierarchy.path().join(name);
-        if dir.is_dir() {
-            rmdir_tree(&dir);
         }
     }
 }

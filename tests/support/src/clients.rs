@@ -485,3 +485,26 @@ pub fn containerd_prerequisites() -> bool {
     }
     true
 }
+
+/// Removes the cgroup dirs a runtime (podman, runc under containerd) made
+/// under `parent` (rmdir
+/// only: a cgroup with a process left stays), in every hierarchy.
+pub fn remove_cgroups(parent: &str) {
+    fn rmdir_tree(dir: &Path) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let name = parent.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    rmdir_tree(&root.join(name));
+    for hierarchy in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let dir = hierarchy.path().join(name);
+        if dir.is_dir() {
+            rmdir_tree(&dir);
+        }
+    }
+}
