@@ -13,17 +13,11 @@
 //! under CI=true a missing tool fails the test instead of skipping it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cni_test_support::common;
+use cni_test_support::clients::{kubesim, KubesimDown};
 use cni_test_support::common::TempDir;
-
-fn kubesim(state: &Path) -> Command {
-    let mut cmd = Command::new(common::bin("kubesim"));
-    cmd.arg("--state-dir").arg(state);
-    cmd
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -49,17 +43,6 @@ fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
         .collect()
 }
 
-/// `kubesim down` on drop, so a failing test leaves nothing running.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if self.0.exists() {
-            let _ = kubesim(&self.0).arg("down").output();
-        }
-    }
-}
-
 #[test]
 fn demo_with_containerd_passes_every_check_and_leaves_nothing() {
     require_root!();
@@ -68,7 +51,7 @@ fn demo_with_containerd_passes_every_check_and_leaves_nothing() {
     }
     let dir = TempDir::new("kubesim-cri");
     let state = dir.path().join("state");
-    let _down = Down(state.clone());
+    let _down = KubesimDown(state.clone());
     let out = kubesim(&state)
         .args(["demo", "--runtime", "containerd"])
         .output()
@@ -144,7 +127,7 @@ fn down_cleans_up_after_kubesim_and_containerd_were_killed() {
     }
     let dir = TempDir::new("kubesim-cri-crash");
     let state = dir.path().join("state");
-    let _down = Down(state.clone());
+    let _down = KubesimDown(state.clone());
     let log = std::fs::File::create(dir.path().join("demo.log")).expect("log");
     let mut demo: Child = kubesim(&state)
         .args(["demo", "--runtime", "containerd"])

@@ -11,30 +11,12 @@
 //! root, containerd, runc, tini and busybox-static (see .ci/run); under
 //! CI=true a missing tool fails the test instead of skipping it.
 
-use cni_test_support::common;
-use std::path::PathBuf;
-use std::process::Command;
-
+use cni_test_support::clients::{kubesim, KubesimDown};
 use cni_test_support::common::TempDir;
 
 /// Sandboxes of the CI soak: more than the 253 addresses of the node's /24,
 /// so host-local wraps around and hands out freed IPs again.
 const PODS: usize = 300;
-
-/// `kubesim down` on drop, so a failing run leaves nothing running.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if self.0.exists() {
-            let _ = Command::new(common::bin("kubesim"))
-                .arg("--state-dir")
-                .arg(&self.0)
-                .arg("down")
-                .output();
-        }
-    }
-}
 
 /// The first number after `prefix` in the line that contains it.
 fn figure(out: &str, prefix: &str) -> usize {
@@ -75,10 +57,8 @@ fn soak_through_containerd_with_plugin_kills_and_a_restart_leaves_nothing() {
     }
     let dir = TempDir::new("kubesim-soak");
     let state = dir.path().join("state");
-    let _down = Down(state.clone());
-    let out = Command::new(common::bin("kubesim"))
-        .arg("--state-dir")
-        .arg(&state)
+    let _down = KubesimDown(state.clone());
+    let out = kubesim(&state)
         .args(["soak", "--runtime", "containerd", "--seed", "16"])
         .args(["--pods", &PODS.to_string(), "--kill-rate", "0.05"])
         .output()

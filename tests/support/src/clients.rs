@@ -508,3 +508,22 @@ pub fn remove_cgroups(parent: &str) {
         }
     }
 }
+
+/// `kubesim --state-dir STATE` (our binary), ready for a command.
+pub fn kubesim(state: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(crate::common::bin("kubesim"));
+    cmd.arg("--state-dir").arg(state);
+    cmd
+}
+
+/// `kubesim down` on drop for a state dir, so a failing test leaves no
+/// containerd, shim or namespace running.
+pub struct KubesimDown(pub PathBuf);
+
+impl Drop for KubesimDown {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = kubesim(&self.0).arg("down").output();
+        }
+    }
+}
