@@ -499,6 +499,15 @@ fn baseline_del(plugin: &str, places: &Places, netns: &str) {
     run_plugin(&bin(plugin), &call).expect_ok();
 }
 
+/// The common cases plus `plugin`'s own, run against `plugin`; fails the
+/// test with every case that went wrong.
+fn run_corpus(plugin: &str, places: &Places, world: &World<'_>) {
+    let mut cases = cases_in("common");
+    cases.extend(cases_in(plugin));
+    let failures = run_cases(plugin, &cases, places, world);
+    report(failures, cases.len());
+}
+
 fn report(failures: Vec<String>, total: usize) {
     assert!(
         failures.is_empty(),
@@ -539,10 +548,7 @@ fn host_local_rejects_every_bad_input_and_changes_nothing() {
         pod: None,
         kernel: false,
     };
-    let mut cases = cases_in("common");
-    cases.extend(cases_in("host-local"));
-    let failures = run_cases("host-local", &cases, &p, &world);
-    report(failures, cases.len());
+    run_corpus("host-local", &p, &world);
     let l = leases(&p.data_dir, "badnet");
     assert_eq!(l.len(), 1, "only the baseline lease remains: {l:?}");
     baseline_del("host-local", &p, "/run/netns/cni-rs-bad-input-none");
@@ -564,10 +570,7 @@ fn bridge_rejects_every_bad_input_and_changes_nothing() {
         pod: Some(&pod),
         kernel: true,
     };
-    let mut cases = cases_in("common");
-    cases.extend(cases_in("bridge"));
-    let failures = run_cases("bridge", &cases, &p, &world);
-    report(failures, cases.len());
+    run_corpus("bridge", &p, &world);
     baseline_del("bridge", &p, &baseline_pod.path.display().to_string());
     assert_no_leaks(&LeakScope {
         data_dir: &p.data_dir,
@@ -591,10 +594,7 @@ fn bridge_bad_input_on_a_pristine_node_creates_nothing() {
         pod: Some(&pod),
         kernel: true,
     };
-    let mut cases = cases_in("common");
-    cases.extend(cases_in("bridge"));
-    let failures = run_cases("bridge", &cases, &p, &world);
-    report(failures, cases.len());
+    run_corpus("bridge", &p, &world);
     assert_no_leaks(&LeakScope {
         data_dir: &p.data_dir,
         networks: &["badnet"],
@@ -617,10 +617,7 @@ fn loopback_rejects_every_bad_input_and_changes_nothing() {
         pod: Some(&pod),
         kernel: true,
     };
-    let mut cases = cases_in("common");
-    cases.extend(cases_in("loopback"));
-    let failures = run_cases("loopback", &cases, &p, &world);
-    report(failures, cases.len());
+    run_corpus("loopback", &p, &world);
 }
 
 /// The `CNI-DN-` chains and nftables rules of container `id`.
@@ -661,10 +658,7 @@ fn portmap_corpus(populated: bool) {
         pod: Some(&pod),
         kernel: true,
     };
-    let mut cases = cases_in("common");
-    cases.extend(cases_in("portmap"));
-    let failures = run_cases("portmap", &cases, &p, &world);
-    report(failures, cases.len());
+    run_corpus("portmap", &p, &world);
     if populated {
         portmap_baseline(&p, "DEL");
         let left = portmap_rules_of("baseline");
