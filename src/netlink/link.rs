@@ -5,9 +5,10 @@ use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NlasIterator, ParseableParametrized};
 use netlink_packet_route::link::{
-    AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
-    InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkHeader, LinkInfo, LinkMessage, State as OperState,
+    AfSpecBridge, AfSpecInet, AfSpecUnspec, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags,
+    InetDevConf, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind,
+    InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkHeader, LinkInfo, LinkMessage,
+    State as OperState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
@@ -254,6 +255,19 @@ fn vlan_dump_message() -> LinkMessage {
     msg
 }
 
+/// `RTM_SETLINK` body that sets only `arp_notify` (the crate emits the
+/// non-zero fields of the devconf, each as its own attribute).
+fn arp_notify_message(index: u32) -> LinkMessage {
+    let mut conf = InetDevConf::default();
+    conf.arp_notify = 1;
+    message(
+        index,
+        vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::DevConfRequest(conf),
+        ])])],
+    )
+}
+
 /// The VLANs of port `index` in one `AF_BRIDGE` link message.
 fn port_vlans(msg: &LinkMessage, index: u32) -> Vec<BridgeVlan> {
     if msg.header.index != index {
@@ -407,6 +421,17 @@ impl Netlink {
     pub fn set_mac(&mut self, index: u32, mac: &[u8]) -> Result<()> {
         let op = format!("set link #{index} address {}", format_mac(mac));
         let msg = message(index, vec![LinkAttribute::Address(mac.to_vec())]);
+        self.ack(&op, RouteNetlinkMessage::SetLink(msg), ACK)
+    }
+
+    /// `sysctl net.ipv4.conf.DEV.arp_notify=1`, over netlink
+    /// (`IFLA_AF_SPEC`/`IFLA_INET_CONF`, the kernel's `inet_set_link_af`).
+    /// Why not `/proc/sys`: every netns has a `/proc/sys/net` dentry under
+    /// the same parent, so each path lookup there walks one dentry per
+    /// namespace on the node, and the write needs a thread inside the pod.
+    pub fn set_arp_notify(&mut self, index: u32) -> Result<()> {
+        let msg = arp_notify_message(index);
+        let op = format!("set link #{index} ipv4 arp_notify 1");
         self.ack(&op, RouteNetlinkMessage::SetLink(msg), ACK)
     }
 
@@ -565,6 +590,13 @@ mod tests {
                  08000300 62723000 08000400 78050000
                  1c001200 0b000100 62726964 67650000
                    0c000200 05000700 01000000")
+        );
+        // IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF|NLA_F_NESTED {
+        // IPV4_DEVCONF_ARP_NOTIFY: 1 } } }
+        assert_eq!(
+            emit(&arp_notify_message(6)),
+            hex("00000000 06000000 00000000 00000000
+                 14001a00 10000200 0c000180 08001600 01000000")
         );
         assert_eq!(
             emit(&bridge_port_message(4, true, false)),

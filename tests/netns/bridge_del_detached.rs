@@ -1,6 +1,7 @@
 //! DEL returns once callers can no longer observe the container interface,
 //! and leaves the kernel's remaining work (≈ 20 ms of `rcu_barrier`) to a
-//! detached helper process (issue 16; docs/benchmarks.md F12).
+//! detached helper process (issue 16; docs/benchmarks.md F12). ADD leaves
+//! the pod's gratuitous ARP to one too (F16).
 //!
 //! This test process makes itself a child subreaper, as init or a runtime's
 //! supervisor would be: helpers orphaned by a finished plugin are then
@@ -17,8 +18,9 @@ use cni_test_support::bridge::*;
 use cni_test_support::common::*;
 use serde_json::{json, Value};
 
-/// `comm` of the delete helper (plugins/bridge/src/detached_del.rs).
-const HELPER_NAME: &str = "bridge-dellink";
+/// `comm` of the delete helper (plugins/bridge/src/detached_del.rs) and
+/// of the ARP announcer (plugins/bridge/src/announce.rs).
+const HELPER_NAMES: [&str; 2] = ["bridge-dellink", "bridge-announce"];
 
 /// The IP every ADD of the churn test must get back (a one-address range).
 const ONLY_IP: &str = "10.88.0.7";
@@ -26,7 +28,7 @@ const ONLY_IP: &str = "10.88.0.7";
 /// Serializes the tests of this binary (see the module doc).
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Children of this process (any thread) whose `comm` is the helper's.
+/// Children of this process (any thread) whose `comm` is a helper's.
 fn helpers() -> BTreeSet<i32> {
     let mut out = BTreeSet::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -39,7 +41,7 @@ fn helpers() -> BTreeSet<i32> {
             .filter_map(|p| p.parse::<i32>().ok())
         {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim_end() == HELPER_NAME {
+            if HELPER_NAMES.contains(&comm.trim_end()) {
                 out.insert(pid);
             }
         }
@@ -48,9 +50,9 @@ fn helpers() -> BTreeSet<i32> {
 }
 
 /// Asserts that a live helper holds nothing of the plugin's: stdin, stdout
-/// and stderr are `/dev/null`, fd 3 is its report channel (a socket pair),
-/// anything above is its own netlink socket; and it left the caller's
-/// session. Returns false
+/// and stderr are `/dev/null`, fd 3 is its report channel (a socket pair)
+/// or its packet socket, anything above is its own netlink socket; and it
+/// left the caller's session. Returns false
 /// when the helper had already exited (nothing to inspect).
 fn inspect(pid: i32) -> bool {
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -224,5 +226,112 @@ fn del_without_an_interface_forks_no_helper() {
             node_veths().is_empty()
         });
     }
+    nix::sys::prctl::set_child_subreaper(false).expect("drop the subreaper role");
+}
+
+/// A packet socket in the calling thread's netns that sees every ARP
+/// packet on every interface (received and sent copies alike).
+struct ArpTap(std::os::fd::OwnedFd);
+
+impl ArpTap {
+    fn open() -> ArpTap {
+        use std::os::fd::FromRawFd;
+        let proto = (libc::ETH_P_ARP as u16).to_be();
+        // SAFETY: plain socket(2), checked below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                i32::from(proto),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a fresh descriptor owned by nobody else.
+        ArpTap(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// ARP payloads seen until `deadline` (or until `stop` says enough).
+    fn until(&self, deadline: Instant, mut stop: impl FnMut(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        use std::os::fd::AsFd;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            let mut fds = [nix::poll::PollFd::new(
+                self.0.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            if nix::poll::poll(&mut fds, ms).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut buf = [0u8; 128];
+            let n = nix::unistd::read(&self.0, &mut buf).expect("read the packet socket");
+            let packet = buf[..n].to_vec();
+            let done = stop(&packet);
+            out.push(packet);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+/// ADD returns before the pod's gratuitous ARP is sent by a detached
+/// helper; the packet is the one the kernel's `arp_notify` sends
+/// (request, sender = target = the pod's IP, target MAC zero), it reaches
+/// the bridge, `arp_notify` is 1 in the pod as with the reference, and
+/// every helper exits.
+#[test]
+fn add_announces_the_pod_from_a_helper() {
+    require_root!();
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+    let node = Node::new();
+    let conf = node.conf("1.0.0", json!({}));
+    let first = PodNs::new();
+    let first_add = node
+        .call("ADD", "a1", &first.path.display().to_string(), &conf)
+        .expect_ok()
+        .json();
+    reap_all_helpers();
+    let tap = ArpTap::open();
+    let pod = PodNs::new();
+    let netns = pod.path.display().to_string();
+    let add = node.call("ADD", "a2", &netns, &conf).expect_ok().json();
+    let ip: std::net::Ipv4Addr = result_ip(&add, false).parse().expect("pod IPv4");
+    let mac: Vec<u8> = add["interfaces"][2]["mac"]
+        .as_str()
+        .expect("container MAC")
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex MAC"))
+        .collect();
+    let mut expected = vec![0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01];
+    expected.extend(&mac);
+    expected.extend(ip.octets());
+    expected.extend([0u8; 6]);
+    expected.extend(ip.octets());
+    let seen = tap.until(Instant::now() + Duration::from_secs(3), |p| {
+        p == expected.as_slice()
+    });
+    assert!(
+        seen.iter().any(|p| p == &expected),
+        "no gratuitous ARP for {ip} within 3 s; saw {seen:02x?}"
+    );
+    let notify = pod.exec(&["cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify"]);
+    assert_eq!(String::from_utf8_lossy(&notify.stdout).trim(), "1");
+    assert!(reap_all_helpers() > 0, "no announce helper was reparented");
+    for (pod, cid, add) in [(&first, "a1", &first_add), (&pod, "a2", &add)] {
+        let netns = pod.path.display().to_string();
+        node.call("DEL", cid, &netns, &with_prev(&conf, add))
+            .expect_ok();
+    }
+    reap_all_helpers();
     nix::sys::prctl::set_child_subreaper(false).expect("drop the subreaper role");
 }

@@ -12,6 +12,7 @@ use cni::skel::CmdArgs;
 use cni::spec::{version_at_least, CniResult, Interface};
 use ipnet::IpNet;
 
+use crate::announce::{self, Announcement};
 use crate::bridge_dev;
 use crate::conf::BridgeConf;
 use crate::container;
@@ -50,6 +51,8 @@ struct Ctx<'a> {
     cnl: Netlink,
     /// The shared bridge lock, held until our veth is a port (`locks`).
     bridge_window: Option<FileLock>,
+    /// The pod's gratuitous ARP, sent once the ADD is done (`announce`).
+    announcement: Option<Announcement>,
 }
 
 /// The bridge ADD, step by step.
@@ -65,6 +68,7 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         nl: Netlink::open()?,
         cnl: Netlink::open_in(&netns)?,
         bridge_window: None,
+        announcement: None,
     };
     // Before the bridge: an ADD that cannot succeed changes nothing.
     container::ensure_absent(&mut cx.cnl, &a.ifname, &netns)?;
@@ -81,7 +85,7 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
     // it process start-up) and nothing in the veth set-up depends on its
     // answer, so it runs while the kernel builds the pair. The reference
     // runs it after the veth; the outcome is the same.
-    std::thread::scope(|s| {
+    let result = std::thread::scope(|s| {
         let mut ipam = conf
             .ipam_type
             .as_deref()
@@ -96,8 +100,13 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         }
         let result = built?;
         undo.commit();
-        Ok(result)
-    })
+        Ok::<_, CniError>(result)
+    })?;
+    // Every thread has been joined: the helper may be forked.
+    if let Some(what) = cx.announcement.take() {
+        announce::start(&netns, &what);
+    }
+    Ok(result)
 }
 
 /// The IPAM ADD running on its own thread.
@@ -253,7 +262,13 @@ impl<'a> Ctx<'a> {
         result.routes = ipam_result.routes;
         result.dns = ipam_result.dns;
         let gws = calc_gateways(result, conf);
-        container::configure_l3(&mut self.cnl, self.netns, cont, result, conf.enable_dad)?;
+        self.announcement = Some(container::configure_l3(
+            &mut self.cnl,
+            self.netns,
+            cont,
+            result,
+            conf.enable_dad,
+        )?);
         if conf.is_gateway {
             bridge_dev::apply_gateways(&mut self.nl, conf, bridge, &gws, &mut result.interfaces)?;
         }

@@ -15,6 +15,7 @@ use cni::netns::NetNs;
 use cni::spec::CniResult;
 use cni::sysctl;
 
+use crate::announce::Announcement;
 use crate::gateway::CONTAINER_IFACE;
 
 /// How long `enabledad` may wait for DAD (the reference's 5 s).
@@ -50,7 +51,6 @@ fn write_sysctls(ifname: &str, enable_dad: bool, has_v6: bool) -> Result<()> {
     } else {
         let _ = sysctl::set_if_present(&v6("accept_dad"), "0");
     }
-    let _ = sysctl::set_if_present(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
     if has_v6 {
         for dev in ["lo", ifname] {
             let key = format!("net/ipv6/conf/{dev}/disable_ipv6");
@@ -71,14 +71,18 @@ fn write_sysctls(ifname: &str, enable_dad: bool, has_v6: bool) -> Result<()> {
 }
 
 /// Applies the result's addresses and routes to the container interface
-/// `iface` and brings it and `lo` up.
+/// `iface` and brings it up; returns what the pod has to announce.
+///
+/// `arp_notify` is set after the link is up, not before as the reference
+/// does: the up then sends no gratuitous ARP under RTNL, and the caller
+/// sends it off the ADD's path (`announce`).
 pub fn configure_l3(
     nl: &mut Netlink,
     netns: &NetNs,
     iface: &Link,
     result: &CniResult,
     enable_dad: bool,
-) -> Result<()> {
+) -> Result<Announcement> {
     let ifname = iface.name.as_str();
     let has_v6 = result.ips.iter().any(|ip| ip.address.addr().is_ipv6());
     netns.run(|| write_sysctls(ifname, enable_dad, has_v6))??;
@@ -101,6 +105,8 @@ pub fn configure_l3(
     }
     nl.set_up(iface.index)
         .map_err(|e| CniError::from(e).context(format!("failed to set {ifname:?} UP")))?;
+    // Best effort, like the reference's sysctl write.
+    let _ = nl.set_arp_notify(iface.index);
     if enable_dad && v6gw.is_some() {
         settle_addresses(nl, iface)?;
     }
@@ -123,7 +129,30 @@ pub fn configure_l3(
             ))
         })?;
     }
-    Ok(())
+    Ok(announcement(iface, result))
+}
+
+/// The container interface's IPv4 addresses with its MAC (none when the
+/// MAC is not an Ethernet one: nothing to announce).
+fn announcement(iface: &Link, result: &CniResult) -> Announcement {
+    let mac = iface
+        .mac
+        .as_deref()
+        .and_then(|m| <[u8; 6]>::try_from(m).ok());
+    let addrs = result
+        .ips
+        .iter()
+        .filter(|ip| ip.interface == Some(CONTAINER_IFACE))
+        .filter_map(|ip| match ip.address.addr() {
+            IpAddr::V4(v4) if mac.is_some() => Some(v4),
+            _ => None,
+        })
+        .collect();
+    Announcement {
+        index: iface.index,
+        mac: mac.unwrap_or_default(),
+        addrs,
+    }
 }
 
 /// L2-only: the container interface just goes up. `lo` is the `loopback`

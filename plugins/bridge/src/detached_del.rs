@@ -10,15 +10,10 @@
 //! forked helper sends the delete, and the plugin returns as soon as
 //! netlink shows both ends gone; the helper sits out the barrier alone.
 //!
-//! The helper keeps none of the plugin's descriptors: stdin, stdout and
-//! stderr become `/dev/null` (Go's `exec` and containerd wait for EOF on
-//! the plugin's pipes) and everything else is closed (no lock outlives the
-//! plugin), except a socket pair made for it on which it reports the kernel's
-//! answer. It opens its own netlink socket inside the pod netns, leaves the
-//! caller's session and is named [`HELPER_NAME`]. Once the plugin exits it
-//! is reparented to the nearest subreaper or to init, which reaps it
-//! (containerd's shim is a subreaper, the daemon that runs CNI plugins is
-//! not; cnitool, ctr and podman are not: the helper ends up with systemd).
+//! The helper keeps none of the plugin's descriptors (`detach`), except a
+//! socket pair made for it on which it reports the kernel's answer. It
+//! opens its own netlink socket inside the pod netns and is named
+//! [`HELPER_NAME`].
 //!
 //! The same wait hides in the masquerade teardown: releasing any netfilter
 //! socket after a transaction that deleted rules waits for nf_tables'
@@ -38,10 +33,11 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use cni::netlink::{Netlink, NetlinkError};
+
+use crate::detach::{detach, KEPT_FD};
 use cni::netns::NetNs;
 use nix::errno::Errno;
 use nix::poll::{ppoll, PollFd, PollFlags};
-use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{
     sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
 };
@@ -61,7 +57,7 @@ const POLL_STEP: Duration = Duration::from_micros(200);
 pub const HELPER_NAME: &CStr = c"bridge-dellink";
 
 /// The descriptor number the helper's report channel is moved to.
-const REPORT_FD: RawFd = 3;
+const REPORT_FD: RawFd = KEPT_FD;
 
 /// A delete handed to a helper process: its pid and the plugin's end of
 /// the channel (a Unix stream socket pair) the helper reports the kernel's
@@ -103,7 +99,7 @@ pub fn start(netns: &NetNs, index: u32) -> Result<Started, NotStarted> {
 
 /// The helper: detach, delete, report, exit. Runs in the forked child.
 fn helper(netns: &NetNs, report: RawFd, index: u32) -> ! {
-    let code = match detach(netns, report) {
+    let code = match detach(HELPER_NAME, netns, Some(report)) {
         Ok(()) => match Netlink::open().and_then(|mut nl| nl.del_link(index)) {
             Ok(_) => 0,
             Err(e) => e.errno().map_or(-1, |e| e as i32),
@@ -121,48 +117,6 @@ fn helper(netns: &NetNs, report: RawFd, index: u32) -> ! {
     // SAFETY: ends the child without running the parent's exit handlers
     // or flushing its copied stdio buffers.
     unsafe { libc::_exit(0) }
-}
-
-/// Leaves the caller's session, enters the pod netns and drops every
-/// inherited descriptor but the report channel (moved to [`REPORT_FD`]).
-fn detach(netns: &NetNs, report: RawFd) -> Result<(), Errno> {
-    let _ = nix::unistd::setsid();
-    let _ = nix::sys::prctl::set_name(HELPER_NAME);
-    setns(netns.as_fd(), CloneFlags::CLONE_NEWNET)?;
-    // SAFETY (the block): plain descriptor syscalls on numbers this
-    // process owns; nothing else runs in the child.
-    unsafe {
-        let report = Errno::result(libc::fcntl(report, libc::F_DUPFD, 10))?;
-        let null = Errno::result(libc::open(c"/dev/null".as_ptr(), libc::O_RDWR))?;
-        for fd in 0..3 {
-            if fd != null {
-                Errno::result(libc::dup2(null, fd))?;
-            }
-        }
-        Errno::result(libc::dup2(report, REPORT_FD))?;
-        close_from(REPORT_FD + 1)
-    }
-}
-
-/// Closes every descriptor from `first` on: `close_range(2)`, or one by one
-/// from `/proc/self/fd` on kernels before 5.9.
-fn close_from(first: RawFd) -> Result<(), Errno> {
-    // SAFETY: closes descriptors only; the caller keeps none of them.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
-    if r == 0 {
-        return Ok(());
-    }
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|_| Errno::EBADF)?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd >= first)
-        .collect();
-    for fd in fds {
-        // SAFETY: as above; the directory's own descriptor is already
-        // closed, so closing its number again fails harmlessly.
-        unsafe { libc::close(fd) };
-    }
-    Ok(())
 }
 
 /// What the helper said so far.

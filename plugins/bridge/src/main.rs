@@ -5,11 +5,13 @@
 #![cfg_attr(not(test), no_main)]
 
 mod add;
+mod announce;
 mod bridge_dev;
 mod check;
 mod conf;
 mod container;
 mod del;
+mod detach;
 mod detached_del;
 mod gateway;
 mod lifecycle;
