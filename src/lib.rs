@@ -3,6 +3,7 @@
 //! executables are the workspace's member crates (`plugins/*`, `tools/*`).
 
 pub mod args;
+pub mod arp;
 pub mod delegate;
 pub mod error;
 pub mod firewall;

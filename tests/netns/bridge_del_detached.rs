@@ -28,6 +28,26 @@ const ONLY_IP: &str = "10.88.0.7";
 /// Serializes the tests of this binary (see the module doc).
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// This process as a child subreaper, one test at a time; the role ends
+/// when dropped, even when the test fails.
+struct Subreaper {
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Subreaper {
+    fn become_one() -> Subreaper {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+        Subreaper { _serial: serial }
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        let _ = nix::sys::prctl::set_child_subreaper(false);
+    }
+}
+
 /// Children of this process (any thread) whose `comm` is a helper's.
 fn helpers() -> BTreeSet<i32> {
     let mut out = BTreeSet::new();
@@ -143,8 +163,7 @@ fn one_ip_conf(node: &Node) -> Value {
 #[test]
 fn del_then_add_at_once_reuses_netns_and_ip_200_times() {
     require_root!();
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+    let _subreaper = Subreaper::become_one();
     let node = Node::new();
     let pod = PodNs::new();
     let netns = pod.path.display().to_string();
@@ -192,7 +211,6 @@ fn del_then_add_at_once_reuses_netns_and_ip_200_times() {
     assert!(reaped > 0, "no helper was ever reparented to the subreaper");
     assert!(inspected > 0, "no live helper could be inspected");
     eprintln!("{reaped} helpers reparented and reaped, {inspected} inspected alive");
-    nix::sys::prctl::set_child_subreaper(false).expect("drop the subreaper role");
 }
 
 /// DEL with an empty `CNI_NETNS` or a netns that is gone has no interface
@@ -200,8 +218,7 @@ fn del_then_add_at_once_reuses_netns_and_ip_200_times() {
 #[test]
 fn del_without_an_interface_forks_no_helper() {
     require_root!();
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+    let _subreaper = Subreaper::become_one();
     let node = Node::new();
     let conf = one_ip_conf(&node);
     for vanish in [false, true] {
@@ -226,7 +243,6 @@ fn del_without_an_interface_forks_no_helper() {
             node_veths().is_empty()
         });
     }
-    nix::sys::prctl::set_child_subreaper(false).expect("drop the subreaper role");
 }
 
 /// A packet socket in the calling thread's netns that sees every ARP
@@ -235,23 +251,7 @@ struct ArpTap(std::os::fd::OwnedFd);
 
 impl ArpTap {
     fn open() -> ArpTap {
-        use std::os::fd::FromRawFd;
-        let proto = (libc::ETH_P_ARP as u16).to_be();
-        // SAFETY: plain socket(2), checked below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                i32::from(proto),
-            )
-        };
-        assert!(
-            fd >= 0,
-            "packet socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: a fresh descriptor owned by nobody else.
-        ArpTap(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        ArpTap(cni::arp::packet_socket().expect("ARP packet socket in the node"))
     }
 
     /// ARP payloads seen until `deadline` (or until `stop` says enough).
@@ -291,8 +291,7 @@ impl ArpTap {
 #[test]
 fn add_announces_the_pod_from_a_helper() {
     require_root!();
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
+    let _subreaper = Subreaper::become_one();
     let node = Node::new();
     let conf = node.conf("1.0.0", json!({}));
     let first = PodNs::new();
@@ -312,11 +311,8 @@ fn add_announces_the_pod_from_a_helper() {
         .split(':')
         .map(|b| u8::from_str_radix(b, 16).expect("hex MAC"))
         .collect();
-    let mut expected = vec![0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01];
-    expected.extend(&mac);
-    expected.extend(ip.octets());
-    expected.extend([0u8; 6]);
-    expected.extend(ip.octets());
+    let mac: [u8; 6] = mac.try_into().expect("six-byte MAC");
+    let expected = cni::arp::gratuitous(mac, ip).to_vec();
     let seen = tap.until(Instant::now() + Duration::from_secs(3), |p| {
         p == expected.as_slice()
     });
@@ -333,5 +329,4 @@ fn add_announces_the_pod_from_a_helper() {
             .expect_ok();
     }
     reap_all_helpers();
-    nix::sys::prctl::set_child_subreaper(false).expect("drop the subreaper role");
 }
