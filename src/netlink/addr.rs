@@ -8,7 +8,7 @@ use netlink_packet_core::Parseable;
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::AddressFamily;
 use nix::errno::Errno;
 
 use super::{undecodable, Netlink, Result, ACK, CREATE_EXCL};
@@ -120,11 +120,16 @@ fn parse_address(msg_type: u16, payload: &[u8]) -> Result<Option<Address>, Strin
 impl Netlink {
     /// `ip addr show [dev INDEX]`, optionally restricted to one family.
     pub fn addresses(&mut self, index: Option<u32>, v6: Option<bool>) -> Result<Vec<Address>> {
-        let msg = RouteNetlinkMessage::GetAddress(dump_message(v6));
-        let mut out = self.dump("dump addresses", msg, |t, payload, out| {
-            out.extend(parse_address(t, payload)?);
-            Ok(())
-        })?;
+        let msg = dump_message(v6);
+        let mut out = self.dump(
+            "dump addresses",
+            libc::RTM_GETADDR,
+            &msg,
+            |t, payload, out| {
+                out.extend(parse_address(t, payload)?);
+                Ok(())
+            },
+        )?;
         out.retain(|a| {
             index.is_none_or(|i| a.index == i) && v6.is_none_or(|v6| a.net.addr().is_ipv6() == v6)
         });
@@ -135,8 +140,8 @@ impl Netlink {
     /// there (parallel ADDs adding the same gateway, plugins#366).
     pub fn add_address(&mut self, index: u32, net: IpNet) -> Result<bool> {
         let op = format!("add address {net} to link #{index}");
-        let msg = RouteNetlinkMessage::NewAddress(message(index, net));
-        match self.ack(&op, msg, CREATE_EXCL) {
+        let msg = message(index, net);
+        match self.ack(&op, libc::RTM_NEWADDR, &msg, CREATE_EXCL) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -146,8 +151,8 @@ impl Netlink {
     /// `ip addr del NET dev INDEX`; `Ok(false)` when it was not there.
     pub fn del_address(&mut self, index: u32, net: IpNet) -> Result<bool> {
         let op = format!("delete address {net} from link #{index}");
-        let msg = RouteNetlinkMessage::DelAddress(message(index, net));
-        match self.ack(&op, msg, ACK) {
+        let msg = message(index, net);
+        match self.ack(&op, libc::RTM_DELADDR, &msg, ACK) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::EADDRNOTAVAIL) || e.is(Errno::ENODEV) => Ok(false),
             Err(e) => Err(e),

@@ -10,7 +10,7 @@ use netlink_packet_route::link::{
     InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkHeader, LinkInfo, LinkMessage,
     State as OperState,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::AddressFamily;
 use nix::errno::Errno;
 
 use super::{undecodable, Netlink, Result, ACK, CREATE_EXCL};
@@ -337,7 +337,7 @@ fn parse_link(msg_type: u16, payload: &[u8]) -> Result<Option<LinkMessage>, Stri
 impl Netlink {
     fn get_link(&mut self, op: &str, msg: LinkMessage) -> Result<Option<Link>> {
         let mut found = None;
-        let result = self.request(op, RouteNetlinkMessage::GetLink(msg), ACK, |t, payload| {
+        let result = self.request(op, libc::RTM_GETLINK, &msg, ACK, |t, payload| {
             if let Some(msg) = parse_link(t, payload)? {
                 found.get_or_insert(Link::from_message(msg));
             }
@@ -363,8 +363,8 @@ impl Netlink {
 
     /// `ip link show` (all links).
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let msg = RouteNetlinkMessage::GetLink(message(0, Vec::new()));
-        self.dump("dump links", msg, |t, payload, out| {
+        let msg = message(0, Vec::new());
+        self.dump("dump links", libc::RTM_GETLINK, &msg, |t, payload, out| {
             out.extend(parse_link(t, payload)?.map(Link::from_message));
             Ok(())
         })
@@ -379,8 +379,13 @@ impl Netlink {
         mtu: Option<u32>,
         vlan_filtering: bool,
     ) -> Result<bool> {
-        let msg = RouteNetlinkMessage::NewLink(new_bridge_message(name, mtu, vlan_filtering));
-        match self.ack(&format!("create bridge {name:?}"), msg, CREATE_EXCL) {
+        let msg = new_bridge_message(name, mtu, vlan_filtering);
+        match self.ack(
+            &format!("create bridge {name:?}"),
+            libc::RTM_NEWLINK,
+            &msg,
+            CREATE_EXCL,
+        ) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -392,14 +397,14 @@ impl Netlink {
     /// name collided.
     pub fn create_veth(&mut self, spec: &VethSpec) -> Result<()> {
         let op = format!("create veth {:?} <-> {:?}", spec.host_name, spec.peer_name);
-        let msg = RouteNetlinkMessage::NewLink(new_veth_message(spec));
-        self.ack(&op, msg, CREATE_EXCL)
+        let msg = new_veth_message(spec);
+        self.ack(&op, libc::RTM_NEWLINK, &msg, CREATE_EXCL)
     }
 
     fn set_flag(&mut self, index: u32, flag: LinkFlags, on: bool, what: &str) -> Result<()> {
         let op = format!("set link #{index} {what}");
-        let msg = RouteNetlinkMessage::SetLink(set_flag_message(index, flag, on));
-        self.ack(&op, msg, ACK)
+        let msg = set_flag_message(index, flag, on);
+        self.ack(&op, libc::RTM_SETLINK, &msg, ACK)
     }
 
     /// `ip link set DEV up`.
@@ -421,7 +426,7 @@ impl Netlink {
     pub fn set_mac(&mut self, index: u32, mac: &[u8]) -> Result<()> {
         let op = format!("set link #{index} address {}", format_mac(mac));
         let msg = message(index, vec![LinkAttribute::Address(mac.to_vec())]);
-        self.ack(&op, RouteNetlinkMessage::SetLink(msg), ACK)
+        self.ack(&op, libc::RTM_SETLINK, &msg, ACK)
     }
 
     /// `sysctl net.ipv4.conf.DEV.arp_notify=1`, over netlink
@@ -439,7 +444,7 @@ impl Netlink {
     pub fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
         let op = format!("set link #{index} master #{master}");
         let msg = message(index, vec![LinkAttribute::Controller(master)]);
-        self.ack(&op, RouteNetlinkMessage::SetLink(msg), ACK)
+        self.ack(&op, libc::RTM_SETLINK, &msg, ACK)
     }
 
     /// `ip link set DEV type bridge_slave hairpin on|off isolated on|off`
@@ -447,15 +452,15 @@ impl Netlink {
     /// be enslaved: the kernel applies port data through the master.
     pub fn set_bridge_port(&mut self, index: u32, hairpin: bool, isolated: bool) -> Result<()> {
         let op = format!("set bridge port #{index} hairpin {hairpin} isolated {isolated}");
-        let msg = RouteNetlinkMessage::NewLink(bridge_port_message(index, hairpin, isolated));
-        self.ack(&op, msg, ACK)
+        let msg = bridge_port_message(index, hairpin, isolated);
+        self.ack(&op, libc::RTM_NEWLINK, &msg, ACK)
     }
 
     /// `ip link del DEV`; `Ok(false)` when it was already gone.
     pub fn del_link(&mut self, index: u32) -> Result<bool> {
         let op = format!("delete link #{index}");
-        let msg = RouteNetlinkMessage::DelLink(message(index, Vec::new()));
-        match self.ack(&op, msg, ACK) {
+        let msg = message(index, Vec::new());
+        match self.ack(&op, libc::RTM_DELLINK, &msg, ACK) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::ENODEV) => Ok(false),
             Err(e) => Err(e),
@@ -465,26 +470,31 @@ impl Netlink {
     /// `bridge vlan add dev PORT vid V [pvid] [untagged] master`.
     pub fn bridge_vlan_add(&mut self, index: u32, vlan: BridgeVlan) -> Result<()> {
         let op = format!("add vlan {} to bridge port #{index}", vlan.vid);
-        let msg = RouteNetlinkMessage::SetLink(vlan_message(index, vlan));
-        self.ack(&op, msg, ACK)
+        let msg = vlan_message(index, vlan);
+        self.ack(&op, libc::RTM_SETLINK, &msg, ACK)
     }
 
     /// `bridge vlan del dev PORT vid V master`.
     pub fn bridge_vlan_del(&mut self, index: u32, vlan: BridgeVlan) -> Result<()> {
         let op = format!("delete vlan {} from bridge port #{index}", vlan.vid);
-        let msg = RouteNetlinkMessage::DelLink(vlan_message(index, vlan));
-        self.ack(&op, msg, ACK)
+        let msg = vlan_message(index, vlan);
+        self.ack(&op, libc::RTM_DELLINK, &msg, ACK)
     }
 
     /// `bridge vlan show dev PORT`.
     pub fn bridge_vlans(&mut self, index: u32) -> Result<Vec<BridgeVlan>> {
-        let msg = RouteNetlinkMessage::GetLink(vlan_dump_message());
-        self.dump("dump bridge vlans", msg, |t, payload, out| {
-            if let Some(msg) = parse_link(t, payload)? {
-                out.extend(port_vlans(&msg, index));
-            }
-            Ok(())
-        })
+        let msg = vlan_dump_message();
+        self.dump(
+            "dump bridge vlans",
+            libc::RTM_GETLINK,
+            &msg,
+            |t, payload, out| {
+                if let Some(msg) = parse_link(t, payload)? {
+                    out.extend(port_vlans(&msg, index));
+                }
+                Ok(())
+            },
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use netlink_packet_core::Parseable;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::AddressFamily;
 use nix::errno::Errno;
 
 use super::{undecodable, Netlink, Result, ACK, CREATE};
@@ -209,7 +209,7 @@ impl Netlink {
     /// already exists.
     pub fn add_route(&mut self, spec: &RouteSpec) -> Result<bool> {
         let op = format!("add route {}", describe(spec));
-        match self.ack(&op, RouteNetlinkMessage::NewRoute(message(spec)), CREATE) {
+        match self.ack(&op, libc::RTM_NEWROUTE, &message(spec), CREATE) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -219,7 +219,7 @@ impl Netlink {
     /// `ip route del`; `Ok(false)` when there was no such route.
     pub fn del_route(&mut self, spec: &RouteSpec) -> Result<bool> {
         let op = format!("delete route {}", describe(spec));
-        match self.ack(&op, RouteNetlinkMessage::DelRoute(message(spec)), ACK) {
+        match self.ack(&op, libc::RTM_DELROUTE, &message(spec), ACK) {
             Ok(()) => Ok(true),
             Err(e) if e.is(Errno::ESRCH) => Ok(false),
             Err(e) => Err(e),
@@ -228,11 +228,16 @@ impl Netlink {
 
     /// `ip [-6] route show table all` for one family.
     pub fn routes(&mut self, v6: bool) -> Result<Vec<Route>> {
-        let msg = RouteNetlinkMessage::GetRoute(dump_message(v6));
-        self.dump("dump routes", msg, |t, payload, out| {
-            out.extend(parse_routes(t, payload)?);
-            Ok(())
-        })
+        let msg = dump_message(v6);
+        self.dump(
+            "dump routes",
+            libc::RTM_GETROUTE,
+            &msg,
+            |t, payload, out| {
+                out.extend(parse_routes(t, payload)?);
+                Ok(())
+            },
+        )
     }
 }
 
