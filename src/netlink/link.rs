@@ -437,7 +437,7 @@ impl Netlink {
     pub fn set_arp_notify(&mut self, index: u32) -> Result<()> {
         let msg = arp_notify_message(index);
         let op = format!("set link #{index} ipv4 arp_notify 1");
-        self.ack(&op, RouteNetlinkMessage::SetLink(msg), ACK)
+        self.ack(&op, libc::RTM_SETLINK, &msg, ACK)
     }
 
     /// `ip link set DEV master BRIDGE`.
