@@ -19,7 +19,10 @@
 //!   numbers and layouts come from the crate, not retyped here. Replies are
 //!   decoded with the one message type's parser (not the whole
 //!   `RouteNetlinkMessage` dispatch), which keeps the parsers of objects we
-//!   never read (tc, neighbours, rules) out of the binaries.
+//!   never read (tc, neighbours, rules) out of the binaries. Link replies
+//!   go further: only the attributes the plugins read are decoded, each
+//!   with the crate's parser of that value (`link.rs` `parse_link`), as
+//!   `LinkAttribute`'s parser links the data parsers of every link kind.
 //! - Requests are sent the same way: `encode` takes the `RTM_*` type (from
 //!   `libc`) and the one typed body, not a `RouteNetlinkMessage`, whose
 //!   `emit` is one match over every rtnetlink object and would link all of
