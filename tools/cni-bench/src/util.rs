@@ -214,3 +214,50 @@ mod tests {
         assert!(!p.exists());
     }
 }
+
+/// Waits (at most `max`) until the machine's CPUs are idle: fewer than 10 %
+/// busy over two consecutive 250 ms samples. Why: a network namespace is
+/// torn down by a kernel worker long after its last user is gone (seconds
+/// for a few hundred pods, holding RTNL in batches), so a scenario started
+/// right after another one, or after a previous run, measures that cleanup
+/// too. Returns how long it waited and whether the machine settled.
+pub fn settle(max: std::time::Duration) -> (std::time::Duration, bool) {
+    let start = std::time::Instant::now();
+    let step = std::time::Duration::from_millis(250);
+    let mut quiet = 0;
+    let mut last = cpu_times();
+    while start.elapsed() < max {
+        std::thread::sleep(step);
+        let now = cpu_times();
+        quiet = match (last, now) {
+            (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
+                if (busy1 - busy0) * 10 < all1 - all0 {
+                    quiet + 1
+                } else {
+                    0
+                }
+            }
+            _ => return (start.elapsed(), false), // no /proc/stat: do not wait
+        };
+        if quiet >= 2 {
+            return (start.elapsed(), true);
+        }
+        last = now;
+    }
+    (start.elapsed(), false)
+}
+
+/// (busy, total) jiffies of all CPUs from `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    Some((total - idle, total))
+}

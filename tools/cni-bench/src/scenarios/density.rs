@@ -18,7 +18,7 @@ use crate::error::{BenchError, Result};
 use crate::ns::{Node, Pod};
 use crate::report::{Target, Unit};
 use crate::stats::Summary;
-use crate::util::TempDir;
+use crate::util::{settle, TempDir};
 use cni::netlink::{Netlink, NetlinkError, VethSpec};
 use cni::netns::NetNs;
 use serde_json::{json, Value};
@@ -35,6 +35,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     progress(&format!(
         "density: fill one node per side to {n} pods (ipMasq=true), then drain"
     ));
+    settle_before(out, "the fill");
     let nodes = [Node::new()?, Node::new()?];
     let dirs = [TempDir::new("dn-ours")?, TempDir::new("dn-ref")?];
     let conf_of = |d: &TempDir| {
@@ -144,6 +145,7 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     progress(&format!(
         "density: kernel floor, {n} veth pairs on one bridge"
     ));
+    settle_before(out, "the kernel floor");
     let floor = kernel_fill(n)?;
     for &end in &ends {
         if let Some((f, l)) = windows(&floor, end) {
@@ -176,6 +178,20 @@ pub fn run(ctx: &Ctx, out: &mut Output) -> Result<()> {
     }
     Ok(())
 }
+
+/// Lets the kernel finish tearing down earlier pods' namespaces before a
+/// fill is timed (`util::settle`), and says how long that took.
+fn settle_before(out: &mut Output, what: &str) {
+    let (waited, settled) = settle(SETTLE_MAX);
+    out.notes.push(format!(
+        "waited {:.1} s for an idle machine before {what}{}",
+        waited.as_secs_f64(),
+        if settled { "" } else { " (it did not settle)" }
+    ));
+}
+
+/// The longest wait for an idle machine.
+const SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Milliseconds per pod of the kernel's part of a bridge ADD, for `n` pods
 /// kept on one node (see the module doc).
