@@ -193,28 +193,6 @@ fn format_utc(secs: u64) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_utc(1_795_678_104), "2026-11-26T07:28:24Z");
-    }
-
-    #[test]
-    fn tempdir_is_removed() {
-        let p = {
-            let t = TempDir::new("unit").unwrap();
-            std::fs::write(t.path().join("f"), b"x").unwrap();
-            t.path().to_path_buf()
-        };
-        assert!(!p.exists());
-    }
-}
-
 /// Waits (at most `max`) until the machine's CPUs are idle: fewer than 10 %
 /// busy over two consecutive 250 ms samples. Why: a network namespace is
 /// torn down by a kernel worker long after its last user is gone (seconds
@@ -260,4 +238,26 @@ fn cpu_times() -> Option<(u64, u64)> {
     let total: u64 = fields.iter().take(8).sum();
     let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
     Some((total - idle, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_utc(1_795_678_104), "2026-11-26T07:28:24Z");
+    }
+
+    #[test]
+    fn tempdir_is_removed() {
+        let p = {
+            let t = TempDir::new("unit").unwrap();
+            std::fs::write(t.path().join("f"), b"x").unwrap();
+            t.path().to_path_buf()
+        };
+        assert!(!p.exists());
+    }
 }
