@@ -59,7 +59,7 @@ struct Ctx<'a> {
 pub fn add(a: &CmdArgs) -> Result<CniResult> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
     preflight(a, &conf)?;
-    let _attachment = locks::attachment(&conf.network, a)?;
+    let attachment = locks::attachment(&conf.network, a)?;
     let netns = open_netns(a)?;
     let mut cx = Ctx {
         a,
@@ -102,7 +102,9 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         undo.commit();
         Ok::<_, CniError>(result)
     })?;
-    // Every thread has been joined: the helper may be forked.
+    // Every thread has been joined: the helper may be forked. The lock goes
+    // first so that not even the helper's first instants hold it.
+    drop(attachment);
     if let Some(what) = cx.announcement.take() {
         announce::start(&netns, &what);
     }
