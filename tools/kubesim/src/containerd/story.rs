@@ -13,6 +13,10 @@ use super::error::{NodeError, Result};
 use super::kubelet::{Kubelet, Pod};
 use super::node;
 use crate::cri::api;
+use crate::harness::claims::{
+    self, HostPortDnat, HostPortRefusal, NodeCleanup, Pairs, Peer, PerNode, APP_PORT, DUO_PORT,
+    HOSTPORT_POD, HOSTPORT_POD_2, HOST_PORT, SAME_PORT_PODS,
+};
 use crate::harness::hostport::{self, HostPort};
 use crate::harness::nsutil::Netns;
 use crate::harness::report::DemoReport;
@@ -20,17 +24,8 @@ use crate::harness::state::{NodeState, State};
 use crate::harness::table::Table;
 use crate::harness::{inspect, Harness};
 
-/// Port of every demo app container.
-const APP_PORT: u16 = 8080;
-/// Pods on node-1 for the "ten pods, same port" check.
-const SAME_PORT_PODS: usize = 10;
 /// The pod interface.
 const IFNAME: &str = "eth0";
-/// The node port the hostPort pod maps to its :APP_PORT (Docker's `-p 5000:8080`).
-const HOST_PORT: u16 = 5000;
-/// The pod with the hostPort, and the one refused the same port.
-const HOSTPORT_POD: &str = "web-hostport";
-const HOSTPORT_POD_2: &str = "web-hostport-2";
 
 /// The cluster as the story sees it.
 struct Cluster<'a> {
@@ -165,8 +160,7 @@ pub fn story(h: &Harness, state: &State, kubelets: &[Kubelet], r: &mut DemoRepor
 }
 
 fn runtime_version(c: &Cluster, r: &mut DemoReport) {
-    let mut ok = true;
-    let mut details = Vec::new();
+    let mut nodes = PerNode::default();
     for k in c.kubelets {
         match (k.cri.version(), k.cri.status()) {
             (Ok(v), Ok(st)) => {
@@ -177,29 +171,27 @@ fn runtime_version(c: &Cluster, r: &mut DemoReport) {
                     .iter()
                     .map(|c| format!("{}={}", c.r#type, c.status))
                     .collect();
-                ok &= v.runtime_name == "containerd"
-                    && v.runtime_api_version.starts_with("v1")
-                    && conds.iter().all(|c| c.ends_with("=true"))
-                    && conds.len() >= 2;
-                details.push(format!(
-                    "{}: {} {} (CRI {}), {}",
-                    k.node,
-                    v.runtime_name,
-                    v.runtime_version,
-                    v.runtime_api_version,
-                    conds.join(" ")
-                ));
+                nodes.push(
+                    v.runtime_name == "containerd"
+                        && v.runtime_api_version.starts_with("v1")
+                        && conds.iter().all(|c| c.ends_with("=true"))
+                        && conds.len() >= 2,
+                    format!(
+                        "{}: {} {} (CRI {}), {}",
+                        k.node,
+                        v.runtime_name,
+                        v.runtime_version,
+                        v.runtime_api_version,
+                        conds.join(" ")
+                    ),
+                );
             }
-            (Err(e), _) | (_, Err(e)) => {
-                ok = false;
-                details.push(format!("{}: {e}", k.node));
-            }
+            (Err(e), _) | (_, Err(e)) => nodes.failed(&k.node, e),
         }
     }
-    r.check(
+    nodes.check(
+        r,
         "every node's runtime answers CRI Version and Status (runtime and network ready)",
-        ok,
-        details.join("; "),
     );
 }
 
@@ -222,71 +214,31 @@ fn pod_ips(c: &Cluster, r: &mut DemoReport) -> Result<()> {
     }
     ips.sort();
     ips.dedup();
-    r.check(
-        "every pod gets a unique IP from its node's pod CIDR (PodSandboxStatus = eth0 in the container)",
-        bad.is_empty() && ips.len() == c.pods.len(),
-        if bad.is_empty() {
-            format!("{} pods, {} distinct IPs, each on the container's eth0", c.pods.len(), ips.len())
-        } else {
-            bad.join("; ")
-        },
+    claims::unique_ips(
+        r,
+        " (PodSandboxStatus = eth0 in the container)",
+        c.pods.len(),
+        ips.len(),
+        &bad,
     );
     Ok(())
 }
 
 fn all_pairs(c: &Cluster, r: &mut DemoReport) {
-    let (mut same, mut cross) = (0, 0);
-    let (mut failed, mut natted) = (Vec::new(), Vec::new());
-    let mut example = String::new();
-    for src in &c.pods {
-        for dst in c.pods.iter().filter(|d| d.name != src.name) {
-            match c.get(src, &dst.ip, APP_PORT) {
-                Ok((server, seen)) if server == format!("{}/app", dst.key()) => {
-                    if seen != src.ip {
-                        natted.push(format!("{}->{} seen as {seen}", src.name, dst.name));
-                    }
-                    if src.node == dst.node {
-                        same += 1;
-                    } else {
-                        cross += 1;
-                        if example.is_empty() {
-                            example = format!(
-                                "; e.g. {} ({}) -> {} seen as {seen}",
-                                src.name, src.node, dst.name
-                            );
-                        }
-                    }
-                }
-                Ok((server, _)) => {
-                    failed.push(format!("{}->{}: answered by {server}", src.name, dst.name))
-                }
-                Err(e) => failed.push(format!("{}->{}: {e}", src.name, dst.name)),
-            }
-        }
-    }
-    let total = c.pods.len() * (c.pods.len() - 1);
-    let few = |v: &[String]| v.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
-    r.check(
-        "pod-to-pod traffic is not NATed: every server sees the client's pod IP",
-        natted.is_empty() && same + cross > 0,
-        if natted.is_empty() {
-            format!(
-                "{} connections from inside the containers, all seen from the client's pod IP",
-                same + cross
-            )
-        } else {
-            format!("{} NATed: {}", natted.len(), few(&natted))
-        },
-    );
-    r.check(
-        "all pairs of pods reach each other by pod IP from inside their containers, same node and across nodes (underlay)",
-        failed.is_empty() && same + cross == total && cross > 0,
-        if failed.is_empty() {
-            format!("{total}/{total} HTTP requests ok ({same} same-node, {cross} cross-node{example})")
-        } else {
-            format!("{} failed: {}", failed.len(), few(&failed))
-        },
-    );
+    let peers: Vec<Peer> = c
+        .pods
+        .iter()
+        .map(|p| Peer {
+            name: p.name.clone(),
+            node: p.node.clone(),
+            ip: p.ip.clone(),
+            key: p.key(),
+        })
+        .collect();
+    Pairs::probe_all(&peers, |src, dst| {
+        c.get(&c.pods[src], &c.pods[dst].ip, APP_PORT)
+    })
+    .check(r, " from inside their containers", " (underlay)");
 }
 
 fn same_port(c: &Cluster, r: &mut DemoReport) -> Result<()> {
@@ -312,15 +264,13 @@ fn same_port(c: &Cluster, r: &mut DemoReport) -> Result<()> {
                 .is_ok_and(|(s, _)| s == format!("{}/app", p.key()))
         })
         .count();
-    r.check(
-        &format!("{SAME_PORT_PODS} pods on one node all listen on :{APP_PORT}, no conflict, all reachable"),
-        web.len() == SAME_PORT_PODS && running == SAME_PORT_PODS && reachable == SAME_PORT_PODS,
-        format!(
-            "{running}/{} containers RUNNING (ContainerStatus), {reachable}/{} answered {} on node-2",
-            web.len(),
-            web.len(),
-            from.name
-        ),
+    claims::same_port(
+        r,
+        web.len(),
+        running,
+        "containers RUNNING (ContainerStatus)",
+        reachable,
+        &from.name,
     );
     Ok(())
 }
@@ -370,15 +320,7 @@ fn cni_check_all(c: &Cluster, r: &mut DemoReport) {
             failed.push(format!("{}: {e}", p.name));
         }
     }
-    r.check(
-        "CNI CHECK passes for every pod, from containerd's libcni cache (interfaces, addresses, routes, leases)",
-        failed.is_empty(),
-        if failed.is_empty() {
-            format!("{} attachments checked", c.pods.len())
-        } else {
-            failed.join("; ")
-        },
-    );
+    claims::cni_check(r, ", from containerd's libcni cache", c.pods.len(), &failed);
 }
 
 /// Docker's `-p` next to the Kubernetes model, the kubelet's way: the
@@ -406,17 +348,16 @@ fn host_port(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
         Ok((server, _)) => Err(format!("answered by {server}")),
         Err(e) => Err(e),
     };
-    let via_node = answer(&node.underlay_ip, HOST_PORT);
-    let direct = answer(&target.ip, APP_PORT);
-    r.check(
-        &format!("a hostPort is an opt-in DNAT on the node's address: node-1:{HOST_PORT} reaches one pod's :{APP_PORT} from node-2"),
-        via_node.is_ok() && direct.is_ok(),
-        match (&via_node, &direct) {
-            (Ok(seen), Ok(_)) => format!(
-                "port_mappings [{mapping}] in RunPodSandbox; ExecSync in {}: kubesim-get {}:{HOST_PORT} answered by {want} (it saw {seen}); the same pod also at its own IP {}:{APP_PORT}",
-                from.name, node.underlay_ip, target.ip
-            ),
-            _ => format!("via node-1:{HOST_PORT}: {via_node:?}; via pod IP: {direct:?}"),
+    claims::host_port_dnat(
+        r,
+        &HostPortDnat {
+            how: format!("port_mappings [{mapping}] in RunPodSandbox; ExecSync kubesim-get in "),
+            from: &from.name,
+            node_ip: &node.underlay_ip,
+            pod_ip: &target.ip,
+            server: &want,
+            via_node: answer(&node.underlay_ip, HOST_PORT),
+            direct: answer(&target.ip, APP_PORT),
         },
     );
     let before = c.leftovers(&node)?;
@@ -441,47 +382,50 @@ fn host_port(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
         })
         .count();
     let still = answer(&node.underlay_ip, HOST_PORT).is_ok();
-    let refused = matches!(&second, Err(e) if e.to_string().contains("already allocated"));
     if let Ok(p) = second.as_ref() {
         c.pods.push(p.clone());
     }
-    r.check(
-        &format!("a second pod asking for hostPort {HOST_PORT} on that node is refused by portmap and leaves nothing behind"),
-        refused && sandboxes == 0 && before == after && still,
-        format!(
-            "{}; node-1 before: {}; after: {}; its sandboxes (ListPodSandbox): {sandboxes}; node-1:{HOST_PORT} still answered by {HOSTPORT_POD}: {still}",
-            match &second {
-                Err(e) => format!("RunPodSandbox refused: {e}"),
-                Ok(p) => format!("{} started with hostPort {HOST_PORT} too!", p.key()),
-            },
-            before.summary(),
-            after.summary()
-        ),
+    claims::host_port_refused(
+        r,
+        &HostPortRefusal {
+            by: "RunPodSandbox ",
+            second: second.map(|p| p.key()).map_err(|e| e.to_string()),
+            before: &before,
+            after: &after,
+            recorded_in: "its sandboxes (ListPodSandbox)",
+            recorded: sandboxes,
+            still,
+        },
     );
-    r.note(hostport::LESSON);
     Ok(())
 }
 
 fn localhost(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
-    let duo = c.create("duo", "node-2", &[("server", 9000), ("client", 9001)])?;
+    let duo = c.create(
+        "duo",
+        "node-2",
+        &[("server", DUO_PORT), ("client", DUO_PORT + 1)],
+    )?;
     let k = c.kubelet("node-2")?;
     let client = duo.container("client")?;
-    let (code, out, err) = k.exec(&client.id, &["kubesim-get", "127.0.0.1", "9000"])?;
-    r.check(
-        "two containers in one pod talk over 127.0.0.1",
+    let port = DUO_PORT.to_string();
+    let (code, out, err) = k.exec(&client.id, &["kubesim-get", "127.0.0.1", &port])?;
+    claims::localhost(
+        r,
         code == 0 && out.starts_with("default/duo/server "),
-        format!("ExecSync in duo/client: kubesim-get 127.0.0.1:9000 -> {out}{err}"),
+        "duo/client (ExecSync kubesim-get)",
+        &format!("{out}{err}"),
     );
     // A third container binding the server's port: it must fail (shared netns).
-    let third = k.start_container(&duo, "server-2", 9000, 0)?;
+    let third = k.start_container(&duo, "server-2", DUO_PORT, 0)?;
     let st = k.wait_state(&third.id, api::ContainerState::ContainerExited)?;
     let log = std::fs::read_to_string(&st.log_path).unwrap_or_default();
     let in_use = log.contains("Address in use") || log.contains("Address already in use");
-    r.check(
-        "two containers in one pod cannot bind the same port",
+    claims::one_bind(
+        r,
         st.state == api::ContainerState::ContainerExited as i32 && st.exit_code != 0 && in_use,
-        format!(
-            "duo/server-2 on :9000: ContainerStatus {} exit code {}; log: {}",
+        &format!(
+            "duo/server-2 ContainerStatus {} exit code {}; log: {}",
             api::ContainerState::try_from(st.state)
                 .map(|s| s.as_str_name())
                 .unwrap_or("?"),
@@ -538,17 +482,26 @@ fn restart(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
     let from = c.pod("api-1")?;
     let reach = c.get(from, &ip_after, APP_PORT).is_ok();
     let unchanged = before == after && before.iter().all(Option::is_some) && !leases.is_empty();
-    r.check(
-        "restarting a container keeps the pod IP and makes no CNI call (libcni cache file and lease untouched)",
-        unchanged && ip_after == pod.ip && fresh.id != old.id && fresh.attempt == 1 && reach,
-        format!(
-            "web-1/app {} -> {} (attempt {}); IP {} -> {ip_after}; cache file + {} lease file(s) unchanged (bytes, mtime): {unchanged}; reachable: {reach}",
-            &old.id[..12.min(old.id.len())],
-            &fresh.id[..12.min(fresh.id.len())],
-            fresh.attempt,
-            pod.ip,
-            leases.len()
-        ),
+    claims::restart(
+        r,
+        &claims::Restart {
+            proof: " (libcni cache file and lease untouched)",
+            old: old.id[..12.min(old.id.len())].to_string(),
+            new: format!(
+                "{} (attempt {})",
+                &fresh.id[..12.min(fresh.id.len())],
+                fresh.attempt
+            ),
+            replaced: fresh.id != old.id && fresh.attempt == 1,
+            ip_before: pod.ip.clone(),
+            ip_after,
+            no_cni_call: unchanged,
+            cni_evidence: format!(
+                "cache file + {} lease file(s) unchanged (bytes, mtime): {unchanged}",
+                leases.len()
+            ),
+            reachable: reach,
+        },
     );
     if let Some(p) = c.pods.iter_mut().find(|p| p.name == "web-1") {
         p.containers[0] = fresh;
@@ -567,16 +520,12 @@ fn recreate(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
     let new = c.create("web-2", "node-1", &[("app", APP_PORT)])?;
     let from = c.pod("api-2")?;
     let reach = c.get(from, &new.ip, APP_PORT).is_ok();
-    r.check(
-        "deleting and recreating a pod gives a new sandbox and a new IP",
-        old.sandbox_id != new.sandbox_id && old.ip != new.ip && reach,
-        format!(
-            "sandbox {} -> {}; IP {} -> {}; reachable: {reach}",
-            &old.sandbox_id[..12],
-            &new.sandbox_id[..12],
-            old.ip,
-            new.ip
-        ),
+    claims::recreate(
+        r,
+        "sandbox",
+        [&old.sandbox_id, &new.sandbox_id],
+        [&old.ip, &new.ip],
+        reach,
     );
     Ok(())
 }
@@ -584,8 +533,7 @@ fn recreate(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
 /// CNI GC with the valid attachments the kubelet knows (ListPodSandbox):
 /// nothing of a live pod may go.
 fn gc_keeps_live(c: &Cluster, r: &mut DemoReport) -> Result<()> {
-    let mut ok = true;
-    let mut details = Vec::new();
+    let mut nodes = PerNode::default();
     for node in &c.state.nodes {
         let k = c.kubelet(&node.name)?;
         let valid: Vec<Attachment> = k
@@ -603,26 +551,24 @@ fn gc_keeps_live(c: &Cluster, r: &mut DemoReport) -> Result<()> {
             Ok(rep) => {
                 let after = c.leftovers(node)?;
                 let kept = after.leases == before.leases && after.dnat_rules == before.dnat_rules;
-                ok &= rep.stale_deleted.is_empty() && kept;
-                details.push(format!(
-                    "{}: {} valid (ListPodSandbox), {} stale, {} leases and {} hostPort rules kept: {kept}",
-                    node.name,
-                    valid.len(),
-                    rep.stale_deleted.len(),
-                    before.leases.len(),
-                    before.dnat_rules.len()
-                ));
+                nodes.push(
+                    rep.stale_deleted.is_empty() && kept,
+                    format!(
+                        "{}: {} valid (ListPodSandbox), {} stale, {} leases and {} hostPort rules kept: {kept}",
+                        node.name,
+                        valid.len(),
+                        rep.stale_deleted.len(),
+                        before.leases.len(),
+                        before.dnat_rules.len()
+                    ),
+                );
             }
-            Err(e) => {
-                ok = false;
-                details.push(format!("{}: GC failed: {e}", node.name));
-            }
+            Err(e) => nodes.failed(&node.name, format_args!("GC failed: {e}")),
         }
     }
-    r.check(
+    nodes.check(
+        r,
         "CNI GC with the sandboxes ListPodSandbox reports keeps every live pod's lease and hostPort rules",
-        ok,
-        details.join("; "),
     );
     Ok(())
 }
@@ -659,6 +605,10 @@ fn pods_table(c: &Cluster) -> Result<String> {
 }
 
 fn cleanup(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
+    let mut with_pods = Vec::new();
+    for node in &c.state.nodes {
+        with_pods.push(c.leftovers(node)?);
+    }
     let mut deleted = 0;
     for k in c.kubelets {
         for sb in k.list()? {
@@ -667,48 +617,30 @@ fn cleanup(c: &mut Cluster, r: &mut DemoReport) -> Result<()> {
         }
     }
     c.pods.clear();
-    let mut clean = true;
-    let mut details = Vec::new();
-    for node in &c.state.nodes {
-        let k = c.kubelet(&node.name)?;
-        let left_sandboxes = k.list()?.len();
-        let left = c.leftovers(node)?;
-        clean &= left.is_clean() && left_sandboxes == 0;
-        details.push(format!(
-            "{}: {left_sandboxes} sandboxes (ListPodSandbox), {}",
-            node.name,
-            left.summary()
-        ));
+    let mut nodes = Vec::new();
+    for (node, before) in c.state.nodes.iter().zip(with_pods) {
+        nodes.push(NodeCleanup {
+            name: node.name.clone(),
+            before,
+            pods_left: c.kubelet(&node.name)?.list()?.len(),
+            after: c.leftovers(node)?,
+        });
     }
-    r.check(
-        "after StopPodSandbox/RemovePodSandbox of every pod no sandbox, lease, veth, masquerade or hostPort (DNAT) rule, or cache entry is left",
-        clean && deleted > 0,
-        format!("{deleted} pods deleted; {}", details.join("; ")),
+    claims::cleanup(
+        r,
+        "StopPodSandbox/RemovePodSandbox of every pod",
+        "sandbox, ",
+        "sandboxes (ListPodSandbox)",
+        deleted,
+        &nodes,
     );
-    let mut gc_ok = true;
-    let mut gc_details = Vec::new();
+    let mut gc = PerNode::default();
     for node in &c.state.nodes {
         let (rt, list) = c.runtime(node)?;
-        match rt.gc_network_list(&list, Some(&[])) {
-            Ok(rep) => {
-                gc_ok &= rep.stale_deleted.is_empty();
-                gc_details.push(format!(
-                    "{}: {} stale, GC sent to {} plugins",
-                    node.name,
-                    rep.stale_deleted.len(),
-                    rep.plugins_collected
-                ));
-            }
-            Err(e) => {
-                gc_ok = false;
-                gc_details.push(format!("{}: GC failed: {e}", node.name));
-            }
-        }
+        let outcome = rt.gc_network_list(&list, Some(&[]));
+        let after = c.leftovers(node)?;
+        claims::gc_empty_on(&mut gc, &node.name, &list.cni_version, outcome, &after);
     }
-    r.check(
-        "GC with an empty valid-attachment list finds nothing left",
-        gc_ok,
-        gc_details.join("; "),
-    );
+    claims::gc_empty(r, gc);
     Ok(())
 }

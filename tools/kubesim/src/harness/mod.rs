@@ -17,6 +17,7 @@
 //! even after a crash.
 
 pub mod child;
+pub mod claims;
 pub mod cluster;
 pub mod demo;
 pub mod error;

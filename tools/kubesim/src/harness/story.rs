@@ -4,8 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::child::probe;
+use super::claims::{
+    self, HostPortDnat, HostPortRefusal, NodeCleanup, Pairs, Peer, PerNode, APP_PORT, DUO_PORT,
+    HOSTPORT_POD, HOSTPORT_POD_2, HOST_PORT, SAME_PORT_PODS,
+};
 use super::error::{HarnessError, Result};
-use super::hostport::{self, HostPort};
+use super::hostport::HostPort;
 use super::inspect;
 use super::lookup;
 use super::nsutil::Netns;
@@ -15,15 +19,6 @@ use super::state::{PodState, State};
 use super::table;
 use super::Harness;
 
-/// Port every demo container listens on.
-const APP_PORT: u16 = 8080;
-/// Pods on node-1 for the "ten pods, same port" check.
-const SAME_PORT_PODS: usize = 10;
-/// The node port the hostPort pod maps to its :APP_PORT (Docker's `-p 5000:8080`).
-const HOST_PORT: u16 = 5000;
-/// The pod with the hostPort, and the one refused the same port.
-const HOSTPORT_POD: &str = "web-hostport";
-const HOSTPORT_POD_2: &str = "web-hostport-2";
 /// How long one TCP probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -42,7 +37,7 @@ pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let state = lookup::require_state(h)?;
     unique_ips(r, &state);
     h.say("== probing every pod from every other pod (TCP)");
-    all_pairs(h, r, &state)?;
+    all_pairs(h, r, &state);
     same_port(h, r, &state)?;
     h.say(&format!(
         "== a hostPort: node-1:{HOST_PORT} -> one pod's :{APP_PORT}"
@@ -66,32 +61,28 @@ pub fn story(h: &Harness, r: &mut DemoReport) -> Result<()> {
 /// CNI STATUS on every node before any pod (a kubelet waits for it).
 fn plugin_status(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let state = lookup::require_state(h)?;
-    let mut details = Vec::new();
-    let mut ok = true;
+    let mut nodes = PerNode::default();
     for node in &state.nodes {
         let (rt, list) = lookup::node_runtime(h, &state, node)?;
         match rt.status_network_list(&list) {
-            Ok(()) if cni::spec::version_at_least(&list.cni_version, "1.1.0") => {
-                details.push(format!(
+            Ok(()) if cni::spec::version_at_least(&list.cni_version, "1.1.0") => nodes.push(
+                true,
+                format!(
                     "{}: ready (network {}, cniVersion {})",
                     node.name, list.name, list.cni_version
-                ))
-            }
-            Ok(()) => details.push(format!(
-                "{}: cniVersion {} has no STATUS verb (skipped)",
-                node.name, list.cni_version
-            )),
-            Err(e) => {
-                ok = false;
-                details.push(format!("{}: {e}", node.name));
-            }
+                ),
+            ),
+            Ok(()) => nodes.push(
+                true,
+                format!(
+                    "{}: cniVersion {} has no STATUS verb (skipped)",
+                    node.name, list.cni_version
+                ),
+            ),
+            Err(e) => nodes.failed(&node.name, e),
         }
     }
-    r.check(
-        "CNI STATUS reports the network ready on every node",
-        ok,
-        details.join("; "),
-    );
+    nodes.check(r, "CNI STATUS reports the network ready on every node");
     Ok(())
 }
 
@@ -102,15 +93,7 @@ fn cni_check_all(h: &Harness, r: &mut DemoReport, state: &State) {
         .iter()
         .filter_map(|p| pod::cni_check(h, &p.key()).err().map(|e| e.to_string()))
         .collect();
-    r.check(
-        "CNI CHECK passes for every pod (interfaces, addresses, routes, leases)",
-        failed.is_empty(),
-        if failed.is_empty() {
-            format!("{} attachments checked", state.pods.len())
-        } else {
-            failed.join("; ")
-        },
-    );
+    claims::cni_check(r, "", state.pods.len(), &failed);
 }
 
 fn spec(name: &str, node: &str, containers: &[(&str, u16)], host_ports: &[HostPort]) -> PodSpec {
@@ -133,31 +116,31 @@ fn create(h: &Harness, name: &str, node: &str, containers: &[(&str, u16)]) -> Re
 }
 
 fn unique_ips(r: &mut DemoReport, state: &State) {
-    let ips: Vec<String> = state.pods.iter().filter_map(PodState::ip).collect();
-    let mut sorted = ips.clone();
-    sorted.sort();
-    sorted.dedup();
-    let in_cidr = state.pods.iter().all(|p| {
-        let node = state.nodes.iter().find(|n| n.name == p.node);
-        match (
-            p.ips.first().and_then(|s| s.parse::<ipnet::IpNet>().ok()),
-            node,
-        ) {
-            (Some(ip), Some(n)) => n.pod_cidrs[0]
-                .parse::<ipnet::IpNet>()
-                .is_ok_and(|c| c.contains(&ip.addr())),
-            _ => false,
-        }
-    });
-    r.check(
-        "every pod gets a unique IP from its node's pod CIDR",
-        ips.len() == state.pods.len() && sorted.len() == ips.len() && in_cidr,
-        format!(
-            "{} pods, {} distinct IPs, all inside their node's CIDR: {in_cidr}",
-            state.pods.len(),
-            sorted.len()
-        ),
-    );
+    let mut ips: Vec<String> = state.pods.iter().filter_map(PodState::ip).collect();
+    ips.sort();
+    ips.dedup();
+    let bad: Vec<String> = state
+        .pods
+        .iter()
+        .filter(|p| {
+            let cidr = state.nodes.iter().find(|n| n.name == p.node).and_then(|n| {
+                n.pod_cidrs
+                    .first()
+                    .and_then(|c| c.parse::<ipnet::IpNet>().ok())
+            });
+            let ip = p.ips.first().and_then(|s| s.parse::<ipnet::IpNet>().ok());
+            !matches!((ip, cidr), (Some(ip), Some(c)) if c.contains(&ip.addr()))
+        })
+        .map(|p| {
+            format!(
+                "{}: {} (not in {}'s pod CIDR)",
+                p.name,
+                p.ip().unwrap_or_else(|| "no IP".into()),
+                p.node
+            )
+        })
+        .collect();
+    claims::unique_ips(r, "", state.pods.len(), ips.len(), &bad);
 }
 
 /// Probes `dst`'s container `container` from inside `src`'s netns.
@@ -188,83 +171,22 @@ fn expect_server(dst: &PodState, container: &str) -> String {
     format!("{}/{container}", dst.key())
 }
 
-fn all_pairs(h: &Harness, r: &mut DemoReport, state: &State) -> Result<()> {
-    let (mut same, mut cross, mut failed, mut natted) = (0, 0, Vec::new(), Vec::new());
-    let mut seen_cross = String::new();
-    for src in &state.pods {
-        for dst in state.pods.iter().filter(|d| d.key() != src.key()) {
-            let ip = dst.ip().unwrap_or_default();
-            match probe_from(h, src, &ip, APP_PORT) {
-                Ok(p) if p.server == expect_server(dst, "app") => {
-                    if !seen_as_ip(&p.seen_as).eq(&src.ip().unwrap_or_default()) {
-                        natted.push(format!("{}->{} seen as {}", src.name, dst.name, p.seen_as));
-                    }
-                    if src.node == dst.node {
-                        same += 1;
-                    } else {
-                        cross += 1;
-                        if seen_cross.is_empty() {
-                            seen_cross = format!(
-                                "; e.g. {} -> {} seen as {}",
-                                src.name, dst.name, p.seen_as
-                            );
-                        }
-                    }
-                }
-                Ok(p) => failed.push(format!(
-                    "{}->{}: answered by {}",
-                    src.name, dst.name, p.server
-                )),
-                Err(e) => failed.push(format!("{}->{}: {e}", src.name, dst.name)),
-            }
-        }
-    }
-    let total = state.pods.len() * (state.pods.len() - 1);
-    // The Kubernetes model: pods talk to pods without NAT. With an ipMasq
-    // conflist the reference masquerades everything outside the node's own
-    // subnet, so cross-node peers would see the node's address instead.
-    r.check(
-        "pod-to-pod traffic is not NATed: every server sees the client's pod IP",
-        natted.is_empty() && same + cross > 0,
-        if natted.is_empty() {
-            format!(
-                "{} connections, all seen from the client's pod IP",
-                same + cross
-            )
-        } else {
-            format!(
-                "{} NATed (is ipMasq on in the conflist?): {}",
-                natted.len(),
-                natted
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        },
-    );
-    r.check(
-        "all pairs of pods reach each other by pod IP (TCP), same node and across nodes",
-        failed.is_empty() && same + cross == total,
-        if failed.is_empty() {
-            format!(
-                "{total}/{total} connections ok ({same} same-node, {cross} cross-node{seen_cross})"
-            )
-        } else {
-            format!(
-                "{} failed: {}",
-                failed.len(),
-                failed
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        },
-    );
-    Ok(())
+fn all_pairs(h: &Harness, r: &mut DemoReport, state: &State) {
+    let peers: Vec<Peer> = state
+        .pods
+        .iter()
+        .map(|p| Peer {
+            name: p.name.clone(),
+            node: p.node.clone(),
+            ip: p.ip().unwrap_or_default(),
+            key: p.key(),
+        })
+        .collect();
+    Pairs::probe_all(&peers, |src, dst| {
+        probe_from(h, &state.pods[src], &peers[dst].ip, APP_PORT)
+            .map(|p| (p.server, seen_as_ip(&p.seen_as)))
+    })
+    .check(r, " (TCP)", "");
 }
 
 fn same_port(h: &Harness, r: &mut DemoReport, state: &State) -> Result<()> {
@@ -289,10 +211,13 @@ fn same_port(h: &Harness, r: &mut DemoReport, state: &State) -> Result<()> {
                 .is_ok_and(|x| x.server == expect_server(p, "app"))
         })
         .count();
-    r.check(
-        &format!("{SAME_PORT_PODS} pods on one node all listen on :{APP_PORT}, no conflict, all reachable"),
-        web.len() == SAME_PORT_PODS && listening == SAME_PORT_PODS && reachable == SAME_PORT_PODS,
-        format!("{listening}/{} listening on :{APP_PORT}, {reachable}/{} answered {} from node-2", web.len(), web.len(), from.name),
+    claims::same_port(
+        r,
+        web.len(),
+        listening,
+        &format!("listening on :{APP_PORT}"),
+        reachable,
+        &from.name,
     );
     Ok(())
 }
@@ -307,19 +232,20 @@ fn host_port(h: &Harness, r: &mut DemoReport) -> Result<()> {
         container_port: APP_PORT,
         protocol: "tcp".into(),
     };
+    let run = |name: &str| {
+        pod::run_pod(
+            h,
+            &spec(
+                name,
+                "node-1",
+                &[("app", APP_PORT)],
+                std::slice::from_ref(&mapping),
+            ),
+        )
+    };
     let target = h.step(
         &format!("pod default/{HOSTPORT_POD} on node-1, hostPort {mapping}"),
-        || {
-            pod::run_pod(
-                h,
-                &spec(
-                    HOSTPORT_POD,
-                    "node-1",
-                    &[("app", APP_PORT)],
-                    std::slice::from_ref(&mapping),
-                ),
-            )
-        },
+        || run(HOSTPORT_POD),
     )?;
     let state = lookup::require_state(h)?;
     let node = lookup::find_node(&state, "node-1")?;
@@ -327,22 +253,21 @@ fn host_port(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let from = pod::get_pod(h, "default/api-1")?;
     let want = expect_server(&target, "app");
     let answer = |ip: &str, port: u16| match probe_from(h, &from, ip, port) {
-        Ok(p) if p.server == want => Ok(p),
+        Ok(p) if p.server == want => Ok(seen_as_ip(&p.seen_as)),
         Ok(p) => Err(format!("answered by {}", p.server)),
         Err(e) => Err(e),
     };
     let pod_ip = target.ip().unwrap_or_default();
-    let via_node = answer(&node_ip, HOST_PORT);
-    let direct = answer(&pod_ip, APP_PORT);
-    r.check(
-        &format!("a hostPort is an opt-in DNAT on the node's address: node-1:{HOST_PORT} reaches one pod's :{APP_PORT} from node-2"),
-        via_node.is_ok() && direct.is_ok(),
-        match (&via_node, &direct) {
-            (Ok(p), Ok(_)) => format!(
-                "{} -> {node_ip}:{HOST_PORT} answered by {} (it saw {}); the same pod also at its own IP {pod_ip}:{APP_PORT}",
-                from.name, p.server, p.seen_as
-            ),
-            _ => format!("via node-1:{HOST_PORT}: {via_node:?}; via pod IP: {direct:?}"),
+    claims::host_port_dnat(
+        r,
+        &HostPortDnat {
+            how: String::new(),
+            from: &from.name,
+            node_ip: &node_ip,
+            pod_ip: &pod_ip,
+            server: &want,
+            via_node: answer(&node_ip, HOST_PORT),
+            direct: answer(&pod_ip, APP_PORT),
         },
     );
     let ns = Netns::of_pid(node.holder.pid)?;
@@ -350,47 +275,36 @@ fn host_port(h: &Harness, r: &mut DemoReport) -> Result<()> {
     h.say(&format!(
         "  pod default/{HOSTPORT_POD_2} on node-1, the same hostPort {mapping} (must be refused)"
     ));
-    let second = pod::run_pod(
-        h,
-        &spec(
-            HOSTPORT_POD_2,
-            "node-1",
-            &[("app", APP_PORT)],
-            std::slice::from_ref(&mapping),
-        ),
-    );
+    let second = run(HOSTPORT_POD_2);
     let after = inspect::leftovers(node, &ns)?;
     let recorded = lookup::require_state(h)?
         .pods
         .iter()
-        .any(|p| p.name == HOSTPORT_POD_2);
-    let still = answer(&node_ip, HOST_PORT).is_ok();
-    let refused = matches!(&second, Err(e) if e.to_string().contains("already allocated"));
-    r.check(
-        &format!("a second pod asking for hostPort {HOST_PORT} on that node is refused by portmap and leaves nothing behind"),
-        refused && !recorded && before == after && still,
-        format!(
-            "{}; node-1 before: {}; after: {}; pod recorded: {recorded}; node-1:{HOST_PORT} still answered by {HOSTPORT_POD}: {still}",
-            match &second {
-                Err(e) => format!("refused: {e}"),
-                Ok(p) => format!("{} started with hostPort {HOST_PORT} too!", p.key()),
-            },
-            before.summary(),
-            after.summary()
-        ),
+        .filter(|p| p.name == HOSTPORT_POD_2)
+        .count();
+    claims::host_port_refused(
+        r,
+        &HostPortRefusal {
+            by: "",
+            second: second.map(|p| p.key()).map_err(|e| e.to_string()),
+            before: &before,
+            after: &after,
+            recorded_in: "pods recorded",
+            recorded,
+            still: answer(&node_ip, HOST_PORT).is_ok(),
+        },
     );
-    r.note(hostport::LESSON);
     Ok(())
 }
 
 fn localhost(h: &Harness, r: &mut DemoReport) -> Result<()> {
-    let duo = create(h, "duo", "node-2", &[("server", 9000)])?;
+    let duo = create(h, "duo", "node-2", &[("server", DUO_PORT)])?;
     // The client is a second container process in the same sandbox netns.
     let argv = [
         h.launcher.exe.display().to_string(),
         "__tcp-check".into(),
         "127.0.0.1".into(),
-        "9000".into(),
+        DUO_PORT.to_string(),
         "--expect".into(),
         "default/duo/server".into(),
     ];
@@ -398,24 +312,17 @@ fn localhost(h: &Harness, r: &mut DemoReport) -> Result<()> {
         .output()
         .map_err(HarnessError::io("run the client container"))?;
     let reply = String::from_utf8_lossy(&client.stdout).trim().to_string();
-    r.check(
-        "two containers in one pod talk over 127.0.0.1",
-        client.status.success(),
-        format!("client container -> 127.0.0.1:9000: {reply}"),
-    );
-    let second = pod::add_container(h, "default/duo", "server-2", 9000);
+    claims::localhost(r, client.status.success(), "client container", &reply);
+    let second = pod::add_container(h, "default/duo", "server-2", DUO_PORT);
     let in_use =
         matches!(&second, Err(HarnessError::Start { reason, .. }) if reason.contains("EADDRINUSE"));
-    let sidecar = pod::add_container(h, "default/duo", "sidecar", 9001).is_ok();
-    r.check(
-        "two containers in one pod cannot bind the same port",
+    let sidecar = pod::add_container(h, "default/duo", "sidecar", DUO_PORT + 1).is_ok();
+    claims::one_bind(
+        r,
         in_use && sidecar,
-        match &second {
-            Err(e) => format!("second bind of :9000 refused ({e}); :9001 ok: {sidecar}"),
-            Ok(_) => format!(
-                "second server on :9000 started in {} — ports are not shared!",
-                duo.key()
-            ),
+        &match &second {
+            Err(e) => format!("refused ({e}); :{} ok: {sidecar}", DUO_PORT + 1),
+            Ok(_) => format!("started in {} — ports are not shared!", duo.key()),
         },
     );
     Ok(())
@@ -446,16 +353,20 @@ fn restart(h: &Harness, r: &mut DemoReport) -> Result<()> {
         .map(|p| p.pid)
         .unwrap_or_default();
     let new_pid = fresh.process.as_ref().map(|p| p.pid).unwrap_or_default();
-    r.check(
-        "restarting a container keeps the pod IP and makes no CNI call",
-        before.ips == after.ips && eth0_before == eth0_after && cni_calls(h) == calls && reach && old_pid != new_pid,
-        format!(
-            "web-1/app pid {old_pid} -> {new_pid}; IP {} -> {}; eth0 {:?}; CNI calls during restart: {}; reachable: {reach}",
-            before.ip().unwrap_or_default(),
-            after.ip().unwrap_or_default(),
-            eth0_after,
-            cni_calls(h) - calls
-        ),
+    let calls = cni_calls(h) - calls;
+    claims::restart(
+        r,
+        &claims::Restart {
+            proof: "",
+            old: format!("pid {old_pid}"),
+            new: format!("pid {new_pid}"),
+            replaced: old_pid != new_pid,
+            ip_before: before.ips.join(","),
+            ip_after: after.ips.join(","),
+            no_cni_call: eth0_before == eth0_after && calls == 0,
+            cni_evidence: format!("eth0 {eth0_after:?}; CNI calls during restart: {calls}"),
+            reachable: reach,
+        },
     );
     Ok(())
 }
@@ -467,77 +378,51 @@ fn recreate(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let new = create(h, "web-2", "node-1", &[("app", APP_PORT)])?;
     let from = pod::get_pod(h, "default/api-2")?;
     let reach = probe_from(h, &from, &new.ip().unwrap_or_default(), APP_PORT).is_ok();
-    r.check(
-        "deleting and recreating a pod gives a new sandbox ID and a new IP",
-        old.sandbox_id != new.sandbox_id && old.ip() != new.ip() && reach,
-        format!(
-            "sandbox {} -> {}; IP {} -> {}; reachable: {reach}",
-            old.short_id(),
-            new.short_id(),
-            old.ip().unwrap_or_default(),
-            new.ip().unwrap_or_default()
-        ),
+    claims::recreate(
+        r,
+        "sandbox ID",
+        [&old.sandbox_id, &new.sandbox_id],
+        [&old.ip().unwrap_or_default(), &new.ip().unwrap_or_default()],
+        reach,
     );
     Ok(())
 }
 
 fn cleanup(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let before = lookup::require_state(h)?;
-    let mut present = Vec::new();
+    let mut with_pods = Vec::new();
     for node in &before.nodes {
-        let left = inspect::leftovers(node, &Netns::of_pid(node.holder.pid)?)?;
-        present.push(format!("{}: {}", node.name, left.summary()));
+        with_pods.push(inspect::leftovers(node, &Netns::of_pid(node.holder.pid)?)?);
     }
     let keys: Vec<String> = before.pods.iter().map(PodState::key).collect();
     for key in &keys {
         h.step(&format!("delete pod {key}"), || pod::delete_pod(h, key))?;
     }
     let state = lookup::require_state(h)?;
-    let mut details = Vec::new();
-    let mut clean = state.pods.is_empty();
-    for node in &state.nodes {
-        let ns = Netns::of_pid(node.holder.pid)?;
-        let left = inspect::leftovers(node, &ns)?;
-        clean &= left.is_clean();
-        details.push(format!("{}: {}", node.name, left.summary()));
+    let mut nodes = Vec::new();
+    for (node, before) in state.nodes.iter().zip(with_pods) {
+        nodes.push(NodeCleanup {
+            name: node.name.clone(),
+            before,
+            pods_left: state.pods.iter().filter(|p| p.node == node.name).count(),
+            after: inspect::leftovers(node, &Netns::of_pid(node.holder.pid)?)?,
+        });
     }
-    r.check(
-        "after deleting all pods no lease, veth, masquerade or hostPort (DNAT) rule, or cache entry is left",
-        clean,
-        format!(
-            "with pods: {}; after: {}",
-            present.join("; "),
-            details.join("; ")
-        ),
+    claims::cleanup(
+        r,
+        "deleting all pods",
+        "",
+        "pods recorded",
+        keys.len(),
+        &nodes,
     );
-    let mut gc_ok = true;
-    let mut gc_details = Vec::new();
+    let mut gc = PerNode::default();
     for node in &state.nodes {
         let (rt, list) = lookup::node_runtime(h, &state, node)?;
-        match rt.gc_network_list(&list, Some(&[])) {
-            Ok(rep) => {
-                let ns = Netns::of_pid(node.holder.pid)?;
-                let left = inspect::leftovers(node, &ns)?;
-                gc_ok &= rep.stale_deleted.is_empty() && left.is_clean();
-                gc_details.push(format!(
-                    "{}: {} stale attachments, GC sent to {} plugins (cniVersion {}), after GC {}",
-                    node.name,
-                    rep.stale_deleted.len(),
-                    rep.plugins_collected,
-                    list.cni_version,
-                    left.summary()
-                ));
-            }
-            Err(e) => {
-                gc_ok = false;
-                gc_details.push(format!("{}: GC failed: {e}", node.name));
-            }
-        }
+        let outcome = rt.gc_network_list(&list, Some(&[]));
+        let after = inspect::leftovers(node, &Netns::of_pid(node.holder.pid)?)?;
+        claims::gc_empty_on(&mut gc, &node.name, &list.cni_version, outcome, &after);
     }
-    r.check(
-        "GC with an empty valid-attachment list finds nothing left",
-        gc_ok,
-        gc_details.join("; "),
-    );
+    claims::gc_empty(r, gc);
     Ok(())
 }
