@@ -338,6 +338,16 @@ fn eth0_ips(h: &Harness, pod: &PodState) -> Result<Vec<std::net::IpAddr>> {
     inspect::iface_ips(&pod::pod_netns(h, pod)?, pod::POD_IFNAME)
 }
 
+/// All of a pod's IPs, without prefix (a restart must keep every one).
+fn pod_ips(pod: &PodState) -> String {
+    let ips: Vec<&str> = pod
+        .ips
+        .iter()
+        .map(|s| s.split('/').next().unwrap_or(s))
+        .collect();
+    ips.join(",")
+}
+
 fn restart(h: &Harness, r: &mut DemoReport) -> Result<()> {
     let before = pod::get_pod(h, "default/web-1")?;
     let eth0_before = eth0_ips(h, &before)?;
@@ -361,8 +371,8 @@ fn restart(h: &Harness, r: &mut DemoReport) -> Result<()> {
             old: format!("pid {old_pid}"),
             new: format!("pid {new_pid}"),
             replaced: old_pid != new_pid,
-            ip_before: before.ips.join(","),
-            ip_after: after.ips.join(","),
+            ip_before: pod_ips(&before),
+            ip_after: pod_ips(&after),
             no_cni_call: eth0_before == eth0_after && calls == 0,
             cni_evidence: format!("eth0 {eth0_after:?}; CNI calls during restart: {calls}"),
             reachable: reach,
