@@ -139,8 +139,7 @@ pub fn story(h: &Harness, state: &State, kubelets: &[Kubelet], r: &mut DemoRepor
     }
     pod_ips(&c, r)?;
     h.say("== probing every pod from inside every other pod (ExecSync)");
-    all_pairs(&c, r);
-    same_port(&c, r)?;
+    traffic(&c, r)?;
     h.say(&format!(
         "== a hostPort through CRI port_mappings: node-1:{HOST_PORT} -> one pod's :{APP_PORT}"
     ));
@@ -224,7 +223,8 @@ fn pod_ips(c: &Cluster, r: &mut DemoReport) -> Result<()> {
     Ok(())
 }
 
-fn all_pairs(c: &Cluster, r: &mut DemoReport) {
+/// Pod-to-pod traffic: every pair, then the node-1 pods sharing one port.
+fn traffic(c: &Cluster, r: &mut DemoReport) -> Result<()> {
     let peers: Vec<Peer> = c
         .pods
         .iter()
@@ -235,42 +235,25 @@ fn all_pairs(c: &Cluster, r: &mut DemoReport) {
             key: p.key(),
         })
         .collect();
-    Pairs::probe_all(&peers, |src, dst| {
-        c.get(&c.pods[src], &c.pods[dst].ip, APP_PORT)
-    })
-    .check(r, " from inside their containers", " (underlay)");
-}
-
-fn same_port(c: &Cluster, r: &mut DemoReport) -> Result<()> {
-    let web: Vec<&Pod> = c.pods.iter().filter(|p| p.node == "node-1").collect();
+    let probe = |src: usize, dst: usize| c.get(&c.pods[src], &c.pods[dst].ip, APP_PORT);
+    Pairs::probe_all(&peers, probe).check(r, " from inside their containers", " (underlay)");
     let k = c.kubelet("node-1")?;
-    let running = web
-        .iter()
-        .filter(|p| {
-            k.cri
-                .container_status(&p.containers[0].id)
-                .is_ok_and(|s| s.state == api::ContainerState::ContainerRunning as i32)
-        })
-        .count();
-    let from = c
+    let running = c
         .pods
         .iter()
-        .find(|p| p.node != "node-1")
-        .ok_or_else(|| NodeError::Protocol("no pod outside node-1".into()))?;
-    let reachable = web
-        .iter()
         .filter(|p| {
-            c.get(from, &p.ip, APP_PORT)
-                .is_ok_and(|(s, _)| s == format!("{}/app", p.key()))
+            p.node == "node-1"
+                && k.cri
+                    .container_status(&p.containers[0].id)
+                    .is_ok_and(|s| s.state == api::ContainerState::ContainerRunning as i32)
         })
         .count();
     claims::same_port(
         r,
-        web.len(),
+        &peers,
         running,
         "containers RUNNING (ContainerStatus)",
-        reachable,
-        &from.name,
+        probe,
     );
     Ok(())
 }
