@@ -1,4 +1,6 @@
-//! The checks of `kubesim demo`, one function per claim of issue 5.
+//! `kubesim demo` on the built-in runtime: the story of issue 5, each
+//! claim's evidence gathered from the simulated pods and handed to
+//! [`super::claims`], which words it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
