@@ -31,20 +31,49 @@ pub fn present_in(path: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes cgroup `path` and the (empty) cgroups right under it from every
-/// mounted hierarchy; returns how many directories went.
+/// Every process in cgroup `path` or below it, in any hierarchy. Why:
+/// containers whose shim was SIGKILLed are reparented away from the shim,
+/// so only their cgroup still says they are the node's.
+pub fn procs(path: &str) -> Vec<i32> {
+    let mut out: Vec<i32> = present_in(path)
+        .iter()
+        .flat_map(|dir| subtree(dir))
+        .flat_map(|dir| {
+            std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Removes cgroup `path` and every (empty) cgroup below it from every
+/// mounted hierarchy, deepest first; returns how many directories went.
 pub fn remove_tree(path: &str) -> usize {
     let mut removed = 0;
     for dir in present_in(path) {
-        let children = std::fs::read_dir(&dir)
-            .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
-            .unwrap_or_default();
-        for child in children.iter().filter(|c| is_cgroup_dir(c)) {
-            removed += usize::from(std::fs::remove_dir(child).is_ok());
+        for d in subtree(&dir).iter().rev() {
+            removed += usize::from(std::fs::remove_dir(d).is_ok());
         }
-        removed += usize::from(std::fs::remove_dir(&dir).is_ok());
     }
     removed
+}
+
+/// `dir` and the cgroups below it, parents before children.
+fn subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while let Some(d) = out.get(i).cloned() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            out.extend(rd.flatten().map(|e| e.path()).filter(|c| is_cgroup_dir(c)));
+        }
+        i += 1;
+    }
+    out
 }
 
 fn is_cgroup_dir(dir: &Path) -> bool {

@@ -427,9 +427,13 @@ fn shims_of(socket: &Path) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Stops a node's daemon by PID: every shim of its socket and every
-/// descendant of its tini and of those shims (containerd, containers;
-/// SIGKILL until none is left), then tini. The mount namespace, and with it
+/// How long teardown retries removing the node's cgroups.
+const CGROUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Stops a node's daemon by PID: every shim of its socket, every
+/// descendant of its tini and of those shims (containerd, containers) and
+/// every process in the node's pod cgroups (SIGKILL until none is left),
+/// then tini. The mount namespace, and with it
 /// every mount and pod netns, goes with them. Then the pods' cgroups that
 /// runc had no chance to remove, and the node's cgroup parent.
 pub fn stop(dirs: &NodeDirs) -> StopReport {
@@ -443,6 +447,8 @@ pub fn stop(dirs: &NodeDirs) -> StopReport {
             procs.extend(descendants(shim));
             procs.push(shim);
         }
+        // Containers orphaned by a shim killed earlier are found by cgroup.
+        procs.extend(super::cgroups::procs(&dirs.cgroup_parent()));
         procs.sort_unstable();
         procs.dedup();
         if procs.is_empty() {
@@ -468,7 +474,16 @@ pub fn stop(dirs: &NodeDirs) -> StopReport {
             wait_gone(rec);
         }
     }
-    report.cgroups_removed = super::cgroups::remove_tree(&dirs.cgroup_parent());
+    // A SIGKILLed task leaves its cgroup a moment after kill(2) returns.
+    let parent = dirs.cgroup_parent();
+    let deadline = Instant::now() + CGROUP_TIMEOUT;
+    loop {
+        report.cgroups_removed += super::cgroups::remove_tree(&parent);
+        if super::cgroups::present_in(&parent).is_empty() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = std::fs::remove_file(dirs.record());
     report
 }
