@@ -44,6 +44,21 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link known only by its header: index and `IFF_*` flags.
+    fn bare(index: u32, flags: u32) -> Link {
+        Link {
+            index,
+            name: String::new(),
+            kind: None,
+            mac: None,
+            mtu: None,
+            master: None,
+            peer_index: None,
+            oper_state: OperState::Unknown,
+            flags,
+        }
+    }
+
     /// True when the administrative `IFF_UP` flag is set.
     pub fn is_up(&self) -> bool {
         LinkFlags::from_bits_retain(self.flags).contains(LinkFlags::Up)
@@ -265,17 +280,7 @@ fn parse_link(msg_type: u16, payload: &[u8]) -> Result<Option<LinkReply>, String
     }
     let bad = |e| undecodable("link", e);
     let header = LinkHeader::parse(payload).map_err(bad)?;
-    let mut link = Link {
-        index: header.index,
-        name: String::new(),
-        kind: None,
-        mac: None,
-        mtu: None,
-        master: None,
-        peer_index: None,
-        oper_state: OperState::Unknown,
-        flags: header.flags.bits(),
-    };
+    let mut link = Link::bare(header.index, header.flags.bits());
     let mut vlans = Vec::new();
     let bridge = header.interface_family == AddressFamily::Bridge;
     for nla in NlasIterator::new(payload.get(LINK_HEADER_LEN..).unwrap_or_default()) {
@@ -516,17 +521,7 @@ mod tests {
     }
 
     fn crate_facts(msg: LinkMessage) -> LinkReply {
-        let mut link = Link {
-            index: msg.header.index,
-            name: String::new(),
-            kind: None,
-            mac: None,
-            mtu: None,
-            master: None,
-            peer_index: None,
-            oper_state: OperState::Unknown,
-            flags: msg.header.flags.bits(),
-        };
+        let mut link = Link::bare(msg.header.index, msg.header.flags.bits());
         let mut vlans = Vec::new();
         for attr in msg.attributes {
             match attr {
