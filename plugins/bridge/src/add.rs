@@ -12,7 +12,6 @@ use cni::skel::CmdArgs;
 use cni::spec::{version_at_least, CniResult, Interface};
 use ipnet::IpNet;
 
-use crate::announce::{self, Announcement};
 use crate::bridge_dev;
 use crate::conf::BridgeConf;
 use crate::container;
@@ -51,15 +50,13 @@ struct Ctx<'a> {
     cnl: Netlink,
     /// The shared bridge lock, held until our veth is a port (`locks`).
     bridge_window: Option<FileLock>,
-    /// The pod's gratuitous ARP, sent once the ADD is done (`announce`).
-    announcement: Option<Announcement>,
 }
 
 /// The bridge ADD, step by step.
 pub fn add(a: &CmdArgs) -> Result<CniResult> {
     let conf = BridgeConf::load(&a.conf, &a.args)?;
     preflight(a, &conf)?;
-    let attachment = locks::attachment(&conf.network, a)?;
+    let _attachment = locks::attachment(&conf.network, a)?;
     let netns = open_netns(a)?;
     let mut cx = Ctx {
         a,
@@ -68,7 +65,6 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         nl: Netlink::open()?,
         cnl: Netlink::open_in(&netns)?,
         bridge_window: None,
-        announcement: None,
     };
     // Before the bridge: an ADD that cannot succeed changes nothing.
     container::ensure_absent(&mut cx.cnl, &a.ifname, &netns)?;
@@ -85,7 +81,7 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
     // it process start-up) and nothing in the veth set-up depends on its
     // answer, so it runs while the kernel builds the pair. The reference
     // runs it after the veth; the outcome is the same.
-    let result = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let mut ipam = conf
             .ipam_type
             .as_deref()
@@ -100,15 +96,8 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         }
         let result = built?;
         undo.commit();
-        Ok::<_, CniError>(result)
-    })?;
-    // Every thread has been joined: the helper may be forked. The lock goes
-    // first so that not even the helper's first instants hold it.
-    drop(attachment);
-    if let Some(what) = cx.announcement.take() {
-        announce::start(&netns, &what);
-    }
-    Ok(result)
+        Ok(result)
+    })
 }
 
 /// The IPAM ADD running on its own thread.
@@ -264,13 +253,7 @@ impl<'a> Ctx<'a> {
         result.routes = ipam_result.routes;
         result.dns = ipam_result.dns;
         let gws = calc_gateways(result, conf);
-        self.announcement = Some(container::configure_l3(
-            &mut self.cnl,
-            self.netns,
-            cont,
-            result,
-            conf.enable_dad,
-        )?);
+        container::configure_l3(&mut self.cnl, self.netns, cont, result, conf.enable_dad)?;
         if conf.is_gateway {
             bridge_dev::apply_gateways(&mut self.nl, conf, bridge, &gws, &mut result.interfaces)?;
         }

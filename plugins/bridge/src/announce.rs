@@ -11,7 +11,7 @@
 //! `arp_notify` is set right after (the same end state: later link events
 //! still announce), and a forked helper sends the packets the kernel would
 //! have sent (`cni::arp`) from a packet socket in the pod netns, without
-//! RTNL, while the plugin returns. If the fork fails they are sent
+//! RTNL, while the plugin goes on. If the fork fails they are sent
 //! in-process.
 
 use std::ffi::CStr;
@@ -38,8 +38,10 @@ pub struct Announcement {
 }
 
 /// Sends the announcement from a detached helper. Must be called while the
-/// process has a single thread (the child allocates). Best effort, like the
-/// kernel's own: a failure changes nothing for the caller.
+/// process has a single thread. Best effort, like the kernel's own: a
+/// failure changes nothing for the caller. Forked in the middle of the ADD
+/// rather than at its end: until the child has put `/dev/null` over them it
+/// holds the caller's stdout and stderr, and the caller reads them to EOF.
 pub fn start(netns: &NetNs, what: &Announcement) {
     if what.addrs.is_empty() {
         return;
