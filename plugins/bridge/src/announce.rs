@@ -5,9 +5,8 @@
 //! so the kernel announces the pod's IPv4 addresses from the netdev
 //! notifier of that `RTM_SETLINK`: under RTNL, and the bridge floods the
 //! broadcast to every port within the same syscall (each copy crosses a
-//! veth into a pod's stack). That work grows with the pods on the node
-//! (≈ 2 ms of the ADD at 500 pods) and blocks every other netlink request
-//! on the node meanwhile. Here the interface goes up first and
+//! veth into a pod's stack). That work grows with the pods on the node and
+//! blocks every other netlink request on the node meanwhile. Here the interface goes up first and
 //! `arp_notify` is set right after (the same end state: later link events
 //! still announce), and a forked helper sends the packets the kernel would
 //! have sent (`cni::arp`) from a packet socket in the pod netns, without

@@ -195,8 +195,8 @@ fn format_utc(secs: u64) -> String {
 
 /// Waits (at most `max`) until the machine's CPUs are idle: fewer than 10 %
 /// busy over two consecutive 250 ms samples. Why: a network namespace is
-/// torn down by a kernel worker long after its last user is gone (seconds
-/// for a few hundred pods, holding RTNL in batches), so a scenario started
+/// torn down by a kernel worker long after its last user is gone (holding
+/// RTNL in batches), so a scenario started
 /// right after another one, or after a previous run, measures that cleanup
 /// too. Returns how long it waited and whether the machine settled.
 pub fn settle(max: std::time::Duration) -> (std::time::Duration, bool) {
