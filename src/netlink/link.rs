@@ -269,8 +269,8 @@ struct LinkReply {
 /// `InfoKind`, `AfSpecBridge`), never with `LinkAttribute::parse_with_param`
 /// or `LinkMessage::parse`: those are one match over every link attribute
 /// and, through `IFLA_LINKINFO`, the parsers of every link kind's data
-/// (bond, vxlan, ...), about 180 KB of code in each plugin binary — and
-/// binary size is peak RSS (module doc). It also skips work: a kernel link
+/// (bond, vxlan, ...), all linked into each plugin binary — and binary
+/// size is peak RSS (module doc; docs/benchmarks.md F17). It also skips work: a kernel link
 /// message carries statistics, per-family configuration and dozens more
 /// attributes that no plugin looks at, for every link of a dump. Duplicate
 /// attributes: the last one wins, as with the crate's parse.

@@ -26,8 +26,9 @@
 //! - Requests are sent the same way: `encode` takes the `RTM_*` type (from
 //!   `libc`) and the one typed body, not a `RouteNetlinkMessage`, whose
 //!   `emit` is one match over every rtnetlink object and would link all of
-//!   their encoders. Binary size is peak RSS here: page faults on the
-//!   static binary map whole 64 KiB windows (docs/benchmarks.md, F15).
+//!   their encoders. Binary size is peak RSS here: a page fault on the
+//!   static binary maps the kernel's whole fault-around window
+//!   (docs/benchmarks.md, F15).
 //! - nf_tables messages stay hand-written (`nft_wire.rs` and the `nft_*`
 //!   modules): no crate encodes the xtables-compat expressions that
 //!   iptables-nft writes, and the rules must be byte-for-byte what
