@@ -162,23 +162,9 @@ impl Netlink {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::Emitable;
+    use crate::netlink::test_bytes::{emit, hex};
 
     use super::*;
-
-    fn emit(msg: &AddressMessage) -> Vec<u8> {
-        let mut buf = vec![0; msg.buffer_len()];
-        msg.emit(&mut buf);
-        buf
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
 
     /// `ip addr add 10.1.0.1/16 dev #3`, byte for byte: `ifaddrmsg`,
     /// `IFA_LOCAL`, `IFA_ADDRESS`, `IFA_BROADCAST`.

@@ -508,7 +508,7 @@ impl Netlink {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::Emitable;
+    use crate::netlink::test_bytes::{emit, hex};
     use netlink_packet_route::link::Stats64;
 
     use super::*;
@@ -641,20 +641,6 @@ mod tests {
             let payload = emit(&msg);
             assert_eq!(decode(&payload), crate_parse(&payload), "{msg:?}");
         }
-    }
-
-    fn emit(msg: &LinkMessage) -> Vec<u8> {
-        let mut buf = vec![0; msg.buffer_len()];
-        msg.emit(&mut buf);
-        buf
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
     }
 
     /// A kernel reply as bytes (what `ip link show cni0` gets), decoded.

@@ -46,6 +46,8 @@ mod nft_rules;
 mod nft_wire;
 mod nftables;
 mod route;
+#[cfg(test)]
+mod test_bytes;
 mod transport;
 
 use std::io;

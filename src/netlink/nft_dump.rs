@@ -165,17 +165,10 @@ fn verdict_jump(verdict: &[u8]) -> Option<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::test_bytes::hex;
     use crate::netlink::transport::replay::Replay;
 
     const CHAIN: &str = "CNI-70a29d9dc18bc4d652ea5d59";
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
 
     /// Golden bytes: the kernel's (6.18) answer to `nft list table ip nat`'s
     /// rule dump (captured with `strace -e read=3`), for

@@ -380,6 +380,7 @@ fn batch_header() -> [u8; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::test_bytes::hex;
 
     /// (type, flags, seq, nfgenmsg, attribute bytes) of one message.
     type Split = (u16, u16, u32, [u8; 4], Vec<u8>);
@@ -401,14 +402,6 @@ mod tests {
         }
         assert_eq!(at, data.len());
         out
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     /// Golden bytes: what iptables-restore 1.8.9 (iptables-nft) sent for

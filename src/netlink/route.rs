@@ -243,23 +243,9 @@ impl Netlink {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::Emitable;
+    use crate::netlink::test_bytes::{emit, hex};
 
     use super::*;
-
-    fn emit(msg: &RouteMessage) -> Vec<u8> {
-        let mut buf = vec![0; msg.buffer_len()];
-        msg.emit(&mut buf);
-        buf
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
-    }
 
     /// `ip route add 10.1.0.0/16 via 10.1.0.1 dev #3 table 1000 metric 20
     /// mtu 1400`, byte for byte: `rtmsg` (table 0: above 255), then
