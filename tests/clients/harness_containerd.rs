@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cni_test_support::clients::{kubesim, KubesimDown};
+use cni_test_support::clients::{kubesim, processes_mentioning, KubesimDown};
 use cni_test_support::common::TempDir;
 
 fn text(out: &Output) -> String {
@@ -26,21 +26,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// PIDs whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
-    std::fs::read_dir("/proc")
-        .expect("read /proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != std::process::id() as i32)
-        .filter_map(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            cmd.contains(needle).then_some((pid, cmd))
-        })
-        .collect()
 }
 
 #[test]

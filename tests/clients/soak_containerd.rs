@@ -11,7 +11,7 @@
 //! root, containerd, runc, tini and busybox-static (see .ci/run); under
 //! CI=true a missing tool fails the test instead of skipping it.
 
-use cni_test_support::clients::{kubesim, KubesimDown};
+use cni_test_support::clients::{kubesim, processes_mentioning, KubesimDown};
 use cni_test_support::common::TempDir;
 
 /// Sandboxes of the CI soak: more than the 253 addresses of the node's /24,
@@ -32,21 +32,6 @@ fn figure(out: &str, prefix: &str) -> usize {
     digits
         .parse()
         .unwrap_or_else(|_| panic!("no number after {prefix:?} in:\n{out}"))
-}
-
-/// PIDs whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .expect("read /proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != std::process::id() as i32)
-        .filter_map(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            cmd.contains(needle).then(|| format!("{pid}: {cmd}"))
-        })
-        .collect()
 }
 
 #[test]

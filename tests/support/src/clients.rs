@@ -486,6 +486,22 @@ pub fn containerd_prerequisites() -> bool {
     true
 }
 
+/// Processes (pid, command line) other than this one whose command line
+/// mentions `needle`: what a run left behind.
+pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != std::process::id() as i32)
+        .filter_map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(needle).then_some((pid, cmd))
+        })
+        .collect()
+}
+
 /// Removes the cgroup dirs a runtime (podman, runc under containerd) made
 /// under `parent` (rmdir
 /// only: a cgroup with a process left stays), in every hierarchy.
