@@ -364,6 +364,22 @@ fn install_sh_installs_the_example_conflist_by_default() {
     assert_eq!(plugins[0]["ipam"]["type"], "host-local", "{conf}");
 }
 
+/// `deploy/install-cni.sh` into `dest`, our plugins from `bins`, the
+/// conflist from `tpl`, the pod CIDRs from `cidrs` (`NODE_JSON` or
+/// `POD_CIDRS` and its value).
+fn install_cni(dest: &Path, bins: &Path, tpl: &Path, cidrs: (&str, &Path)) -> Output {
+    script(
+        "deploy/install-cni.sh",
+        &[],
+        &[
+            ("DESTDIR", dest),
+            ("CNI_RS_BUILD_DIR", bins),
+            ("CNI_CONF_TEMPLATE", tpl),
+            cidrs,
+        ],
+    )
+}
+
 fn rendered(dest: &Path) -> Value {
     let p = dest.join("etc/cni/net.d/20-test.conflist");
     serde_json::from_slice(&std::fs::read(&p).expect("rendered conflist")).expect("JSON")
@@ -385,16 +401,7 @@ fn install_cni_sh_renders_the_nodes_pod_cidrs() {
     )
     .expect("node.json");
     let dest = work.path().join("dual");
-    let out = script(
-        "deploy/install-cni.sh",
-        &[],
-        &[
-            ("DESTDIR", dest.as_path()),
-            ("CNI_RS_BUILD_DIR", bins.as_path()),
-            ("CNI_CONF_TEMPLATE", tpl.as_path()),
-            ("NODE_JSON", node.as_path()),
-        ],
-    );
+    let out = install_cni(&dest, &bins, &tpl, ("NODE_JSON", &node));
     assert!(out.status.success(), "{}", text(&out));
     let conf = rendered(&dest);
     let ipam = &conf["plugins"][0]["ipam"];
@@ -425,16 +432,7 @@ fn install_cni_sh_renders_the_nodes_pod_cidrs() {
     )
     .expect("node");
     let dest4 = work.path().join("v4");
-    let out = script(
-        "deploy/install-cni.sh",
-        &[],
-        &[
-            ("DESTDIR", dest4.as_path()),
-            ("CNI_RS_BUILD_DIR", bins.as_path()),
-            ("CNI_CONF_TEMPLATE", tpl.as_path()),
-            ("NODE_JSON", node.as_path()),
-        ],
-    );
+    let out = install_cni(&dest4, &bins, &tpl, ("NODE_JSON", &node));
     assert!(out.status.success(), "{}", text(&out));
     let conf = rendered(&dest4);
     assert_eq!(
@@ -449,16 +447,7 @@ fn install_cni_sh_renders_the_nodes_pod_cidrs() {
     // A node without a podCIDR: clear error, nothing installed.
     std::fs::write(&node, json!({"spec": {}}).to_string()).expect("node");
     let none = work.path().join("none");
-    let out = script(
-        "deploy/install-cni.sh",
-        &[],
-        &[
-            ("DESTDIR", none.as_path()),
-            ("CNI_RS_BUILD_DIR", bins.as_path()),
-            ("CNI_CONF_TEMPLATE", tpl.as_path()),
-            ("NODE_JSON", node.as_path()),
-        ],
-    );
+    let out = install_cni(&none, &bins, &tpl, ("NODE_JSON", &node));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("podCIDR"),
@@ -479,16 +468,7 @@ fn installed_plugins_and_rendered_conflist_set_up_a_pod() {
     let bins = plugins_under_test();
     report(&format!("plugins: {}", describe_plugins(&bins)));
     let pod_cidrs = PathBuf::from("10.244.9.0/24");
-    let out = script(
-        "deploy/install-cni.sh",
-        &[],
-        &[
-            ("DESTDIR", dest.as_path()),
-            ("CNI_RS_BUILD_DIR", bins.as_path()),
-            ("CNI_CONF_TEMPLATE", tpl.as_path()),
-            ("POD_CIDRS", pod_cidrs.as_path()),
-        ],
-    );
+    let out = install_cni(&dest, &bins, &tpl, ("POD_CIDRS", &pod_cidrs));
     assert!(out.status.success(), "{}", text(&out));
     let conf = rendered(&dest);
     let data = TempDir::new("install-e2e-data");
