@@ -238,14 +238,7 @@ fn udp_peer(addr: &str) -> Option<String> {
     })
     .ok()?;
     s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
-    let mut buf = [0u8; 64];
-    for _ in 0..5 {
-        s.send_to(b"ping", addr).ok()?;
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
-            return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    }
-    None
+    ask(&s, addr)
 }
 
 /// Runs `f` on a thread inside the pod (a client in the pod).
