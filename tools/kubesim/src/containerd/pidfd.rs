@@ -7,6 +7,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use nix::libc;
 
+/// `/proc/<pid>` readers shared with the built-in runtime.
+pub use crate::harness::procs::{cmdline, stat};
+
 /// A process as seen in `/proc`: PID plus start time (clock ticks since
 /// boot, `/proc/<pid>/stat` field 22).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,31 +74,10 @@ impl ProcId {
     }
 }
 
-/// Start time and zombie flag of a pid.
-pub fn stat(pid: i32) -> Option<(u64, bool)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
-    Some((fields.get(19)?.parse().ok()?, zombie))
-}
-
 /// The parent PID of a pid.
 pub fn stat_ppid(pid: i32) -> Option<i32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     text[text.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
-}
-
-/// The argv of a pid (empty if gone).
-pub fn cmdline(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The direct children of `pid` (over all its threads).

@@ -33,7 +33,7 @@ pub struct ProcRecord {
 }
 
 /// Field 22 (starttime) of `/proc/<pid>/stat`, and whether it is a zombie.
-fn stat(pid: i32) -> Option<(u64, bool)> {
+pub fn stat(pid: i32) -> Option<(u64, bool)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The comm field may contain spaces and ')': split after the last ')'.
     let rest = &text[text.rfind(')')? + 2..];
@@ -42,7 +42,8 @@ fn stat(pid: i32) -> Option<(u64, bool)> {
     Some((fields.get(19)?.parse().ok()?, zombie))
 }
 
-fn cmdline(pid: i32) -> Vec<String> {
+/// The argv of a pid (empty if gone).
+pub fn cmdline(pid: i32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {
             b.split(|&c| c == 0)
