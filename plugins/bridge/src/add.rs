@@ -12,6 +12,7 @@ use cni::skel::CmdArgs;
 use cni::spec::{version_at_least, CniResult, Interface};
 use ipnet::IpNet;
 
+use crate::announce::{self, Announcement};
 use crate::bridge_dev;
 use crate::conf::BridgeConf;
 use crate::container;
@@ -50,6 +51,8 @@ struct Ctx<'a> {
     cnl: Netlink,
     /// The shared bridge lock, held until our veth is a port (`locks`).
     bridge_window: Option<FileLock>,
+    /// The pod's gratuitous ARP, sent once its port forwards (`announce`).
+    announcement: Option<Announcement>,
 }
 
 /// The bridge ADD, step by step.
@@ -65,6 +68,7 @@ pub fn add(a: &CmdArgs) -> Result<CniResult> {
         nl: Netlink::open()?,
         cnl: Netlink::open_in(&netns)?,
         bridge_window: None,
+        announcement: None,
     };
     // Before the bridge: an ADD that cannot succeed changes nothing.
     container::ensure_absent(&mut cx.cnl, &a.ifname, &netns)?;
@@ -253,7 +257,13 @@ impl<'a> Ctx<'a> {
         result.routes = ipam_result.routes;
         result.dns = ipam_result.dns;
         let gws = calc_gateways(result, conf);
-        container::configure_l3(&mut self.cnl, self.netns, cont, result, conf.enable_dad)?;
+        self.announcement = Some(container::configure_l3(
+            &mut self.cnl,
+            self.netns,
+            cont,
+            result,
+            conf.enable_dad,
+        )?);
         if conf.is_gateway {
             bridge_dev::apply_gateways(&mut self.nl, conf, bridge, &gws, &mut result.interfaces)?;
         }
@@ -279,6 +289,12 @@ impl<'a> Ctx<'a> {
         } else {
             port::wait_port_up(&mut self.nl, host.index)?
         };
+        // Only now: a broadcast sent before the port forwards is lost, and
+        // a neighbour still holding a previous owner's MAC for the IP keeps
+        // it. Every thread has been joined, so the helper may be forked.
+        if let Some(what) = self.announcement.take() {
+            announce::start(self.netns, &what);
+        }
         result.interfaces[1].mac = Some(host.mac_string());
         let bridge_now = self.nl.link_by_index(bridge.index)?;
         result.interfaces[0].mac = Some(bridge_now.as_ref().unwrap_or(bridge).mac_string());

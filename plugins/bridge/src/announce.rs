@@ -38,9 +38,10 @@ pub struct Announcement {
 
 /// Sends the announcement from a detached helper. Must be called while the
 /// process has a single thread. Best effort, like the kernel's own: a
-/// failure changes nothing for the caller. Forked in the middle of the ADD
-/// rather than at its end: until the child has put `/dev/null` over them it
-/// holds the caller's stdout and stderr, and the caller reads them to EOF.
+/// failure changes nothing for the caller. Called once the bridge port
+/// forwards (a broadcast sent earlier is lost), with a little of the ADD
+/// still to do: until the child has put `/dev/null` over them it holds the
+/// caller's stdout and stderr, and the caller reads them to EOF.
 pub fn start(netns: &NetNs, what: &Announcement) {
     if what.addrs.is_empty() {
         return;

@@ -15,7 +15,7 @@ use cni::netns::NetNs;
 use cni::spec::CniResult;
 use cni::sysctl;
 
-use crate::announce::{self, Announcement};
+use crate::announce::Announcement;
 use crate::gateway::CONTAINER_IFACE;
 
 /// How long `enabledad` may wait for DAD (the reference's 5 s).
@@ -71,22 +71,18 @@ fn write_sysctls(ifname: &str, enable_dad: bool, has_v6: bool) -> Result<()> {
 }
 
 /// Applies the result's addresses and routes to the container interface
-/// `iface` and brings it up.
+/// `iface` and brings it up; returns what the pod has to announce.
 ///
 /// `arp_notify` is set after the link is up, not before as the reference
-/// does: the up then sends no gratuitous ARP under RTNL, and a helper
-/// forked right there sends it while this call goes on (`announce`), at the
-/// point in the ADD where the kernel would have.
-///
-/// Must run while the process has a single thread (the IPAM thread has
-/// been joined): the helper is forked.
+/// does: the up then sends no gratuitous ARP under RTNL, and the caller
+/// has a helper send it once the bridge port forwards (`announce`).
 pub fn configure_l3(
     nl: &mut Netlink,
     netns: &NetNs,
     iface: &Link,
     result: &CniResult,
     enable_dad: bool,
-) -> Result<()> {
+) -> Result<Announcement> {
     let ifname = iface.name.as_str();
     let has_v6 = result.ips.iter().any(|ip| ip.address.addr().is_ipv6());
     netns.run(|| write_sysctls(ifname, enable_dad, has_v6))??;
@@ -111,7 +107,6 @@ pub fn configure_l3(
         .map_err(|e| CniError::from(e).context(format!("failed to set {ifname:?} UP")))?;
     // Best effort, like the reference's sysctl write.
     let _ = nl.set_arp_notify(iface.index);
-    announce::start(netns, &announcement(iface, result));
     if enable_dad && v6gw.is_some() {
         settle_addresses(nl, iface)?;
     }
@@ -134,7 +129,7 @@ pub fn configure_l3(
             ))
         })?;
     }
-    Ok(())
+    Ok(announcement(iface, result))
 }
 
 /// The container interface's IPv4 addresses with its MAC (none when the
