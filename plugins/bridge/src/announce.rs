@@ -6,12 +6,12 @@
 //! notifier of that `RTM_SETLINK`: under RTNL, and the bridge floods the
 //! broadcast to every port within the same syscall (each copy crosses a
 //! veth into a pod's stack). That work grows with the pods on the node and
-//! blocks every other netlink request on the node meanwhile. Here the interface goes up first and
-//! `arp_notify` is set right after (the same end state: later link events
-//! still announce), and a forked helper sends the packets the kernel would
-//! have sent (`cni::arp`) from a packet socket in the pod netns, without
-//! RTNL, while the plugin goes on. If the fork fails they are sent
-//! in-process.
+//! blocks every other netlink request on the node meanwhile. Here the
+//! interface goes up first and `arp_notify` is set right after (the same
+//! end state: later link events still announce), and a forked helper sends
+//! the packets the kernel would have sent (`cni::arp`) from a packet socket
+//! in the pod netns, without RTNL, while the plugin goes on. If the fork
+//! fails they are sent in-process.
 
 use std::ffi::CStr;
 use std::net::Ipv4Addr;

@@ -33,8 +33,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use cni::netlink::{Netlink, NetlinkError};
-
-use crate::detach::{detach, KEPT_FD};
 use cni::netns::NetNs;
 use nix::errno::Errno;
 use nix::poll::{ppoll, PollFd, PollFlags};
@@ -44,6 +42,8 @@ use nix::sys::socket::{
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::detach::{detach, KEPT_FD};
 
 /// How long the plugin waits for both ends to vanish before it waits for
 /// the kernel's answer instead (unlisting takes 1–3 ms when healthy).
