@@ -5,6 +5,7 @@
 //! One crate, one file per subject (docs/architecture.md "Tests"); helpers
 //! come from `cni-test-support` (tests/support).
 
+mod code_layout;
 mod host_local;
 mod host_local_diff;
 mod host_local_index;

@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
-# hot-text.sh — an experiment (docs/benchmarks.md, F18): writes
-# target/hot-text.ld, a linker script that puts the functions the plugins'
-# usual calls execute together at the front of `.text`. Not used by the
-# build: it measured within noise. To try it:
-#   RUSTFLAGS="-C link-arg=-Wl,-T,$PWD/target/hot-text.ld" \
-#     cargo build --release --target x86_64-unknown-linux-musl
+# hot-text.sh — writes plugins/hot-text.ld, the linker script that puts the
+# functions the plugins' usual calls execute at the front of `.text`. Every
+# plugin build links with it (plugins/hot-text.rs). Run it again after a
+# change to what a call executes, or after a toolchain or dependency bump, and
+# compare `cni-bench --only rss` before and after (docs/benchmarks.md, F19).
 #
 # Why: a plugin is a short-lived process whose peak RSS is nearly all pages of
 # its own executable, and the kernel maps file pages around each fault
-# (fault-around; on kernels with large page-cache folios, the whole folio).
-# Code a call never runs still becomes resident when it shares those pages
-# with code it does run. See docs/benchmarks.md, F18.
+# (fault-around, 64 KiB; on kernels with large page-cache folios, the whole
+# folio). Code a call never runs still becomes resident when it shares those
+# pages with code it does run.
 #
-# How: builds the plugins unstripped, runs every verb of every plugin on the
-# configurations operators use (each cniVersion, ipMasq on and off, dual
-# stack, portmap and loopback chained) under `valgrind --tool=callgrind`, and
-# writes the functions that ran, the ones most calls share first. Symbol
-# hashes become `*`, so the list survives rebuilds and dependency bumps; a
-# function added or renamed later simply lands after the list until the next
-# run. Needs root (it runs inside its own `unshare -n`), valgrind and jq.
+# How: builds the plugins unstripped and without the current list, runs every
+# verb of every plugin on the configurations operators use (each cniVersion,
+# ipMasq on and off, dual stack, portmap and loopback chained) under
+# `valgrind --tool=callgrind`, and writes the functions that ran, in the order
+# of the call that first ran them (a pod's bridge ADD first). Everything that
+# differs between two builds of the same source is a wildcard: symbol hashes,
+# v0 back-references (their offsets follow the hashes' lengths) and LLVM's
+# numeric suffixes. A function the list misses is only placed later, and costs
+# at most one more 64 KiB window. Needs root (it runs inside its own
+# `unshare -n`), valgrind and jq.
 #
-# Usage: benches/hot-text.sh            (writes target/hot-text.ld)
+# Usage: scripts/hot-text.sh            (writes plugins/hot-text.ld)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,11 +34,11 @@ if [[ "${1:-}" != --inside ]]; then
   trap 'rm -rf "$TARGET"' EXIT
   # Unstripped so callgrind sees names; the layout does not change code.
   # Static musl, the build we ship: its libc's functions are named too.
-  CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR="$TARGET/target" \
+  CARGO_PROFILE_RELEASE_STRIP=false CNI_RS_HOT_TEXT=0 CARGO_TARGET_DIR="$TARGET/target" \
     cargo build --release --target x86_64-unknown-linux-musl \
     -p bridge -p host-local -p portmap -p loopback
   # Its own network namespace: nothing below touches the machine's.
-  unshare -n "$ROOT/benches/hot-text.sh" --inside "$TARGET"
+  unshare -n "$ROOT/scripts/hot-text.sh" --inside "$TARGET"
   exit 0
 fi
 
@@ -63,7 +65,12 @@ SEQ=0
 call() {
   local plugin=$2 verb=$3 id=$4 conf=$5 scenario
   SEQ=$((SEQ + 1))
-  scenario=$(printf '%03d-%s' "$SEQ" "$1")
+  # Every pod's bridge ADD (and the host-local ADD it runs) sorts first: the
+  # call whose peak RSS matters most keeps its code together, whatever the
+  # cniVersion, ipMasq or IPAM form.
+  local rank=1
+  [[ $plugin == bridge && $verb == ADD ]] && rank=0
+  scenario=$(printf '%d-%03d-%s' "$rank" "$SEQ" "$1")
   # What containerd sends: a 64-hex sandbox ID and the kubelet's CNI_ARGS.
   id=$(printf '%s' "$id" | sha256sum | cut -c1-64)
   echo "$conf" | CNI_COMMAND=$verb CNI_CONTAINERID=$id CNI_NETNS=$POD \
@@ -145,28 +152,31 @@ done | cat "$WORK/symbols.tsv" - | awk -F'\t' '
       name = alias[i]
       gsub(/17h[0-9a-f]+E/, "17h*E", name)
       gsub(/Cs[0-9A-Za-z]+_/, "Cs*_", name)
+      if (name ~ /^_R/) gsub(/B[0-9A-Za-z]*_/, "B*_", name)
       sub(/\.llvm\.[0-9]+$/, "*", name)
+      sub(/\.[0-9]+$/, "*", name)
       if (!(name in seen)) { seen[name] = 1; print name } } }
 ' >"$WORK/hot.txt"
 
-mkdir -p "$ROOT/target"
 {
   cat <<'EOF'
-/* target/hot-text.ld — written by benches/hot-text.sh (docs/benchmarks.md, F18).
+/* plugins/hot-text.ld — written by scripts/hot-text.sh; do not edit by hand.
+ * Every plugin links with it (plugins/hot-text.rs; docs/benchmarks.md, F19).
  *
  * Places the functions that the plugins' usual calls execute at the front of
  * the executable code, in the order of the call that first ran them (a pod's
- * ADD first), so that a call keeps few pages of the binary resident
- * (docs/benchmarks.md, F18). Symbol hashes are wildcards: the list survives
- * rebuilds; a function it misses is only placed later. Every call runs
- * `.init` and `.fini`, so they move here from both ends of `.text` (hence
- * INSERT BEFORE .init: the first rule that matches a section wins). musl's
- * start files and assembly routines (memcpy, memset, ...) sit in plain
- * `.text` and follow, with __libc_start_main, which valgrind calls
- * "(below main)", and the exit path, which callgrind does not record. The
- * CPU-feature paths of sha2 and memchr (SHA-NI, AVX2) go first whole: valgrind
- * does not emulate those features, so it only ever sees the portable code.
- * `#[cold]` functions that ran are in `.text.unlikely.*`.
+ * bridge ADD first), so that a call keeps few pages of the binary resident.
+ * Hashes, v0 back-references and LLVM's numeric suffixes are wildcards: the
+ * list survives rebuilds; a function it misses is only placed later.
+ * INSERT BEFORE .text works with GNU ld (the musl build) and lld (the glibc
+ * build); `.init` and `.fini` join the region where no earlier rule of the
+ * linker's own layout takes them. musl's start files and its libc (memcpy,
+ * posix_spawn's child, ...) follow, with __libc_start_main, which valgrind
+ * calls "(below main)", and the exit path, which callgrind does not record.
+ * The CPU-feature paths of sha2 and memchr and the `core::arch` intrinsics
+ * they call go first whole: valgrind does not emulate SHA-NI or AVX2, so it
+ * only ever sees the portable code. `#[cold]` functions that ran are in
+ * `.text.unlikely.*`.
  */
 SECTIONS
 {
@@ -175,15 +185,15 @@ SECTIONS
     KEEP (*(SORT_NONE(.init)))
     KEEP (*(SORT_NONE(.fini)))
     *crt1.o(.text)
-    *libc.a:*(.text)
+    *libc.a:*(.text .text.*)
     *(.text.__libc_start_main .text.exit .text._Exit)
-    *(.text._ZN4sha2* .text._ZN6memchr4arch*)
+    *(.text._ZN4sha2* .text._ZN6memchr4arch* .text._ZN4core9core_arch* .text._RNv*4core9core_arch*)
 EOF
   sed -E 's/^(.*)$/    *(.text.\1 .text.unlikely.\1)/' "$WORK/hot.txt"
   cat <<'EOF'
   }
 }
-INSERT BEFORE .init;
+INSERT BEFORE .text;
 EOF
-} >"$ROOT/target/hot-text.ld"
-echo "hot-text.sh: wrote target/hot-text.ld ($(wc -l <"$WORK/hot.txt") functions)" >&2
+} >"$ROOT/plugins/hot-text.ld"
+echo "hot-text.sh: wrote plugins/hot-text.ld ($(wc -l <"$WORK/hot.txt") functions)" >&2
