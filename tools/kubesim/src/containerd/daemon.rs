@@ -324,7 +324,7 @@ pub fn restart(node: &str, ns: &Netns, dirs: &NodeDirs) -> Result<Restart> {
         )));
     }
     let t0 = Instant::now();
-    let parent_is_tini = || pidfd::stat_ppid(daemon.pid) == Some(rec.pid);
+    let parent_is_tini = || pidfd::ppid(daemon.pid) == Some(rec.pid);
     if !daemon
         .kill_if(parent_is_tini)
         .map_err(io("kill containerd"))?

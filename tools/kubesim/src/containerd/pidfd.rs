@@ -8,7 +8,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use nix::libc;
 
 /// `/proc/<pid>` readers shared with the built-in runtime.
-pub use crate::harness::procs::{cmdline, stat};
+pub use crate::harness::procs::{cmdline, ppid, stat};
 
 /// A process as seen in `/proc`: PID plus start time (clock ticks since
 /// boot, `/proc/<pid>/stat` field 22).
@@ -72,12 +72,6 @@ impl ProcId {
         }
         Ok(true)
     }
-}
-
-/// The parent PID of a pid.
-pub fn stat_ppid(pid: i32) -> Option<i32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text[text.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
 }
 
 /// The direct children of `pid` (over all its threads).

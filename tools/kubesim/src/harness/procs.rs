@@ -32,14 +32,24 @@ pub struct ProcRecord {
     pub helper: String,
 }
 
-/// Field 22 (starttime) of `/proc/<pid>/stat`, and whether it is a zombie.
-pub fn stat(pid: i32) -> Option<(u64, bool)> {
+/// The fields of `/proc/<pid>/stat` after comm, the state (field 3) first.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The comm field may contain spaces and ')': split after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
+    let rest = text.get(text.rfind(')')? + 2..)?;
+    Some(rest.split(' ').map(str::to_owned).collect())
+}
+
+/// Field 22 (starttime) of `/proc/<pid>/stat`, and whether it is a zombie.
+pub fn stat(pid: i32) -> Option<(u64, bool)> {
+    let fields = stat_fields(pid)?;
+    let zombie = fields.first().is_some_and(|s| s == "Z" || s == "X");
     Some((fields.get(19)?.parse().ok()?, zombie))
+}
+
+/// The parent PID of a pid (field 4).
+pub fn ppid(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
 }
 
 /// The argv of a pid (empty if gone).
@@ -195,6 +205,28 @@ impl Launcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_reads_past_a_comm_with_spaces_and_parens() {
+        // A comm like "a) b" would shift a naive split by two fields; a
+        // process gets its comm from the name it is executed by (a symlink:
+        // a copy could fail with ETXTBSY while another test thread forks).
+        let dir = std::env::temp_dir().join(format!("kubesim-procs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let exe = dir.join("a) b");
+        std::os::unix::fs::symlink("/bin/sleep", &exe).expect("symlink sleep");
+        let mut child = Command::new(&exe).arg("30").spawn().expect("spawn sleep");
+        let pid = child.id() as i32;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+        assert_eq!(comm.trim_end(), "a) b");
+        assert_eq!(ppid(pid), Some(std::process::id() as i32));
+        let (start, zombie) = stat(pid).expect("stat");
+        assert!(start > 0 && !zombie);
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        assert_eq!(stat(pid), None, "gone after reaping");
+        std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    }
 
     #[test]
     fn records_and_refuses_foreign_processes() {

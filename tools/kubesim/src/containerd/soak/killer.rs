@@ -64,7 +64,7 @@ fn containerd_of(dirs: &NodeDirs) -> Option<ProcId> {
             pidfd::cmdline(*p)
                 .first()
                 .is_some_and(|a| a == "containerd")
-                && pidfd::stat_ppid(*p) == Some(rec.pid)
+                && pidfd::ppid(*p) == Some(rec.pid)
         })
         .and_then(ProcId::of)
 }
@@ -81,7 +81,7 @@ fn plugin_name(pid: i32, bin: &Path) -> Option<String> {
 /// fork still shows its parent's command line.
 fn plugin_proper(pid: i32, bin: &Path) -> Option<String> {
     let name = plugin_name(pid, bin)?;
-    let parent = pidfd::stat_ppid(pid).and_then(|pp| plugin_name(pp, bin));
+    let parent = pidfd::ppid(pid).and_then(|pp| plugin_name(pp, bin));
     (parent.as_deref() != Some(name.as_str())).then_some(name)
 }
 
@@ -90,7 +90,7 @@ fn plugin_proper(pid: i32, bin: &Path) -> Option<String> {
 fn descends_from(pid: i32, ancestor: i32) -> bool {
     let mut p = pid;
     for _ in 0..4 {
-        match pidfd::stat_ppid(p) {
+        match pidfd::ppid(p) {
             Some(pp) if pp == ancestor => return true,
             Some(pp) if pp > 1 => p = pp,
             _ => return false,
