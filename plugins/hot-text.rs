@@ -11,8 +11,8 @@
 //! the list misses is only placed later.
 //!
 //! Linux targets only (the script is for GNU ld and lld, the linkers of both
-//! shipped builds). `CNI_RS_HOT_TEXT=0` builds without it, e.g. for a linker
-//! that does not take linker scripts (mold).
+//! shipped builds); left out, with a warning, when RUSTFLAGS pick mold, which
+//! takes no linker scripts. `CNI_RS_HOT_TEXT=0` builds without it.
 use std::env;
 use std::path::PathBuf;
 
@@ -24,7 +24,18 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CNI_RS_HOT_TEXT");
     let linux = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
     let disabled = env::var("CNI_RS_HOT_TEXT").as_deref() == Ok("0");
-    if linux && !disabled {
+    // mold takes no SECTIONS scripts: build, but say what is lost.
+    let mold = env::var("CARGO_ENCODED_RUSTFLAGS")
+        .unwrap_or_default()
+        .split('\x1f')
+        .any(|flag| flag.contains("mold"));
+    if linux && mold && !disabled {
+        println!(
+            "cargo:warning=plugins/hot-text.ld not linked: mold takes no linker scripts \
+             (higher peak RSS, docs/benchmarks.md F19; CNI_RS_HOT_TEXT=0 silences this)"
+        );
+    }
+    if linux && !mold && !disabled {
         println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
     }
 }

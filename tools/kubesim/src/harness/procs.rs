@@ -217,8 +217,14 @@ mod tests {
         std::os::unix::fs::symlink("/bin/sleep", &exe).expect("symlink sleep");
         let mut child = Command::new(&exe).arg("30").spawn().expect("spawn sleep");
         let pid = child.id() as i32;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
-        assert_eq!(comm.trim_end(), "a) b");
+        // The spawn returns once the exec closed our pipe, which the kernel
+        // does just before it renames the process: wait for the new comm.
+        let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while comm().trim_end() != "a) b" && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(comm().trim_end(), "a) b");
         assert_eq!(ppid(pid), Some(std::process::id() as i32));
         let (start, zombie) = stat(pid).expect("stat");
         assert!(start > 0 && !zombie);
