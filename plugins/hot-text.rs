@@ -23,19 +23,20 @@ fn main() {
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-env-changed=CNI_RS_HOT_TEXT");
     let linux = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
-    let disabled = env::var("CNI_RS_HOT_TEXT").as_deref() == Ok("0");
+    if !linux || env::var("CNI_RS_HOT_TEXT").as_deref() == Ok("0") {
+        return;
+    }
     // mold takes no SECTIONS scripts: build, but say what is lost.
     let mold = env::var("CARGO_ENCODED_RUSTFLAGS")
         .unwrap_or_default()
         .split('\x1f')
         .any(|flag| flag.contains("mold"));
-    if linux && mold && !disabled {
+    if mold {
         println!(
             "cargo:warning=plugins/hot-text.ld not linked: mold takes no linker scripts \
              (higher peak RSS, docs/benchmarks.md F19; CNI_RS_HOT_TEXT=0 silences this)"
         );
+        return;
     }
-    if linux && !mold && !disabled {
-        println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
-    }
+    println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
 }

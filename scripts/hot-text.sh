@@ -132,8 +132,10 @@ conf=$(bridge_conf 1.1.0 hotbr1 false ranges 1)
 call status bridge STATUS none "$conf"
 call gc bridge GC none "$(jq -c '. + {"cni.dev/valid-attachments": []}' <<<"$conf")"
 
-# Every function that ran, in the order of the scenario that first ran it (the
-# pod's ADD first: the call whose memory matters most), hashes wildcarded.
+# Every function that ran, in the order of the scenario that first ran it
+# (every bridge ADD first: the call whose memory matters most), with what
+# differs between two builds of the same source wildcarded: hashes, v0
+# back-references, LLVM's numeric suffixes.
 # Rust merges identical functions into aliases, and callgrind reports any one
 # of a code address's names while the section carries the original's, so
 # every name at an address that ran is listed.

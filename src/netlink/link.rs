@@ -269,11 +269,12 @@ struct LinkReply {
 /// `InfoKind`, `AfSpecBridge`), never with `LinkAttribute::parse_with_param`
 /// or `LinkMessage::parse`: those are one match over every link attribute
 /// and, through `IFLA_LINKINFO`, the parsers of every link kind's data
-/// (bond, vxlan, ...), all linked into each plugin binary — and binary
-/// size is peak RSS (module doc; docs/benchmarks.md F17). It also skips work: a kernel link
-/// message carries statistics, per-family configuration and dozens more
-/// attributes that no plugin looks at, for every link of a dump. Duplicate
-/// attributes: the last one wins, as with the crate's parse.
+/// (bond, vxlan, ...), all linked into each plugin binary and run on
+/// every reply — and the code a call runs is peak RSS (module doc;
+/// docs/benchmarks.md F17). It also skips work: a kernel link message
+/// carries statistics, per-family configuration and dozens more attributes
+/// that no plugin looks at, for every link of a dump. Duplicate attributes:
+/// the last one wins, as with the crate's parse.
 fn parse_link(msg_type: u16, payload: &[u8]) -> Result<Option<LinkReply>, String> {
     if msg_type != RTM_NEWLINK {
         return Ok(None);

@@ -26,9 +26,9 @@
 //! - Requests are sent the same way: `encode` takes the `RTM_*` type (from
 //!   `libc`) and the one typed body, not a `RouteNetlinkMessage`, whose
 //!   `emit` is one match over every rtnetlink object and would link all of
-//!   their encoders. Binary size is peak RSS here: a page fault on the
-//!   static binary maps the kernel's whole fault-around window
-//!   (docs/benchmarks.md, F15).
+//!   their encoders. The code a call runs is its peak RSS: a page fault on
+//!   the static binary maps the kernel's whole fault-around window around
+//!   it (docs/benchmarks.md, F15, F19).
 //! - nf_tables messages stay hand-written (`nft_wire.rs` and the `nft_*`
 //!   modules): no crate encodes the xtables-compat expressions that
 //!   iptables-nft writes, and the rules must be byte-for-byte what
