@@ -208,30 +208,35 @@ mod tests {
 
     #[test]
     fn stat_reads_past_a_comm_with_spaces_and_parens() {
-        // A comm like "a) b" would shift a naive split by two fields; a
-        // process gets its comm from the name it is executed by (a symlink:
-        // a copy could fail with ETXTBSY while another test thread forks).
-        let dir = std::env::temp_dir().join(format!("kubesim-procs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let exe = dir.join("a) b");
-        std::os::unix::fs::symlink("/bin/sleep", &exe).expect("symlink sleep");
-        let mut child = Command::new(&exe).arg("30").spawn().expect("spawn sleep");
-        let pid = child.id() as i32;
-        // The spawn returns once the exec closed our pipe, which the kernel
-        // does just before it renames the process: wait for the new comm.
-        let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        // A comm like "a) b" would shift a naive split by two fields. A
+        // thread's name is its comm, and /proc/<tid>/stat reads like a
+        // process's: no process, file or directory to clean up.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("a) b".into())
+            .spawn(move || {
+                tid_tx
+                    .send(nix::unistd::gettid().as_raw())
+                    .expect("send tid");
+                // Returns once the test drops its sender, even by a panic.
+                let _ = done_rx.recv();
+            })
+            .expect("spawn thread");
+        let tid = tid_rx.recv().expect("thread's tid");
+        let comm = std::fs::read_to_string(format!("/proc/{tid}/comm")).expect("comm");
+        assert_eq!(comm.trim_end(), "a) b");
+        assert_eq!(ppid(tid), Some(nix::unistd::getppid().as_raw()));
+        let (start, zombie) = stat(tid).expect("stat");
+        assert!(start > 0 && !zombie);
+        drop(done_tx);
+        thread.join().expect("join");
+        // The kernel releases the task just after it wakes the joiner.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while comm().trim_end() != "a) b" && std::time::Instant::now() < deadline {
+        while stat(tid).is_some() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert_eq!(comm().trim_end(), "a) b");
-        assert_eq!(ppid(pid), Some(std::process::id() as i32));
-        let (start, zombie) = stat(pid).expect("stat");
-        assert!(start > 0 && !zombie);
-        child.kill().expect("kill sleep");
-        child.wait().expect("reap sleep");
-        assert_eq!(stat(pid), None, "gone after reaping");
-        std::fs::remove_dir_all(&dir).expect("remove temp dir");
+        assert_eq!(stat(tid), None, "gone after the join");
     }
 
     #[test]
